@@ -1,0 +1,118 @@
+// Micro-benchmarks of the engine's hot paths, against the fake spawner so that only the
+// engine's own cost is measured: submit, dispatch, cancel, abort of a large queue, output.
+// Results and how to read them: bench/README.md.
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "spdlog/spdlog.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace distd::engine {
+namespace {
+
+EngineOptions Options(int jobs) {
+  EngineOptions options;
+  options.jobs = jobs;
+  return options;
+}
+
+std::vector<JobSpec> Batch(int n) {
+  // About 30 bytes of argv, as a compile command of a small project.
+  return std::vector<JobSpec>(n, Spec({"cc", "-c", "src/module_0042.c", "-O2"}));
+}
+
+// Submit a batch, then run every job to completion on a pool of 2: the whole per-job cost of
+// queueing, dispatching, spawning (fake), reaping and recording.
+void BM_SubmitAndDispatch(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  FakeEngine fake(Options(2));
+  for (auto _ : state) {
+    auto ids = fake.engine->Submit("b", Batch(batch), Caller{});
+    if (!ids.ok()) state.SkipWithError("submit failed");
+    for (;;) {
+      std::vector<JobId> running = fake.spawner->Running();
+      if (running.empty()) break;
+      for (JobId id : running) fake.spawner->Exit(id, 0);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_SubmitAndDispatch)->Arg(1)->Arg(100)->Arg(2000);
+
+// Submit alone: the pool is held busy, so every job stays queued.
+void BM_SubmitQueued(benchmark::State& state) {
+  const int batch = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto fake = std::make_unique<FakeEngine>(Options(1));
+    (void)fake->engine->Submit("hold", Batch(1), Caller{});
+    state.ResumeTiming();
+    auto ids = fake->engine->Submit("b", Batch(batch), Caller{});
+    benchmark::DoNotOptimize(ids);
+    state.PauseTiming();
+    fake.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+}
+BENCHMARK(BM_SubmitQueued)->Arg(1000)->Arg(100'000)->Unit(benchmark::kMillisecond);
+
+// Abort a build with N queued jobs and 2 running: from the call until the abort answers
+// (the running jobs die as soon as they are signalled). Must not grow with N beyond the
+// per-job cost of marking it cancelled.
+void BM_AbortWithQueue(benchmark::State& state) {
+  const int queued = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto fake = std::make_unique<FakeEngine>(Options(2));
+    (void)fake->engine->Submit("b", Batch(2 + queued), Caller{});
+    Answer answer;
+    state.ResumeTiming();
+    fake->engine->AbortAsync("b", Reason("bench"), answer.Callback());
+    fake->spawner->DeliverSignals();
+    if (!answer.done()) state.SkipWithError("abort did not answer");
+    state.PauseTiming();
+    fake.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_AbortWithQueue)->Arg(0)->Arg(10'000)->Arg(100'000)->Unit(benchmark::kMicrosecond);
+
+// Submit one job behind a queue of N and cancel it (a foreground client's Ctrl-C while it
+// waits for a slot): the cancel searches the build's queue from the front.
+void BM_SubmitAndCancelBehindQueue(benchmark::State& state) {
+  FakeEngine fake(Options(1));
+  (void)fake.engine->Submit("b", Batch(1 + static_cast<int>(state.range(0))), Caller{});
+  for (auto _ : state) {
+    auto ids = fake.engine->Submit("b", Batch(1), Caller{});
+    (void)fake.engine->CancelJob(ids->front());
+  }
+}
+BENCHMARK(BM_SubmitAndCancelBehindQueue)->Arg(0)->Arg(1000)->Arg(100'000);
+
+// One chunk of output into a running job with a live watcher.
+class NullWatcher : public JobWatcher {};
+void BM_OutputChunk(benchmark::State& state) {
+  FakeEngine fake(Options(1));
+  NullWatcher watcher;
+  auto ids = fake.engine->Submit("b", Batch(1), Caller{}, &watcher);
+  const std::string chunk(static_cast<size_t>(state.range(0)), 'x');
+  for (auto _ : state) fake.spawner->Output(ids->front(), OutputStream::kStdout, chunk);
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+  fake.spawner->Exit(ids->front(), 0);
+}
+BENCHMARK(BM_OutputChunk)->Arg(4096)->Arg(64 * 1024);
+
+}  // namespace
+}  // namespace distd::engine
+
+int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

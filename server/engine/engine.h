@@ -1,0 +1,222 @@
+// The engine: one bounded pool of workers shared by every build on the host, builds as
+// fail-fast scopes, groups as barriers, and the dying protocol that lets a failure noticed in
+// a worker stop a whole build at once, however long its queue. It knows nothing of gRPC;
+// the service translates requests into these calls.
+//
+// Threading: every public method may be called from any thread. Methods ending in Async
+// never block; their callback runs exactly once, on the calling thread before the method
+// returns if the answer is already known, else on the thread that completed the condition
+// (a spawner or clock thread), never with the engine's lock held. The blocking variants are
+// for tests and simple callers.
+//
+// Lifetime: the engine owns its spawner and clock. Destroying it aborts every build, waits
+// until no job runs, then stops the spawner and the clock.
+#ifndef DISTD_SERVER_ENGINE_ENGINE_H_
+#define DISTD_SERVER_ENGINE_ENGINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/engine/clock.h"
+#include "server/engine/observer.h"
+#include "server/engine/output_buffer.h"
+#include "server/engine/spawner.h"
+#include "server/engine/types.h"
+#include "server/engine/validate.h"
+
+namespace distd::engine {
+
+struct EngineOptions {
+  int jobs = 0;  // size of the pool; <= 0 means the number of CPUs
+  // Between SIGTERM and SIGKILL when a job is stopped (abort, cancel, timeout).
+  absl::Duration grace = absl::Seconds(5);
+  Limits limits;
+  // What is kept of each stream of each job (see OutputBuffer).
+  size_t output_head_bytes = 256 * 1024;
+  size_t output_tail_bytes = 256 * 1024;
+  // Records of finished jobs kept for logs and status; the oldest are forgotten first.
+  size_t max_finished_jobs = 10'000;
+};
+
+enum class AbortMode {
+  kKill,   // SIGTERM to every running job's process group, SIGKILL after the grace period
+  kDrain,  // let running jobs finish
+};
+
+struct AbortOptions {
+  std::string reason;
+  AbortMode mode = AbortMode::kKill;
+  std::optional<absl::Duration> grace;  // overrides EngineOptions::grace
+};
+
+struct JobOutput {
+  JobInfo job;
+  std::string stdout_text;
+  std::string stderr_text;
+  uint64_t stdout_bytes = 0;  // written in all, kept or not
+  uint64_t stderr_bytes = 0;
+};
+
+struct PoolInfo {
+  int jobs = 0;
+  uint64_t running = 0;
+  uint64_t queued = 0;
+};
+
+// The answer of a barrier or an abort: the build as it was when the call returned. A barrier
+// succeeded when `failure` is empty; otherwise the build is dead and `failure` is its first.
+using BuildCallback = absl::AnyInvocable<void(absl::StatusOr<BuildInfo>)>;
+
+using WaiterId = uint64_t;
+
+class Engine final : public ProcessEvents {
+ public:
+  Engine(const EngineOptions& options, std::unique_ptr<Spawner> spawner,
+         std::unique_ptr<Clock> clock);
+  ~Engine() override;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues `specs` in `build` (created on first use), all or nothing: either every job is
+  // queued or none is and the status says why (bad input: InvalidArgument; the build is
+  // dying or failed: FailedPrecondition naming its first failure; the queue is full:
+  // ResourceExhausted; shutting down: Unavailable). `watcher`, if given, is attached to each
+  // job before anything can happen to it and must outlive the jobs or be detached.
+  absl::StatusOr<std::vector<JobId>> Submit(absl::string_view build, std::vector<JobSpec> specs,
+                                            const Caller& caller, JobWatcher* watcher = nullptr);
+
+  // The barrier: completes once every job of `build` (of `group` in it, if not empty) that was
+  // submitted before this call has finished; or, if the build dies, once no job of it runs,
+  // with its first failure. It never waits for queued work of a dying build. NotFound for an
+  // unknown build. Returns an id for CancelWaiter, or 0 if it completed at once.
+  WaiterId WaitAsync(absl::string_view build, absl::string_view group, BuildCallback done);
+  absl::StatusOr<BuildInfo> Wait(absl::string_view build, absl::string_view group);
+
+  // Makes the build dying (if it is running) and completes once it is dead: no job of it runs.
+  // Idempotent: concurrent and repeated aborts all complete then. A kill abort arriving while
+  // a drain abort is in progress escalates it. NotFound for an unknown build.
+  WaiterId AbortAsync(absl::string_view build, const AbortOptions& options, BuildCallback done);
+  absl::StatusOr<BuildInfo> Abort(absl::string_view build, const AbortOptions& options);
+
+  // Completes a pending WaitAsync/AbortAsync callback with Cancelled (the abort itself goes
+  // on). No effect if it already completed.
+  void CancelWaiter(WaiterId id);
+
+  // Stops one job on behalf of its client: a queued job is cancelled, a running one gets
+  // SIGTERM, then SIGKILL after the grace period. A job stopped this way never fails its
+  // build. OK if it had already finished; NotFound if unknown.
+  absl::Status CancelJob(JobId id);
+
+  // Forgets a dead build, or an idle running one, so that its name can be used afresh.
+  // FailedPrecondition while it has jobs queued or running; NotFound if unknown.
+  absl::Status Close(absl::string_view build);
+
+  // Attaches `watcher` to a job and returns what it has printed so far, in one step, so that
+  // nothing is missed or seen twice. A finished job is returned without attaching.
+  absl::StatusOr<JobOutput> WatchJob(JobId id, JobWatcher* watcher);
+  // Detaches a watcher; afterwards it is never called again for that job.
+  void Unwatch(JobId id, JobWatcher* watcher);
+
+  absl::StatusOr<JobInfo> GetJob(JobId id);
+  absl::StatusOr<JobOutput> GetJobOutput(JobId id);
+  absl::StatusOr<BuildInfo> GetBuild(absl::string_view build);
+  std::vector<BuildInfo> ListBuilds();
+  // Running jobs, of one build or (empty name) of all.
+  std::vector<JobInfo> RunningJobs(absl::string_view build);
+  PoolInfo Pool();
+
+  // Observers must outlive the engine or be removed first. See observer.h for their duties.
+  void AddObserver(EngineObserver* observer);
+  void RemoveObserver(EngineObserver* observer);
+
+  // Refuses new jobs, aborts every build (kill) and returns once no job runs.
+  void Shutdown(absl::string_view reason);
+
+  // ProcessEvents, called by the spawner.
+  void OnProcessOutput(JobId id, OutputStream stream, absl::string_view data) override;
+  void OnProcessExit(JobId id, ExitStatus status) override;
+
+ private:
+  struct Build;
+  struct Job;
+  struct Waiter;
+  // Work to do once the lock is released: waiter callbacks.
+  using Deferred = std::vector<absl::AnyInvocable<void()>>;
+
+  // The unfinished jobs of a barrier scope, in submission order, and its waiters, in the
+  // order of their targets. Finished ids are dropped from the front lazily.
+  struct Barrier {
+    std::deque<JobId> unfinished;
+    std::deque<Waiter*> waiters;
+  };
+
+  Build* FindBuildLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Job* FindJobLocked(JobId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RefusalLocked(const Build& build) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void DispatchLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartLocked(Job* job, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishLocked(Job* job, JobResult result, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopJobLocked(Job* job, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnStopTimer(JobId id, bool timeout);
+
+  // The dying protocol (see the notes in engine.cc).
+  Failure FailureOfLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartDyingLocked(Build* build, Failure failure, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopRunningLocked(Build* build, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeDeadLocked(Build* build, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void AdvanceBarrierLocked(Build* build, const std::string& group, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  WaiterId AddWaiterLocked(Build* build, bool barrier, std::string group, BuildCallback done,
+                           Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteWaiterLocked(Waiter* waiter, absl::StatusOr<BuildInfo> result, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<BuildInfo> AwaitWaiterLocked(WaiterId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  JobInfo InfoLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  BuildInfo InfoLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobOutput OutputLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
+
+  const EngineOptions options_;
+  const int pool_size_;
+  std::unique_ptr<Spawner> spawner_;
+  std::unique_ptr<Clock> clock_;
+
+  absl::Mutex mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  JobId last_job_id_ ABSL_GUARDED_BY(mu_) = 0;
+  WaiterId last_waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t running_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<JobId, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<WaiterId, std::unique_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
+  // Builds with queued jobs, served round robin; a build that gains work goes to the front.
+  std::list<Build*> ring_ ABSL_GUARDED_BY(mu_);
+  // Finished jobs, oldest first, for forgetting beyond max_finished_jobs.
+  std::deque<JobId> finished_order_ ABSL_GUARDED_BY(mu_);
+  std::vector<EngineObserver*> observers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace distd::engine
+
+#endif  // DISTD_SERVER_ENGINE_ENGINE_H_

@@ -1,0 +1,43 @@
+// How state changes leave the engine.
+//
+// Every change of a job or a build is reported to each EngineObserver (the gRPC streams, the
+// journal, the dashboard), and a job's own events also to the JobWatchers attached to it
+// (a foreground `distctl run`, `distctl logs --follow`).
+//
+// Calls are made with the engine's lock held, which gives every observer one total order of
+// events that matches the engine's state. In return an observer must:
+//   - return quickly and never block (copy what it needs into its own queue);
+//   - never call back into the Engine from the callback.
+#ifndef DISTD_SERVER_ENGINE_OBSERVER_H_
+#define DISTD_SERVER_ENGINE_OBSERVER_H_
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "server/engine/types.h"
+
+namespace distd::engine {
+
+class JobWatcher {
+ public:
+  virtual ~JobWatcher() = default;
+  virtual void OnJobStarted(const JobInfo& /*job*/) {}
+  virtual void OnJobOutput(JobId /*id*/, OutputStream /*stream*/, absl::string_view /*data*/) {}
+  // The last call for this job; the watcher is detached afterwards.
+  virtual void OnJobFinished(const JobInfo& /*job*/) {}
+};
+
+class EngineObserver : public JobWatcher {
+ public:
+  virtual void OnJobQueued(const JobInfo& /*job*/) {}
+  // An abort or a failure cancelled these queued jobs of `build` at once. OnJobFinished is
+  // not called for them (one call instead of one per job keeps a large abort cheap); their
+  // outcome is kCancelled.
+  virtual void OnJobsCancelled(absl::string_view /*build*/, absl::Span<const JobId> /*ids*/) {}
+  virtual void OnBuildDying(const BuildInfo& /*build*/) {}
+  virtual void OnBuildDead(const BuildInfo& /*build*/) {}
+  virtual void OnBuildClosed(absl::string_view /*build*/) {}
+};
+
+}  // namespace distd::engine
+
+#endif  // DISTD_SERVER_ENGINE_OBSERVER_H_

@@ -1,0 +1,47 @@
+#include "server/engine/output_buffer.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace distd::engine {
+
+void OutputBuffer::Append(absl::string_view data) {
+  total_ += data.size();
+  if (head_.size() < head_limit_) {
+    size_t n = std::min(data.size(), head_limit_ - head_.size());
+    head_.append(data.data(), n);
+    data.remove_prefix(n);
+  }
+  if (data.empty() || tail_limit_ == 0) return;
+  // Only the last tail_limit_ bytes of this chunk can survive.
+  if (data.size() > tail_limit_) data.remove_prefix(data.size() - tail_limit_);
+  if (tail_.size() < tail_limit_) {
+    // Still filling: append linearly.
+    size_t n = std::min(data.size(), tail_limit_ - tail_.size());
+    tail_.append(data.data(), n);
+    tail_size_ = tail_.size();
+    data.remove_prefix(n);
+    if (data.empty()) return;
+  }
+  // Full ring: overwrite the oldest bytes.
+  while (!data.empty()) {
+    size_t n = std::min(data.size(), tail_limit_ - tail_start_);
+    std::copy_n(data.data(), n, tail_.begin() + static_cast<std::ptrdiff_t>(tail_start_));
+    tail_start_ = (tail_start_ + n) % tail_limit_;
+    data.remove_prefix(n);
+  }
+}
+
+std::string OutputBuffer::Text() const {
+  std::string out = head_;
+  if (uint64_t left_out = omitted(); left_out > 0) {
+    if (!out.empty() && out.back() != '\n') out.push_back('\n');
+    absl::StrAppend(&out, "[distd: ", left_out, " bytes of output omitted]\n");
+  }
+  out.append(tail_, tail_start_, std::string::npos);
+  out.append(tail_, 0, tail_start_);
+  return out;
+}
+
+}  // namespace distd::engine

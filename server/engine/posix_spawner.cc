@@ -1,0 +1,449 @@
+// The POSIX spawner: posix_spawn into a fresh process group, one epoll thread that drains
+// every job's pipes and watches its pidfd, reaping by pid. Why each step is where it is:
+//  - Start resolves the program itself (not posix_spawnp): the PATH searched is the job's,
+//    relative names resolve against the job's directory, and "not found" (127) is told apart
+//    from "cannot run" (126) before anything is created.
+//  - Once the pidfd is readable the leader is an unreaped zombie, so its pgid is still the
+//    job's: kill(-pgid, SIGKILL) hits only the job's leftovers, and only after that can the
+//    pipes be drained to EOF (a background child would otherwise hold them forever). One that
+//    escaped the group (setsid) is given orphan_drain, then its pipes are closed.
+//  - waitpid by pid under the job's mutex marks it reaped; Process::Signal checks under the
+//    same mutex, so a signal never reaches a recycled pgid.
+// Events come from the I/O thread only, with no spawner lock held: the engine calls Start and
+// Signal under its own lock, and a lock held across a callback would deadlock.
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+// glibc 2.36 (Debian 12) ships <sys/pidfd.h> without __BEGIN_DECLS: in C++ its functions
+// would get C++ linkage and fail to link.
+extern "C" {
+#include <sys/pidfd.h>
+}
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/engine/spawner.h"
+#include "server/engine/types.h"
+
+namespace distd::engine {
+namespace {
+
+constexpr absl::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+constexpr int kMaxReadsPerWakeup = 16;  // per pipe; see Drain
+constexpr int kMaxEvents = 64;
+constexpr absl::Duration kMs = absl::Milliseconds(1);
+
+void CloseFd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+// Closes the fds it points to (those still >= 0): keeps Start's failure paths leak-free.
+struct FdCloser {
+  std::vector<int*> fds;
+  ~FdCloser() {
+    for (int* fd : fds) CloseFd(*fd);
+  }
+};
+
+std::string Join(absl::string_view dir, absl::string_view name) {
+  if (!dir.empty() && dir.back() == '/') return absl::StrCat(dir, name);
+  return absl::StrCat(dir, "/", name);
+}
+
+// Is `path` something execve would run? NotFound if it does not exist, PermissionDenied if
+// it exists but cannot be executed (directory, no x bit).
+absl::Status CheckExecutable(const std::string& path, absl::string_view name) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat("program not found: ", name));
+    }
+    return absl::PermissionDeniedError(absl::StrCat(name, ": ", strerror(errno)));
+  }
+  if (S_ISDIR(st.st_mode))
+    return absl::PermissionDeniedError(absl::StrCat(name, ": is a directory"));
+  if (!S_ISREG(st.st_mode) || faccessat(AT_FDCWD, path.c_str(), X_OK, AT_EACCESS) != 0) {
+    return absl::PermissionDeniedError(absl::StrCat(name, ": permission denied"));
+  }
+  return absl::OkStatus();
+}
+
+// Finds the program the way execvp would, but with the job's PATH and directory.
+absl::StatusOr<std::string> ResolveProgram(absl::string_view name, const std::string& cwd,
+                                           const std::vector<std::string>& env) {
+  if (name.find('/') != absl::string_view::npos) {
+    std::string path = name.front() == '/' ? std::string(name) : Join(cwd, name);
+    if (absl::Status s = CheckExecutable(path, name); !s.ok()) return s;
+    return path;
+  }
+  absl::string_view path_var = kDefaultPath;
+  for (const std::string& entry : env) {  // the first PATH wins, as getenv() in the job
+    if (absl::StartsWith(entry, "PATH=")) {
+      path_var = absl::string_view(entry).substr(5);
+      break;
+    }
+  }
+  // Like execvp, a candidate that exists but cannot run is remembered while later entries
+  // are tried: "permission denied" beats "not found" only if nothing runnable turns up.
+  absl::Status first_denied;
+  for (absl::string_view dir : absl::StrSplit(path_var, ':')) {
+    std::string base = dir.empty() ? cwd : dir.front() == '/' ? std::string(dir) : Join(cwd, dir);
+    std::string path = Join(base, name);
+    absl::Status s = CheckExecutable(path, name);
+    if (s.ok()) return path;
+    if (!absl::IsNotFound(s) && first_denied.ok()) first_denied = s;
+  }
+  if (!first_denied.ok()) return first_denied;
+  return absl::NotFoundError(absl::StrCat("program not found: ", name));
+}
+
+absl::Status SpawnError(int err, absl::string_view program) {
+  std::string message = absl::StrCat(program, ": ", strerror(err));
+  if (err == ENOENT) return absl::NotFoundError(message);  // e.g. a missing #! interpreter
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
+  return absl::FailedPreconditionError(message);
+}
+
+// Shared by the Process handle and the I/O thread, so that either may go first.
+struct Job {
+  JobId id = 0;
+  pid_t pid = 0;
+  ProcessEvents* events = nullptr;
+  absl::Mutex mu;
+  bool reaped ABSL_GUARDED_BY(mu) = false;
+  // The rest belongs to the I/O thread once Start has handed the job over.
+  int fds[2] = {-1, -1};  // read ends of stdout and stderr
+  int pidfd = -1;
+  bool leader_exited = false;
+  absl::Time drain_deadline;
+};
+
+class PosixProcess final : public Process {
+ public:
+  explicit PosixProcess(std::shared_ptr<Job> job) : job_(std::move(job)) {}
+  int pid() const override { return job_->pid; }
+  void Signal(int sig) override {
+    absl::MutexLock lock(&job_->mu);
+    if (!job_->reaped) kill(-job_->pid, sig);
+  }
+
+ private:
+  std::shared_ptr<Job> job_;
+};
+
+class PosixSpawner final : public Spawner {
+ public:
+  PosixSpawner(const PosixSpawnerOptions& options, int epoll_fd, int wake_fd)
+      : options_(options), epoll_fd_(epoll_fd), wake_fd_(wake_fd), thread_([this] { Run(); }) {}
+
+  ~PosixSpawner() override {
+    // No callback starts after this store; one already running ends before join returns.
+    stopping_.store(true);
+    Wake();
+    thread_.join();
+    close(epoll_fd_);
+    close(wake_fd_);
+  }
+
+  absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
+                                                 ProcessEvents* events) override;
+
+ private:
+  void Wake() {
+    uint64_t one = 1;
+    // Fails only when the counter is full, and then a wake-up is pending anyway.
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+  }
+
+  void Run() {
+    buffer_.resize(std::max<size_t>(options_.read_chunk, 1));
+    epoll_event ready[kMaxEvents];
+    while (true) {
+      if (stopping_.load()) break;
+      std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> fresh;
+      {
+        absl::MutexLock lock(&mu_);
+        fresh.swap(new_jobs_);
+      }
+      for (auto& [key, job] : fresh) Adopt(key, std::move(job));
+      int timeout_ms = -1;
+      if (!draining_.empty()) {
+        absl::Duration left = std::clamp(draining_.begin()->first - absl::Now(),
+                                         absl::ZeroDuration(), absl::Hours(1));
+        timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, kMs)));
+      }
+      int n = epoll_wait(epoll_fd_, ready, kMaxEvents, timeout_ms);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) break;  // only a bug gets here (EBADF, EFAULT); Shutdown still reaps
+      for (int i = 0; i < n; ++i) {
+        const uint64_t data = ready[i].data.u64;
+        if (data == 0) {
+          uint64_t count;
+          [[maybe_unused]] ssize_t r = read(wake_fd_, &count, sizeof(count));
+          continue;
+        }
+        const uint64_t key = data >> 2;
+        auto it = jobs_.find(key);
+        if (it == jobs_.end()) continue;  // reaped earlier in this batch
+        Job& job = *it->second;
+        const int kind = static_cast<int>(data & 3);
+        if (kind < 2 && job.fds[kind] >= 0) Drain(job, kind);
+        if (kind == 2 && !job.leader_exited) OnLeaderExit(key, job);
+        if (job.leader_exited && job.fds[0] < 0 && job.fds[1] < 0) Reap(key, true);
+      }
+      // A descendant that escaped the group kill holds these pipes: take what is there
+      // and stop waiting for an EOF that may never come.
+      while (!draining_.empty() && draining_.begin()->first <= absl::Now()) {
+        const uint64_t key = draining_.begin()->second;
+        for (int stream : {0, 1}) {
+          if (jobs_[key]->fds[stream] >= 0) Drain(*jobs_[key], stream);
+          CloseStream(*jobs_[key], stream);
+        }
+        Reap(key, true);
+      }
+    }
+    Shutdown();
+  }
+
+  void Adopt(uint64_t key, std::shared_ptr<Job> job) {
+    Job& j = *jobs_.emplace(key, std::move(job)).first->second;
+    bool ok = true;
+    const int fds[3] = {j.fds[0], j.fds[1], j.pidfd};
+    for (uint64_t kind = 0; kind < 3; ++kind) {
+      epoll_event ev = {.events = EPOLLIN, .data = {.u64 = key << 2 | kind}};
+      ok = ok && epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fds[kind], &ev) == 0;
+    }
+    if (ok) return;
+    // Unwatched, it would never be reported: end it now, so that it still gets an outcome.
+    kill(-j.pid, SIGKILL);
+    j.leader_exited = true;
+    Reap(key, true);
+  }
+
+  void Drain(Job& job, int stream) {
+    const OutputStream which = stream == 0 ? OutputStream::kStdout : OutputStream::kStderr;
+    // Bounded: one job writing gigabytes must not starve the others. Level-triggered epoll
+    // reports whatever is left.
+    for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+      ssize_t n = read(job.fds[stream], buffer_.data(), buffer_.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) return CloseStream(job, stream);  // EOF, or an error no retry fixes
+      if (!stopping_.load()) {
+        job.events->OnProcessOutput(job.id, which, absl::string_view(buffer_.data(), n));
+      }
+    }
+  }
+
+  void CloseStream(Job& job, int stream) {
+    if (job.fds[stream] < 0) return;
+    // Explicitly: a concurrent posix_spawn may briefly hold a copy of the fd, and epoll
+    // forgets an fd only when its last copy closes.
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job.fds[stream], nullptr);
+    CloseFd(job.fds[stream]);
+  }
+
+  void OnLeaderExit(uint64_t key, Job& job) {
+    job.leader_exited = true;
+    kill(-job.pid, SIGKILL);  // the leader is an unreaped zombie: the pgid is still the job's
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job.pidfd, nullptr);  // it would stay readable
+    job.drain_deadline = absl::Now() + options_.orphan_drain;
+    draining_.emplace(job.drain_deadline, key);
+  }
+
+  void Reap(uint64_t key, bool deliver) {
+    std::shared_ptr<Job> job = std::move(jobs_.extract(key).mapped());
+    CloseStream(*job, 0);
+    CloseStream(*job, 1);
+    if (job->leader_exited) draining_.erase({job->drain_deadline, key});
+    int status = 0;
+    pid_t reaped;
+    {
+      absl::MutexLock lock(&job->mu);  // Signal checks `reaped` under it: no recycled pgid
+      do {
+        reaped = waitpid(job->pid, &status, 0);
+      } while (reaped < 0 && errno == EINTR);
+      job->reaped = true;
+    }
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
+    CloseFd(job->pidfd);
+    ExitStatus exit;
+    if (reaped != job->pid) {
+      exit.exit_code = -1;  // reaped behind our back (SIGCHLD ignored?): status lost
+    } else if (WIFSIGNALED(status)) {
+      exit.signal = WTERMSIG(status);
+    } else {
+      exit.exit_code = WEXITSTATUS(status);
+    }
+    if (deliver && !stopping_.load()) job->events->OnProcessExit(job->id, exit);
+  }
+
+  void Shutdown() {
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [key, job] : new_jobs_) jobs_.emplace(key, std::move(job));
+      new_jobs_.clear();
+    }
+    // Kill all first so that they die in parallel; none is reaped, so each pgid is theirs.
+    for (const auto& [key, job] : jobs_) kill(-job->pid, SIGKILL);
+    while (!jobs_.empty()) Reap(jobs_.begin()->first, false);
+  }
+
+  const PosixSpawnerOptions options_;
+  const int epoll_fd_;
+  const int wake_fd_;
+  std::atomic<bool> stopping_{false};
+
+  absl::Mutex mu_;
+  uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;
+  // Started but not yet adopted: only the I/O thread touches epoll and the maps below.
+  std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> new_jobs_ ABSL_GUARDED_BY(mu_);
+
+  // Keyed by a serial that is never reused (not by JobId), so that a stale epoll event of
+  // a reaped job finds nothing. Epoll data is key << 2 | 0 stdout, 1 stderr, 2 pidfd.
+  std::map<uint64_t, std::shared_ptr<Job>> jobs_;
+  std::set<std::pair<absl::Time, uint64_t>> draining_;  // leader gone: until when to wait
+  std::vector<char> buffer_;
+  std::thread thread_;  // last: it starts in the constructor and uses everything above
+};
+
+absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest& request,
+                                                             ProcessEvents* events) {
+  if (request.argv == nullptr || request.argv->empty() || request.argv->front().empty()) {
+    return absl::InvalidArgumentError("empty command");
+  }
+  if (request.cwd == nullptr || request.cwd->empty() || request.cwd->front() != '/') {
+    return absl::InvalidArgumentError("working directory must be an absolute path");
+  }
+  static const std::vector<std::string> kNoEnv;
+  const std::vector<std::string>& env = request.env != nullptr ? *request.env : kNoEnv;
+  const std::string& cwd = *request.cwd;
+  const std::string& program = request.argv->front();
+  auto cwd_ok = [&cwd] {
+    struct stat st;
+    return stat(cwd.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  };
+  // The directory first: with a missing directory, "program not found" would mislead.
+  if (!cwd_ok()) return absl::FailedPreconditionError(absl::StrCat("no such directory: ", cwd));
+  absl::StatusOr<std::string> path = ResolveProgram(program, cwd, env);
+  if (!path.ok()) return path.status();
+
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  FdCloser closer{{&out[0], &out[1], &err[0], &err[1]}};
+  // O_CLOEXEC: a pipe end inherited by a job that another thread spawns at the same time
+  // would hold this job's EOF hostage for as long as that job lives.
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("pipe2: ", strerror(errno)));
+  }
+  std::vector<char*> argv, envp;
+  for (const std::string& arg : *request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  for (const std::string& var : env) envp.push_back(const_cast<char*>(var.c_str()));
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  // What the daemon holds without CLOEXEC (inherited from its parent, opened by a library)
+  // is none of the job's business: it sees exactly 0, 1 and 2.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  // Its own process group, so that the whole job and nothing else can be signalled; and a
+  // clean signal state, since the daemon blocks INT/TERM/HUP and the mask is inherited.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t mask, defaults;
+  sigemptyset(&mask);
+  sigfillset(&defaults);
+  posix_spawnattr_setsigmask(&attr, &mask);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, path->c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  CloseFd(out[1]);
+  CloseFd(err[1]);
+  if (rc != 0) {
+    // The directory may have gone since we looked: say so rather than blame the program.
+    if (rc == ENOENT && !cwd_ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("no such directory: ", cwd));
+    }
+    return SpawnError(rc, program);
+  }
+  // Race-free: nobody else reaps our children, so `pid` cannot have been recycled yet.
+  int pidfd = pidfd_open(pid, 0);
+  if (pidfd < 0) {
+    // Without a pidfd its end would go unnoticed: take it down and reap it right here.
+    absl::Status status = absl::InternalError(absl::StrCat("pidfd_open: ", strerror(errno)));
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+  }
+  auto job = std::make_shared<Job>();
+  job->id = request.id;
+  job->pid = pid;
+  job->events = events;
+  job->fds[0] = std::exchange(out[0], -1);
+  job->fds[1] = std::exchange(err[0], -1);
+  job->pidfd = pidfd;
+  for (int fd : job->fds) fcntl(fd, F_SETFL, O_NONBLOCK);
+  {
+    absl::MutexLock lock(&mu_);
+    new_jobs_.emplace_back(next_key_++, job);
+  }
+  Wake();  // never an event from here: the I/O thread delivers them all
+  return std::make_unique<PosixProcess>(std::move(job));
+}
+
+}  // namespace
+
+std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options) {
+  int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  epoll_event ev = {.events = EPOLLIN, .data = {.u64 = 0}};  // job keys start at 1
+  if (epoll_fd < 0 || wake_fd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
+    // Only at start-up, out of fds or memory: a daemon that cannot watch its jobs must not
+    // pretend to run them.
+    perror("distd: cannot create the spawner's epoll set");
+    std::abort();
+  }
+  return std::make_unique<PosixSpawner>(options, epoll_fd, wake_fd);
+}
+
+}  // namespace distd::engine

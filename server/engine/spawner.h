@@ -1,0 +1,69 @@
+// How jobs become processes. The engine starts every job through this interface and never
+// looks behind it: the POSIX spawner runs a local process group, a fake one runs nothing and
+// lets tests decide when and how each job ends, and later executors (Slurm, remote execution)
+// plug in here.
+#ifndef DISTD_SERVER_ENGINE_SPAWNER_H_
+#define DISTD_SERVER_ENGINE_SPAWNER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/engine/types.h"
+
+namespace distd::engine {
+
+struct SpawnRequest {
+  JobId id = 0;
+  const std::vector<std::string>* argv = nullptr;
+  const std::string* cwd = nullptr;
+  const std::vector<std::string>* env = nullptr;  // never null
+};
+
+// Implemented by the engine. For one job, calls arrive on one thread at a time, output in
+// the order it was written, and OnProcessExit last, once all output has been delivered.
+// Neither method is ever called from inside Spawner::Start.
+class ProcessEvents {
+ public:
+  virtual ~ProcessEvents() = default;
+  virtual void OnProcessOutput(JobId id, OutputStream stream, absl::string_view data) = 0;
+  virtual void OnProcessExit(JobId id, ExitStatus status) = 0;
+};
+
+// A running job. The handle may be destroyed at any time; the process is not affected.
+class Process {
+ public:
+  virtual ~Process() = default;
+  virtual int pid() const = 0;
+  // Sends `sig` to the job's whole process group, as long as the job has not been reaped.
+  virtual void Signal(int sig) = 0;
+};
+
+class Spawner {
+ public:
+  virtual ~Spawner() = default;
+
+  // Starts a job. On failure nothing runs and no event will come; the status says why:
+  // NotFound when the program does not exist (exit code 127), any other code when it could
+  // not be started (126). Must not block for long: the engine calls it under its lock.
+  virtual absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
+                                                         ProcessEvents* events) = 0;
+};
+
+struct PosixSpawnerOptions {
+  // After a job's leader exits, the rest of its process group is killed (a build job leaves
+  // nothing behind) and its pipes are drained until EOF, for at most this long, in case a
+  // descendant left the group and still holds them.
+  absl::Duration orphan_drain = absl::Seconds(2);
+  size_t read_chunk = 64 * 1024;
+};
+
+// posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains
+// every job's pipes through epoll, reaping by pid. The destructor kills whatever still runs.
+std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options = {});
+
+}  // namespace distd::engine
+
+#endif  // DISTD_SERVER_ENGINE_SPAWNER_H_

@@ -1,0 +1,546 @@
+// The engine against a fake spawner and a fake clock: every interleaving below is forced, not
+// hoped for.
+#include "server/engine/engine.h"
+
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace distd::engine {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr absl::Duration kGrace = absl::Seconds(5);
+
+class EngineTest : public ::testing::Test {
+ protected:
+  explicit EngineTest(int jobs = 2) : fake_(Options(jobs)) {}
+
+  static EngineOptions Options(int jobs) {
+    EngineOptions options;
+    options.jobs = jobs;
+    options.grace = kGrace;
+    options.max_finished_jobs = 1'000'000;
+    return options;
+  }
+
+  Engine& engine() { return *fake_.engine; }
+  FakeSpawner& spawner() { return *fake_.spawner; }
+  FakeClock& clock() { return *fake_.clock; }
+
+  JobId Submit(const std::string& build, JobSpec spec) {
+    std::vector<JobSpec> specs;
+    specs.push_back(std::move(spec));
+    auto ids = engine().Submit(build, std::move(specs), Caller{0, "test"});
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? ids->front() : 0;
+  }
+
+  std::vector<JobId> SubmitMany(const std::string& build, int n, bool check = true) {
+    std::vector<JobSpec> specs;
+    for (int i = 0; i < n; ++i) specs.push_back(Spec({"job" + std::to_string(i)}, check));
+    auto ids = engine().Submit(build, std::move(specs), Caller{0, "test"});
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<JobId>();
+  }
+
+  Outcome OutcomeOf(JobId id) {
+    auto job = engine().GetJob(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->result.outcome : Outcome::kNone;
+  }
+
+  FakeEngine fake_;
+};
+
+class EngineTest1 : public EngineTest {
+ protected:
+  EngineTest1() : EngineTest(1) {}
+};
+
+TEST_F(EngineTest, RunsAtMostPoolSizeAndDispatchesOnExit) {
+  std::vector<JobId> ids = SubmitMany("b", 5);
+  EXPECT_THAT(spawner().Running(), ElementsAre(ids[0], ids[1]));
+  EXPECT_EQ(engine().Pool().queued, 3u);
+  ASSERT_TRUE(spawner().Exit(ids[1], 0));
+  EXPECT_THAT(spawner().Running(), ElementsAre(ids[0], ids[2]));
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  ASSERT_TRUE(spawner().Exit(ids[2], 0));
+  EXPECT_THAT(spawner().Running(), ElementsAre(ids[3], ids[4]));
+  EXPECT_EQ(spawner().max_running(), 2u);
+  EXPECT_EQ(OutcomeOf(ids[0]), Outcome::kSucceeded);
+}
+
+TEST_F(EngineTest, BarrierCoversOnlyJobsSubmittedBeforeIt) {
+  std::vector<JobId> before = SubmitMany("b", 2);
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  JobId after = Submit("b", Spec({"later"}));
+  ASSERT_TRUE(spawner().Exit(before[0], 0));
+  EXPECT_FALSE(wait.done());
+  ASSERT_TRUE(spawner().Exit(before[1], 0));
+  ASSERT_TRUE(wait.done());
+  ASSERT_TRUE(wait.result().ok());
+  EXPECT_FALSE(wait.result()->failure.has_value());
+  EXPECT_EQ(engine().GetJob(after)->state, JobState::kRunning);
+}
+
+TEST_F(EngineTest, BarrierWithNothingPendingReturnsAtOnce) {
+  JobId id = Submit("b", Spec({"x"}));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  Answer wait;
+  EXPECT_EQ(engine().WaitAsync("b", "", wait.Callback()), 0u);
+  EXPECT_TRUE(wait.done());
+  Answer group_wait;
+  engine().WaitAsync("b", "never-used", group_wait.Callback());
+  EXPECT_TRUE(group_wait.done());
+}
+
+TEST_F(EngineTest, GroupBarrierWaitsForItsGroupOnly) {
+  JobId a = Submit("b", Spec({"a"}, true, "g1"));
+  JobId other = Submit("b", Spec({"o"}, true, "g2"));
+  Answer g1;
+  engine().WaitAsync("b", "g1", g1.Callback());
+  Answer all;
+  engine().WaitAsync("b", "", all.Callback());
+  ASSERT_TRUE(spawner().Exit(a, 0));
+  EXPECT_TRUE(g1.done());
+  EXPECT_FALSE(all.done());
+  ASSERT_TRUE(spawner().Exit(other, 0));
+  EXPECT_TRUE(all.done());
+}
+
+TEST_F(EngineTest, UncheckedFailureDoesNotFailTheBuild) {
+  JobId id = Submit("b", Spec({"false"}, /*check=*/false));
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  ASSERT_TRUE(spawner().Exit(id, 1));
+  ASSERT_TRUE(wait.done());
+  EXPECT_FALSE(wait.result()->failure.has_value());
+  EXPECT_EQ(wait.result()->failed, 1u);
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kRunning);
+}
+
+// The deadlock of Go's cmd/dist, fixed in "fix deadlock when compilation command fails": a
+// checked command fails inside a worker while the barrier waits behind a long queue.
+TEST_F(EngineTest, FailureWithHugeQueueReleasesBarrierWithoutSpawningTheQueue) {
+  constexpr int kQueued = 100'000;
+  std::vector<JobId> ids = SubmitMany("b", 2 + kQueued);
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  ASSERT_TRUE(spawner().Output(ids[0], OutputStream::kStderr, "x.c:1: error\n"));
+  ASSERT_TRUE(spawner().Exit(ids[0], 1));
+
+  // Dying: the queue is gone at once, the other worker was told to stop, and the barrier waits
+  // only for that worker.
+  EXPECT_EQ(engine().Pool().queued, 0u);
+  EXPECT_THAT(spawner().Signals(ids[1]), ElementsAre(SIGTERM));
+  EXPECT_FALSE(wait.done());
+  Answer abort;
+  engine().AbortAsync("b", Reason("ci cancelled"), abort.Callback());
+  EXPECT_FALSE(abort.done());
+
+  ASSERT_EQ(spawner().DeliverSignals(), 1);
+  ASSERT_TRUE(wait.done());
+  ASSERT_TRUE(abort.done());
+  EXPECT_EQ(spawner().started(), 2u);
+  absl::StatusOr<BuildInfo> result = wait.result();
+  ASSERT_TRUE(result.ok()) << result.status();
+  const BuildInfo& build = *result;
+  EXPECT_EQ(build.state, BuildState::kDead);
+  ASSERT_TRUE(build.failure.has_value());
+  EXPECT_EQ(build.failure->job->id, ids[0]);
+  EXPECT_THAT(build.failure->reason, HasSubstr("exit code 1: job0"));
+  EXPECT_EQ(build.failure->stderr_text, "x.c:1: error\n");
+  EXPECT_EQ(build.cancelled, static_cast<uint64_t>(kQueued));
+  EXPECT_EQ(build.failed, 2u);  // the failure and the job stopped for it
+  EXPECT_EQ(OutcomeOf(ids.back()), Outcome::kCancelled);
+  EXPECT_EQ(OutcomeOf(ids[1]), Outcome::kKilled);
+  EXPECT_TRUE(engine().GetJob(ids[1])->result.stopped);
+}
+
+TEST_F(EngineTest, BarrierAfterFailureWaitsForRunningJobsThenReportsIt) {
+  std::vector<JobId> ids = SubmitMany("b", 3);
+  ASSERT_TRUE(spawner().Exit(ids[0], 2));
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  EXPECT_FALSE(wait.done());               // ids[1] still runs (SIGTERM sent)
+  ASSERT_TRUE(spawner().Exit(ids[1], 0));  // it ignored SIGTERM and finished
+  ASSERT_TRUE(wait.done());
+  EXPECT_EQ(wait.result()->failure->job->id, ids[0]);
+  // Waiting on a dead build answers at once with the same failure.
+  Answer again;
+  engine().WaitAsync("b", "", again.Callback());
+  ASSERT_TRUE(again.done());
+  EXPECT_EQ(again.result()->failure->job->id, ids[0]);
+}
+
+TEST_F(EngineTest, ConcurrentAbortsAllReturnOnlyWhenNothingRuns) {
+  std::vector<JobId> ids = SubmitMany("b", 10);
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  std::vector<std::unique_ptr<Answer>> aborts;
+  for (int i = 0; i < 8; ++i) {
+    aborts.push_back(std::make_unique<Answer>());
+    engine().AbortAsync("b", Reason("client " + std::to_string(i)), aborts.back()->Callback());
+  }
+  for (auto& a : aborts) EXPECT_FALSE(a->done());
+  EXPECT_THAT(spawner().Signals(ids[0]), ElementsAre(SIGTERM));  // once, not eight times
+  ASSERT_TRUE(spawner().Kill(ids[0], SIGTERM));
+  for (auto& a : aborts) EXPECT_FALSE(a->done());
+  ASSERT_TRUE(spawner().Kill(ids[1], SIGTERM));
+  for (auto& a : aborts) {
+    ASSERT_EQ(a->calls(), 1);
+    EXPECT_EQ(a->result()->state, BuildState::kDead);
+    EXPECT_EQ(a->result()->failure->reason, "aborted: client 0");  // the first one wins
+  }
+  EXPECT_TRUE(wait.done());
+  // And again, on the dead build: at once.
+  Answer late;
+  engine().AbortAsync("b", Reason("late"), late.Callback());
+  EXPECT_TRUE(late.done());
+  EXPECT_EQ(late.result()->failure->reason, "aborted: client 0");
+}
+
+TEST_F(EngineTest, AbortThenFailureKeepsTheAbortAsFirstFailure) {
+  std::vector<JobId> ids = SubmitMany("b", 2);
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop"), abort.Callback());
+  ASSERT_TRUE(spawner().Exit(ids[0], 1));
+  ASSERT_TRUE(spawner().Exit(ids[1], 1));
+  ASSERT_TRUE(abort.done());
+  EXPECT_EQ(abort.result()->failure->reason, "aborted: stop");
+  EXPECT_FALSE(abort.result()->failure->job.has_value());
+}
+
+TEST_F(EngineTest, FailureThenAbortKeepsTheFailure) {
+  std::vector<JobId> ids = SubmitMany("b", 2);
+  ASSERT_TRUE(spawner().Exit(ids[0], 3));
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop"), abort.Callback());
+  EXPECT_FALSE(abort.done());
+  ASSERT_TRUE(spawner().Exit(ids[1], 0));
+  ASSERT_TRUE(abort.done());
+  EXPECT_THAT(abort.result()->failure->reason, HasSubstr("exit code 3"));
+}
+
+TEST_F(EngineTest, SubmitRacingAbortIsRefusedWithTheFailureUntilClosed) {
+  std::vector<JobId> ids = SubmitMany("b", 1);
+  Answer abort;
+  engine().AbortAsync("b", Reason("ci cancelled"), abort.Callback());
+  auto dying = engine().Submit("b", {Spec({"x"})}, Caller{});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dying.status()));
+  EXPECT_THAT(dying.status().message(), HasSubstr("aborted: ci cancelled"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine().Close("b")));
+  ASSERT_TRUE(spawner().Kill(ids[0], SIGTERM));
+  auto dead = engine().Submit("b", {Spec({"x"})}, Caller{});
+  EXPECT_TRUE(absl::IsFailedPrecondition(dead.status()));
+  EXPECT_THAT(dead.status().message(), HasSubstr("close it"));
+  ASSERT_TRUE(engine().Close("b").ok());
+  auto fresh = engine().Submit("b", {Spec({"x"})}, Caller{});
+  EXPECT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kRunning);
+  EXPECT_TRUE(absl::IsNotFound(engine().Close("nope")));
+}
+
+TEST_F(EngineTest, AbortOfIdleBuildIsImmediate) {
+  JobId id = Submit("b", Spec({"x"}));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  Answer abort;
+  engine().AbortAsync("b", AbortOptions{}, abort.Callback());
+  ASSERT_TRUE(abort.done());
+  EXPECT_EQ(abort.result()->state, BuildState::kDead);
+  Answer unknown;
+  engine().AbortAsync("nope", AbortOptions{}, unknown.Callback());
+  EXPECT_TRUE(absl::IsNotFound(unknown.result().status()));
+}
+
+TEST_F(EngineTest, DrainLetsRunningJobsFinishAndKillEscalates) {
+  std::vector<JobId> ids = SubmitMany("b", 3);
+  AbortOptions drain = Reason("drain", AbortMode::kDrain);
+  Answer abort;
+  engine().AbortAsync("b", drain, abort.Callback());
+  EXPECT_THAT(spawner().Signals(ids[0]), IsEmpty());
+  EXPECT_EQ(OutcomeOf(ids[2]), Outcome::kCancelled);
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  EXPECT_FALSE(abort.done());
+  Answer kill;
+  engine().AbortAsync("b", Reason("now"), kill.Callback());
+  EXPECT_THAT(spawner().Signals(ids[1]), ElementsAre(SIGTERM));
+  ASSERT_EQ(spawner().DeliverSignals(), 1);
+  EXPECT_TRUE(abort.done());
+  EXPECT_TRUE(kill.done());
+  EXPECT_EQ(OutcomeOf(ids[0]), Outcome::kSucceeded);
+}
+
+TEST_F(EngineTest, SigkillFollowsAfterTheGracePeriod) {
+  std::vector<JobId> ids = SubmitMany("b", 2);
+  Answer abort;
+  engine().AbortAsync("b", AbortOptions{}, abort.Callback());
+  ASSERT_TRUE(spawner().Exit(ids[1], 143));  // this one obeyed SIGTERM
+  clock().Advance(kGrace - absl::Milliseconds(1));
+  EXPECT_THAT(spawner().Signals(ids[0]), ElementsAre(SIGTERM));
+  clock().Advance(absl::Milliseconds(1));
+  EXPECT_THAT(spawner().Signals(ids[0]), ElementsAre(SIGTERM, SIGKILL));
+  EXPECT_FALSE(abort.done());
+  ASSERT_TRUE(spawner().Kill(ids[0], SIGKILL));
+  EXPECT_TRUE(abort.done());
+  EXPECT_EQ(clock().pending(), 0u);
+}
+
+TEST_F(EngineTest, AbortGraceOverridesTheDefault) {
+  std::vector<JobId> ids = SubmitMany("b", 1);
+  AbortOptions options = Reason("quick");
+  options.grace = absl::Seconds(1);
+  Answer abort;
+  engine().AbortAsync("b", options, abort.Callback());
+  clock().Advance(absl::Seconds(1));
+  EXPECT_THAT(spawner().Signals(ids[0]), ElementsAre(SIGTERM, SIGKILL));
+}
+
+TEST_F(EngineTest, TimeoutStopsTheJobAndFailsTheBuildWith124) {
+  JobSpec spec = Spec({"slow"});
+  spec.timeout = absl::Seconds(10);
+  JobId id = Submit("b", spec);
+  JobId other = Submit("b", Spec({"other"}));
+  clock().Advance(absl::Seconds(9));
+  EXPECT_THAT(spawner().Signals(id), IsEmpty());
+  clock().Advance(absl::Seconds(1));
+  EXPECT_THAT(spawner().Signals(id), ElementsAre(SIGTERM));
+  EXPECT_THAT(spawner().Signals(other), IsEmpty());
+  ASSERT_TRUE(spawner().Kill(id, SIGTERM));
+  auto job = engine().GetJob(id);
+  EXPECT_EQ(job->result.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(job->result.exit_code, 124);
+  EXPECT_FALSE(job->result.stopped);
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kDying);
+  EXPECT_THAT(spawner().Signals(other), ElementsAre(SIGTERM));
+}
+
+TEST_F(EngineTest, TimeoutTimerOfAFinishedJobDoesNothing) {
+  JobSpec spec = Spec({"quick"});
+  spec.timeout = absl::Seconds(10);
+  JobId id = Submit("b", spec);
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  JobId next = Submit("b", Spec({"next"}));
+  clock().Advance(absl::Seconds(20));
+  EXPECT_THAT(spawner().Signals(next), IsEmpty());
+  EXPECT_EQ(OutcomeOf(id), Outcome::kSucceeded);
+}
+
+TEST_F(EngineTest, SpawnFailuresBecome127And126AndFailTheBuild) {
+  spawner().FailStart("missing", absl::NotFoundError("program not found: missing"));
+  spawner().FailStart("noexec", absl::PermissionDeniedError("permission denied"));
+  JobId missing = Submit("b1", Spec({"missing"}));
+  auto job = engine().GetJob(missing);
+  EXPECT_EQ(job->result.outcome, Outcome::kCannotStart);
+  EXPECT_EQ(job->result.exit_code, 127);
+  EXPECT_THAT(job->result.message, HasSubstr("program not found"));
+  EXPECT_EQ(engine().GetBuild("b1")->state, BuildState::kDead);
+  EXPECT_THAT(engine().GetBuild("b1")->failure->reason, HasSubstr("could not start"));
+
+  JobId noexec = Submit("b2", Spec({"noexec"}, /*check=*/false));
+  EXPECT_EQ(engine().GetJob(noexec)->result.exit_code, 126);
+  EXPECT_EQ(engine().GetBuild("b2")->state, BuildState::kRunning);
+}
+
+TEST_F(EngineTest, CancelJobNeverFailsTheBuild) {
+  std::vector<JobId> ids = SubmitMany("b", 3);
+  ASSERT_TRUE(engine().CancelJob(ids[2]).ok());
+  EXPECT_EQ(OutcomeOf(ids[2]), Outcome::kCancelled);
+  ASSERT_TRUE(engine().CancelJob(ids[0]).ok());
+  EXPECT_THAT(spawner().Signals(ids[0]), ElementsAre(SIGTERM));
+  ASSERT_TRUE(spawner().Kill(ids[0], SIGTERM));
+  EXPECT_EQ(OutcomeOf(ids[0]), Outcome::kKilled);
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kRunning);
+  EXPECT_TRUE(engine().CancelJob(ids[0]).ok());  // already finished: fine
+  EXPECT_TRUE(absl::IsNotFound(engine().CancelJob(999999)));
+  EXPECT_EQ(engine().Pool().queued, 0u);
+}
+
+TEST_F(EngineTest1, NewBuildIsNotStarvedByALongQueue) {
+  std::vector<JobId> a = SubmitMany("a", 1000);
+  JobId b = Submit("b", Spec({"b"}));
+  ASSERT_TRUE(spawner().Exit(a[0], 0));
+  EXPECT_THAT(spawner().Running(), ElementsAre(b));
+  ASSERT_TRUE(spawner().Exit(b, 0));
+  EXPECT_THAT(spawner().Running(), ElementsAre(a[1]));
+}
+
+TEST_F(EngineTest1, BuildsWithQueuesAlternate) {
+  std::vector<JobId> a = SubmitMany("a", 3);
+  std::vector<JobId> b = SubmitMany("b", 3);
+  std::vector<JobId> order;
+  while (!spawner().Running().empty()) {
+    JobId id = spawner().Running().front();
+    order.push_back(id);
+    ASSERT_TRUE(spawner().Exit(id, 0));
+  }
+  EXPECT_THAT(order, ElementsAre(a[0], b[0], a[1], b[1], a[2], b[2]));
+}
+
+TEST_F(EngineTest, BadBatchQueuesNothing) {
+  std::vector<JobSpec> specs = {Spec({"ok"}), Spec({}), Spec({"ok"})};
+  auto ids = engine().Submit("b", specs, Caller{});
+  EXPECT_TRUE(absl::IsInvalidArgument(ids.status()));
+  EXPECT_THAT(ids.status().message(), HasSubstr("job 2: empty command"));
+  EXPECT_EQ(spawner().started(), 0u);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+  EXPECT_TRUE(absl::IsNotFound(engine().GetBuild("b").status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(engine().Submit("bad name", {Spec({"x"})}, Caller{}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine().Submit("b", {}, Caller{}).status()));
+}
+
+TEST(EngineLimitsTest, FullQueueRefusesTheWholeRequest) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.limits.max_queued_jobs = 10;
+  FakeEngine fake(options);
+  std::vector<JobSpec> specs(8, Spec({"x"}));
+  ASSERT_TRUE(fake.engine->Submit("b", specs, Caller{}).ok());  // one runs, seven queue
+  auto refused = fake.engine->Submit("b", std::vector<JobSpec>(4, Spec({"x"})), Caller{});
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status()));
+  EXPECT_THAT(refused.status().message(), HasSubstr("queue is full"));
+  EXPECT_EQ(fake.engine->Pool().queued, 7u);
+  EXPECT_TRUE(fake.engine->Submit("b", std::vector<JobSpec>(3, Spec({"x"})), Caller{}).ok());
+}
+
+TEST(EngineLimitsTest, OldFinishedJobsAreForgotten) {
+  EngineOptions options;
+  options.jobs = 4;
+  options.max_finished_jobs = 3;
+  FakeEngine fake(options);
+  std::vector<JobId> ids;
+  for (int i = 0; i < 6; ++i) {
+    ids.push_back(fake.engine->Submit("b", {Spec({"x"})}, Caller{})->front());
+    ASSERT_TRUE(fake.spawner->Exit(ids.back(), 0));
+  }
+  EXPECT_TRUE(absl::IsNotFound(fake.engine->GetJob(ids[0]).status()));
+  EXPECT_TRUE(fake.engine->GetJob(ids[5]).ok());
+}
+
+TEST_F(EngineTest, WaitErrorsAndCancellation) {
+  Answer unknown;
+  EXPECT_EQ(engine().WaitAsync("nope", "", unknown.Callback()), 0u);
+  EXPECT_TRUE(absl::IsNotFound(unknown.result().status()));
+  SubmitMany("b", 1);
+  Answer wait;
+  WaiterId id = engine().WaitAsync("b", "", wait.Callback());
+  ASSERT_NE(id, 0u);
+  engine().CancelWaiter(id);
+  ASSERT_EQ(wait.calls(), 1);
+  EXPECT_TRUE(absl::IsCancelled(wait.result().status()));
+  engine().CancelWaiter(id);  // twice: no second answer
+  EXPECT_EQ(wait.calls(), 1);
+}
+
+class Recorder : public EngineObserver {
+ public:
+  void OnJobQueued(const JobInfo& job) override { Add("queued", job.id); }
+  void OnJobStarted(const JobInfo& job) override { Add("started", job.id); }
+  void OnJobOutput(JobId id, OutputStream, absl::string_view data) override {
+    Add("output:" + std::string(data), id);
+  }
+  void OnJobFinished(const JobInfo& job) override {
+    Add(std::string("finished:") + OutcomeName(job.result.outcome), job.id);
+  }
+  void OnJobsCancelled(absl::string_view, absl::Span<const JobId> ids) override {
+    Add("cancelled:" + std::to_string(ids.size()), ids.front());
+  }
+  void OnBuildDying(const BuildInfo&) override { Add("dying", 0); }
+  void OnBuildDead(const BuildInfo&) override { Add("dead", 0); }
+  void OnBuildClosed(absl::string_view) override { Add("closed", 0); }
+
+  std::vector<std::string> events;
+
+ private:
+  void Add(const std::string& what, JobId id) { events.push_back(what + "@" + std::to_string(id)); }
+};
+
+TEST_F(EngineTest1, ObserversSeeEveryChangeInOrder) {
+  Recorder recorder;
+  engine().AddObserver(&recorder);
+  std::vector<JobId> ids = SubmitMany("b", 3);
+  ASSERT_TRUE(spawner().Output(ids[0], OutputStream::kStdout, "hi"));
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  ASSERT_TRUE(spawner().Exit(ids[1], 1));
+  ASSERT_TRUE(engine().Close("b").ok());
+  engine().RemoveObserver(&recorder);
+  EXPECT_THAT(recorder.events,
+              ElementsAre("queued@1", "queued@2", "queued@3", "started@1", "output:hi@1",
+                          "finished:succeeded@1", "started@2", "finished:failed@2", "cancelled:1@3",
+                          "dying@0", "dead@0", "closed@0"));
+}
+
+class OutputCollector : public JobWatcher {
+ public:
+  void OnJobStarted(const JobInfo&) override { started = true; }
+  void OnJobOutput(JobId, OutputStream stream, absl::string_view data) override {
+    (stream == OutputStream::kStdout ? out : err) += std::string(data);
+  }
+  void OnJobFinished(const JobInfo& job) override { outcome = job.result.outcome; }
+  bool started = false;
+  std::string out, err;
+  Outcome outcome = Outcome::kNone;
+};
+
+TEST_F(EngineTest, WatchersGetLiveOutputAndLateWatchersMissNothing) {
+  OutputCollector first;
+  auto ids = engine().Submit("b", {Spec({"x"})}, Caller{}, &first);
+  ASSERT_TRUE(ids.ok());
+  JobId id = ids->front();
+  EXPECT_TRUE(first.started);
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStdout, "one "));
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStderr, "warn"));
+  OutputCollector late;
+  auto snapshot = engine().WatchJob(id, &late);
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->stdout_text, "one ");
+  EXPECT_EQ(snapshot->stderr_text, "warn");
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStdout, "two"));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  EXPECT_EQ(first.out, "one two");
+  EXPECT_EQ(first.err, "warn");
+  EXPECT_EQ(snapshot->stdout_text + late.out, "one two");
+  EXPECT_EQ(late.outcome, Outcome::kSucceeded);
+  auto output = engine().GetJobOutput(id);
+  EXPECT_EQ(output->stdout_text, "one two");
+  EXPECT_EQ(output->stdout_bytes, 7u);
+}
+
+TEST_F(EngineTest, QueuedWatcherHearsOfItsCancellation) {
+  std::vector<JobId> ids = SubmitMany("b", 2);
+  OutputCollector watcher;
+  auto queued = engine().Submit("b", {Spec({"q"})}, Caller{}, &watcher);
+  ASSERT_TRUE(queued.ok());
+  ASSERT_TRUE(spawner().Exit(ids[0], 1));
+  EXPECT_EQ(watcher.outcome, Outcome::kCancelled);
+  EXPECT_FALSE(watcher.started);
+}
+
+TEST_F(EngineTest, ShutdownStopsEverythingAndRefusesNewJobs) {
+  std::vector<JobId> ids = SubmitMany("a", 1);
+  SubmitMany("b", 3);
+  std::thread stopper([&] { engine().Shutdown("bye"); });
+  // Shutdown blocks until the processes die; deliver their signals as they arrive.
+  while (engine().Pool().running > 0) {
+    spawner().DeliverSignals();
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  stopper.join();
+  EXPECT_EQ(engine().GetBuild("a")->state, BuildState::kDead);
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kDead);
+  EXPECT_TRUE(absl::IsUnavailable(engine().Submit("c", {Spec({"x"})}, Caller{}).status()));
+}
+
+}  // namespace
+}  // namespace distd::engine

@@ -1,0 +1,133 @@
+#include "tests/engine/fake_spawner.h"
+
+#include <signal.h>
+
+#include <utility>
+
+namespace distd::engine {
+
+struct FakeSpawner::Proc {
+  JobId id = 0;
+  int pid = 0;
+  std::vector<std::string> argv;
+  ProcessEvents* events = nullptr;
+};
+
+class FakeSpawner::Handle : public Process {
+ public:
+  Handle(FakeSpawner* spawner, JobId id, int pid) : spawner_(spawner), id_(id), pid_(pid) {}
+  int pid() const override { return pid_; }
+  void Signal(int sig) override {
+    absl::MutexLock lock(spawner_->mu_.get());
+    // Like kill(-pgid) on a reaped group: refused once the process has ended.
+    if (spawner_->running_.contains(id_)) spawner_->signals_[id_].push_back(sig);
+  }
+
+ private:
+  FakeSpawner* spawner_;
+  JobId id_;
+  int pid_;
+};
+
+FakeSpawner::FakeSpawner() : mu_(std::make_shared<absl::Mutex>()) {}
+FakeSpawner::~FakeSpawner() = default;
+
+absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& request,
+                                                            ProcessEvents* events) {
+  absl::MutexLock lock(mu_.get());
+  if (auto it = fail_.find(request.argv->at(0)); it != fail_.end()) return it->second;
+  auto proc = std::make_shared<Proc>();
+  proc->id = request.id;
+  proc->pid = next_pid_++;
+  proc->argv = *request.argv;
+  proc->events = events;
+  running_.emplace(request.id, proc);
+  ++started_;
+  max_running_ = std::max(max_running_, running_.size());
+  return std::make_unique<Handle>(this, request.id, proc->pid);
+}
+
+void FakeSpawner::FailStart(const std::string& program, absl::Status status) {
+  absl::MutexLock lock(mu_.get());
+  fail_[program] = std::move(status);
+}
+
+std::vector<JobId> FakeSpawner::Running() {
+  absl::MutexLock lock(mu_.get());
+  std::vector<JobId> ids;
+  for (const auto& [id, proc] : running_) ids.push_back(id);
+  return ids;
+}
+
+std::vector<std::string> FakeSpawner::Argv(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it == running_.end() ? std::vector<std::string>() : it->second->argv;
+}
+
+std::vector<int> FakeSpawner::Signals(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = signals_.find(id);
+  return it == signals_.end() ? std::vector<int>() : it->second;
+}
+
+size_t FakeSpawner::started() {
+  absl::MutexLock lock(mu_.get());
+  return started_;
+}
+
+size_t FakeSpawner::max_running() {
+  absl::MutexLock lock(mu_.get());
+  return max_running_;
+}
+
+bool FakeSpawner::Output(JobId id, OutputStream stream, const std::string& data) {
+  ProcessEvents* events = nullptr;
+  {
+    absl::MutexLock lock(mu_.get());
+    auto it = running_.find(id);
+    if (it == running_.end()) return false;
+    events = it->second->events;
+  }
+  events->OnProcessOutput(id, stream, data);
+  return true;
+}
+
+bool FakeSpawner::End(JobId id, ExitStatus status) {
+  ProcessEvents* events = nullptr;
+  {
+    absl::MutexLock lock(mu_.get());
+    auto it = running_.find(id);
+    if (it == running_.end()) return false;
+    events = it->second->events;
+    running_.erase(it);
+  }
+  events->OnProcessExit(id, status);
+  return true;
+}
+
+bool FakeSpawner::Exit(JobId id, int exit_code) { return End(id, ExitStatus{exit_code, 0}); }
+
+bool FakeSpawner::Kill(JobId id, int signal) { return End(id, ExitStatus{0, signal}); }
+
+int FakeSpawner::DeliverSignals() {
+  std::vector<std::pair<JobId, int>> doomed;
+  {
+    absl::MutexLock lock(mu_.get());
+    for (const auto& [id, proc] : running_) {
+      auto it = signals_.find(id);
+      if (it == signals_.end()) continue;
+      for (int sig : it->second) {
+        if (sig == SIGTERM || sig == SIGKILL) {
+          doomed.emplace_back(id, sig);
+          break;
+        }
+      }
+    }
+  }
+  int ended = 0;
+  for (auto [id, sig] : doomed) ended += Kill(id, sig) ? 1 : 0;
+  return ended;
+}
+
+}  // namespace distd::engine

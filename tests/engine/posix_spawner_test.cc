@@ -1,0 +1,521 @@
+// The real spawner against real shells. Every wait is bounded (kTimeout) and waits for an
+// event, never for time to pass.
+//
+// The test process makes itself a child subreaper: a job's background `sleep` is re-parented
+// here instead of to init, so after the job ends it stays our zombie until ReapOrphan. Its
+// pid cannot be recycled meanwhile, and "did the group kill reach it" becomes a wait status.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+// glibc 2.36 (Debian 12) ships <sys/pidfd.h> without __BEGIN_DECLS: in C++ its functions
+// would get C++ linkage and fail to link.
+extern "C" {
+#include <sys/pidfd.h>
+}
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/engine/spawner.h"
+#include "server/engine/types.h"
+
+namespace distd::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+constexpr absl::Duration kTimeout = absl::Seconds(30);
+const std::vector<std::string> kEnv = {"PATH=/usr/bin:/bin"};
+
+thread_local bool t_in_start = false;
+
+struct JobRecord {
+  std::string out;
+  std::string err;
+  std::optional<ExitStatus> exit;
+};
+
+// Collects each job's output per stream and its exit, and every broken promise of the
+// ProcessEvents contract as a violation.
+class Recorder : public ProcessEvents {
+ public:
+  void OnProcessOutput(JobId id, OutputStream stream, absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    JobRecord& job = Check(id, "output");
+    if (data.empty()) violations_.push_back("empty output");
+    (stream == OutputStream::kStdout ? job.out : job.err).append(data.data(), data.size());
+  }
+  void OnProcessExit(JobId id, ExitStatus status) override {
+    absl::MutexLock lock(&mu_);
+    Check(id, "exit").exit = status;
+  }
+
+  bool AwaitExit(JobId id) {
+    return AwaitJob(id, [](const JobRecord& j) { return j.exit; });
+  }
+  // Waits for a full first line on stdout.
+  bool AwaitLine(JobId id) {
+    return AwaitJob(id, [](const JobRecord& j) { return absl::StrContains(j.out, "\n"); });
+  }
+  JobRecord Get(JobId id) {
+    absl::MutexLock lock(&mu_);
+    return jobs_[id];
+  }
+  // From now on any event is a violation (the spawner's destructor has begun).
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+  std::vector<std::string> violations() {
+    absl::MutexLock lock(&mu_);
+    return violations_;
+  }
+
+ private:
+  JobRecord& Check(JobId id, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    JobRecord& job = jobs_[id];
+    if (t_in_start) violations_.push_back(absl::StrCat(what, " from inside Start"));
+    if (closed_) violations_.push_back(absl::StrCat(what, " after destruction began"));
+    if (job.exit) violations_.push_back(absl::StrCat(what, " after exit of job ", id));
+    return job;
+  }
+  template <typename Pred>
+  bool AwaitJob(JobId id, Pred pred) {
+    absl::MutexLock lock(&mu_);
+    auto done = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return bool(pred(jobs_[id])); };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), kTimeout);
+  }
+
+  absl::Mutex mu_;
+  std::map<JobId, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> violations_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+std::vector<std::string> Sh(const std::string& script) { return {"/bin/sh", "-c", script}; }
+
+int CountOpenFds() {
+  int n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+std::set<std::string> FdsOf(pid_t pid) {
+  std::set<std::string> fds;
+  for (auto& e : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/fd"))) {
+    fds.insert(e.path().filename().string());
+  }
+  return fds;
+}
+
+bool IsGone(pid_t pid_or_negative_pgid) {
+  return kill(pid_or_negative_pgid, 0) == -1 && errno == ESRCH;
+}
+
+// Waits for `pid`, an orphan of a finished job and therefore our child, to die and reaps it.
+// Returns its wait status, or nullopt if it is still alive after kTimeout.
+std::optional<int> ReapOrphan(pid_t pid) {
+  int pidfd = pidfd_open(pid, 0);
+  if (pidfd < 0) return std::nullopt;
+  pollfd p = {pidfd, POLLIN, 0};
+  int ready = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kTimeout)));
+  close(pidfd);
+  int status = 0;
+  if (ready != 1 || waitpid(pid, &status, 0) != pid) return std::nullopt;
+  return status;
+}
+
+pid_t ParsePid(absl::string_view text) {
+  int pid = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &pid)) << text;
+  return pid;
+}
+
+class PosixSpawnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    char tmpl[] = "/tmp/posix_spawner_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    spawner_.reset();
+    EXPECT_THAT(events_.violations(), IsEmpty());
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::StatusOr<std::unique_ptr<Process>> Start(JobId id, const std::vector<std::string>& argv,
+                                                 const std::string& cwd = "/",
+                                                 const std::vector<std::string>& env = kEnv) {
+    SpawnRequest request{id, &argv, &cwd, &env};
+    t_in_start = true;
+    auto process = spawner_->Start(request, &events_);
+    t_in_start = false;
+    return process;
+  }
+
+  // Runs a job to its end and returns what it did.
+  JobRecord Run(const std::vector<std::string>& argv, const std::string& cwd = "/",
+                const std::vector<std::string>& env = kEnv) {
+    const JobId id = next_id_++;
+    auto process = Start(id, argv, cwd, env);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return {};
+    EXPECT_TRUE(events_.AwaitExit(id));
+    return events_.Get(id);
+  }
+
+  absl::Status StartError(const std::vector<std::string>& argv, const std::string& cwd = "/",
+                          const std::vector<std::string>& env = kEnv) {
+    auto process = Start(next_id_++, argv, cwd, env);
+    return process.ok() ? absl::OkStatus() : process.status();
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& content, int mode) {
+    std::string path = absl::StrCat(dir_, "/", name);
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path) << content;
+    chmod(path.c_str(), mode);
+    return path;
+  }
+
+  std::string dir_;
+  JobId next_id_ = 1;
+  Recorder events_;  // declared before spawner_: it must outlive it
+  std::unique_ptr<Spawner> spawner_ = NewPosixSpawner();
+};
+
+TEST_F(PosixSpawnerTest, ReportsExitCodeAndReapsTheLeader) {
+  auto process = Start(1, Sh("exit 3"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(events_.AwaitExit(1));
+  JobRecord job = events_.Get(1);
+  EXPECT_EQ(job.exit->exit_code, 3);
+  EXPECT_EQ(job.exit->signal, 0);
+  // Reaped, not a zombie: the group no longer exists, and Signal is now a no-op.
+  EXPECT_TRUE(IsGone(-(*process)->pid()));
+  (*process)->Signal(SIGKILL);
+}
+
+TEST_F(PosixSpawnerTest, ReportsDeathBySignal) {
+  JobRecord job = Run(Sh("kill -TERM $$"));
+  EXPECT_EQ(job.exit->signal, SIGTERM);
+}
+
+TEST_F(PosixSpawnerTest, KeepsStdoutAndStderrApart) {
+  JobRecord job = Run(Sh("echo out1; echo err1 >&2; echo out2; echo err2 >&2"));
+  EXPECT_EQ(job.out, "out1\nout2\n");
+  EXPECT_EQ(job.err, "err1\nerr2\n");
+  EXPECT_EQ(job.exit->exit_code, 0);
+}
+
+TEST_F(PosixSpawnerTest, SignalReachesTheWholeGroup) {
+  auto process = Start(1, Sh("sleep 30 & echo $!; wait"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(events_.AwaitLine(1));
+  const pid_t sleep_pid = ParsePid(events_.Get(1).out);
+  (*process)->Signal(SIGTERM);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_EQ(events_.Get(1).exit->signal, SIGTERM);
+  std::optional<int> sleep_status = ReapOrphan(sleep_pid);
+  ASSERT_TRUE(sleep_status.has_value()) << "the background sleep survived";
+  EXPECT_TRUE(WIFSIGNALED(*sleep_status));
+  EXPECT_TRUE(IsGone(sleep_pid));
+  EXPECT_TRUE(IsGone(-(*process)->pid()));
+}
+
+TEST_F(PosixSpawnerTest, LeaderExitKillsItsChildrenAndReportsPromptly) {
+  const absl::Time start = absl::Now();
+  JobRecord job = Run(Sh("sleep 30 & echo $! >&2; echo hi"));
+  // The sleep holds the pipes; without the group kill this would take 30 s.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(job.out, "hi\n");
+  EXPECT_EQ(job.exit->exit_code, 0);
+  std::optional<int> sleep_status = ReapOrphan(ParsePid(job.err));
+  ASSERT_TRUE(sleep_status.has_value()) << "the background sleep survived";
+  EXPECT_TRUE(WIFSIGNALED(*sleep_status));
+  EXPECT_EQ(WTERMSIG(*sleep_status), SIGKILL);
+}
+
+TEST_F(PosixSpawnerTest, StopsWaitingForAnEscapedDescendantAfterOrphanDrain) {
+  spawner_ = NewPosixSpawner({.orphan_drain = absl::Milliseconds(300)});
+  // The escapee leaves the group with setsid and holds both pipes; the leader waits until
+  // it has (the pid file appears only after setsid), then exits.
+  const absl::Time start = absl::Now();
+  JobRecord job = Run(Sh("setsid sh -c 'echo $$ > pid.tmp && mv pid.tmp pid; exec sleep 30' & "
+                         "while [ ! -e pid ]; do sleep 0.01; done; cat pid >&2; echo hi"),
+                      dir_);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(job.out, "hi\n");
+  EXPECT_EQ(job.exit->exit_code, 0);
+  const pid_t escapee = ParsePid(job.err);
+  ASSERT_GT(escapee, 0);
+  std::string stat;
+  std::getline(std::ifstream(absl::StrCat("/proc/", escapee, "/stat")), stat);
+  EXPECT_THAT(stat, Not(HasSubstr(") Z "))) << "the escapee should still run";
+  kill(escapee, SIGKILL);
+  EXPECT_TRUE(ReapOrphan(escapee).has_value());
+}
+
+// 100 MB of a 63-byte period: a lost, repeated or reordered chunk shifts the pattern.
+class PatternChecker : public ProcessEvents {
+ public:
+  static constexpr absl::string_view kLine =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\n";
+  void OnProcessOutput(JobId, OutputStream stream, absl::string_view data) override {
+    absl::MutexLock lock(&mu_);
+    if (stream != OutputStream::kStdout) {
+      stderr_bytes_ += data.size();
+      return;
+    }
+    for (char c : data) {
+      if (c != kLine[bytes_ % kLine.size()] && first_mismatch_ < 0) first_mismatch_ = bytes_;
+      hash_ = (hash_ ^ static_cast<uint8_t>(c)) * 1099511628211u;
+      ++bytes_;
+    }
+  }
+  void OnProcessExit(JobId, ExitStatus status) override {
+    absl::MutexLock lock(&mu_);
+    exit_ = status;
+  }
+  bool AwaitExit() {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return exit_.has_value(); };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), kTimeout);
+  }
+
+  absl::Mutex mu_;
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t stderr_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t first_mismatch_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t hash_ ABSL_GUARDED_BY(mu_) = 14695981039346656037u;  // FNV-1a 64
+  std::optional<ExitStatus> exit_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(PosixSpawnerTest, DeliversOneHundredMegabytesIntact) {
+  constexpr int64_t kBytes = 100 * 1024 * 1024;
+  uint64_t expected_hash = 14695981039346656037u;
+  for (int64_t i = 0; i < kBytes; ++i) {
+    expected_hash = (expected_hash ^ static_cast<uint8_t>(
+                                         PatternChecker::kLine[i % PatternChecker::kLine.size()])) *
+                    1099511628211u;
+  }
+  PatternChecker checker;
+  const std::vector<std::string> argv = Sh(
+      absl::StrCat("yes ", absl::StripSuffix(PatternChecker::kLine, "\n"), " | head -c ", kBytes));
+  const std::string cwd = "/";
+  auto process = spawner_->Start({1, &argv, &cwd, &kEnv}, &checker);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(checker.AwaitExit());
+  absl::MutexLock lock(&checker.mu_);
+  EXPECT_EQ(checker.exit_->exit_code, 0);
+  EXPECT_EQ(checker.bytes_, kBytes);
+  EXPECT_EQ(checker.first_mismatch_, -1);
+  EXPECT_EQ(checker.hash_, expected_hash);
+  EXPECT_EQ(checker.stderr_bytes_, 0);
+}
+
+TEST_F(PosixSpawnerTest, MissingProgramIsNotFound) {
+  for (const char* name : {"distd-no-such-program", "/nonexistent/prog", "./missing"}) {
+    absl::Status status = StartError({name}, dir_);
+    EXPECT_TRUE(absl::IsNotFound(status)) << name << ": " << status;
+    EXPECT_THAT(status.message(), HasSubstr(name));
+  }
+  // A script whose interpreter is missing fails inside posix_spawn with ENOENT.
+  WriteFile("script", "#!/nonexistent/interpreter\n", 0755);
+  EXPECT_TRUE(absl::IsNotFound(StartError({"./script"}, dir_)));
+}
+
+TEST_F(PosixSpawnerTest, MissingDirectoryIsFailedPreconditionEvenForAMissingProgram) {
+  absl::Status status = StartError({"distd-no-such-program"}, "/nonexistent/dir");
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("no such directory: /nonexistent/dir"));
+  WriteFile("file", "", 0644);
+  EXPECT_TRUE(absl::IsFailedPrecondition(StartError({"/bin/true"}, dir_ + "/file")));
+}
+
+TEST_F(PosixSpawnerTest, BadRequestsAreInvalidArgument) {
+  EXPECT_TRUE(absl::IsInvalidArgument(StartError({})));
+  EXPECT_TRUE(absl::IsInvalidArgument(StartError({""})));
+  EXPECT_TRUE(absl::IsInvalidArgument(StartError({"/bin/true"}, "relative/dir")));
+}
+
+TEST_F(PosixSpawnerTest, ProgramThatCannotRunIsNotNotFound) {
+  const std::string plain = WriteFile("plain", "echo hi\n", 0644);
+  const std::string garbage = WriteFile("garbage", "no shebang, no ELF\n", 0755);
+  for (const std::string& path : {plain, dir_, garbage}) {
+    absl::Status status = StartError({path});
+    EXPECT_FALSE(status.ok()) << path;
+    EXPECT_FALSE(absl::IsNotFound(status)) << path << ": " << status;
+  }
+  EXPECT_TRUE(absl::IsPermissionDenied(StartError({plain})));
+  EXPECT_TRUE(absl::IsPermissionDenied(StartError({dir_})));
+  // Found on PATH but not executable: denied, not "not found".
+  EXPECT_TRUE(absl::IsPermissionDenied(StartError({"plain"}, "/", {"PATH=" + dir_})));
+}
+
+TEST_F(PosixSpawnerTest, FailedStartsLeakNoFds) {
+  WriteFile("garbage", "no shebang, no ELF\n", 0755);  // fails inside posix_spawn: ENOEXEC
+  WriteFile("script", "#!/nonexistent/interpreter\n", 0755);
+  const int before = CountOpenFds();
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_FALSE(StartError({"./garbage"}, dir_).ok());
+    EXPECT_FALSE(StartError({"./script"}, dir_).ok());
+    EXPECT_FALSE(StartError({"missing"}, dir_).ok());
+    EXPECT_FALSE(StartError({"/bin/true"}, "/nonexistent").ok());
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST_F(PosixSpawnerTest, RelativeProgramResolvesAgainstTheJobDirectory) {
+  WriteFile("bin/tool", "#!/bin/sh\necho tool \"$@\"\n", 0755);
+  EXPECT_EQ(Run({"./tool", "a"}, dir_ + "/bin").out, "tool a\n");
+  EXPECT_EQ(Run({"bin/tool", "b"}, dir_).out, "tool b\n");
+}
+
+TEST_F(PosixSpawnerTest, SearchesThePathOfTheJobNotOfTheDaemon) {
+  WriteFile("bin/distd-test-tool", "#!/bin/sh\necho found\n", 0755);
+  WriteFile("denied/distd-test-tool", "#!/bin/sh\necho denied\n", 0644);
+  EXPECT_EQ(Run({"distd-test-tool"}, "/", {"PATH=" + dir_ + "/denied:" + dir_ + "/bin"}).out,
+            "found\n");
+  // Relative and empty entries are relative to the job's directory.
+  EXPECT_EQ(Run({"distd-test-tool"}, dir_, {"PATH=/nonexistent:bin"}).out, "found\n");
+  EXPECT_EQ(Run({"distd-test-tool"}, dir_ + "/bin", {"PATH="}).out, "found\n");
+  // sh is on the test's PATH, but not on the job's.
+  EXPECT_TRUE(absl::IsNotFound(StartError({"sh", "-c", "true"}, "/", {"PATH=/nonexistent"})));
+  // Without PATH, the default one.
+  EXPECT_EQ(Run({"sh", "-c", "echo ok"}, "/", {}).out, "ok\n");
+}
+
+TEST_F(PosixSpawnerTest, EnvironmentIsExactlyTheRequested) {
+  EXPECT_EQ(Run({"/usr/bin/env"}, "/", {"A=1", "B=two words", "EMPTY="}).out,
+            "A=1\nB=two words\nEMPTY=\n");
+  EXPECT_EQ(Run({"/usr/bin/env"}, "/", {}).out, "");
+}
+
+TEST_F(PosixSpawnerTest, StdinIsDevNull) {
+  JobRecord job = Run({"/bin/cat"});
+  EXPECT_EQ(job.exit->exit_code, 0);
+  EXPECT_EQ(job.out, "");
+  EXPECT_EQ(Run(Sh("readlink /proc/$$/fd/0")).out, "/dev/null\n");
+}
+
+TEST_F(PosixSpawnerTest, JobSeesOnlyFdsZeroOneAndTwo) {
+  // An fd without CLOEXEC in the daemon: only closefrom keeps it from the job.
+  int leaky = open("/dev/null", O_RDONLY);
+  ASSERT_GE(leaky, 0);
+  ASSERT_EQ(fcntl(leaky, F_GETFD) & FD_CLOEXEC, 0);
+  // Once `wait` runs the shell opens nothing, so its fds can be read from here, free of
+  // the fds a listing command would open for itself.
+  auto process = Start(1, Sh("sleep 30 & echo $!; wait"));
+  close(leaky);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(events_.AwaitLine(1));
+  const pid_t pid = (*process)->pid();
+  EXPECT_EQ(FdsOf(pid), (std::set<std::string>{"0", "1", "2"}));
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd/");
+  EXPECT_EQ(std::filesystem::read_symlink(fd_dir + "0"), "/dev/null");
+  const std::string out = std::filesystem::read_symlink(fd_dir + "1");
+  const std::string err = std::filesystem::read_symlink(fd_dir + "2");
+  EXPECT_THAT(out, testing::StartsWith("pipe:"));
+  EXPECT_THAT(err, testing::StartsWith("pipe:"));
+  EXPECT_NE(out, err);
+  (*process)->Signal(SIGKILL);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_TRUE(ReapOrphan(ParsePid(events_.Get(1).out)).has_value());
+}
+
+TEST_F(PosixSpawnerTest, HandleMayBeDroppedWhileTheJobRuns) {
+  ASSERT_TRUE(Start(1, Sh("echo done")).ok());  // the handle dies here
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_EQ(events_.Get(1).out, "done\n");
+}
+
+TEST_F(PosixSpawnerTest, FiftyConcurrentJobsFromFourThreads) {
+  constexpr int kJobs = 50;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = t; i < kJobs; i += 4) {
+        std::vector<std::string> argv = Sh("echo $0; echo e$0 >&2; exit $(($0 % 7))");
+        argv.push_back(absl::StrCat(i));
+        auto process = Start(i, argv);
+        EXPECT_TRUE(process.ok()) << process.status();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int i = 0; i < kJobs; ++i) {
+    ASSERT_TRUE(events_.AwaitExit(i)) << i;
+    JobRecord job = events_.Get(i);
+    EXPECT_EQ(job.out, absl::StrCat(i, "\n"));
+    EXPECT_EQ(job.err, absl::StrCat("e", i, "\n"));
+    EXPECT_EQ(job.exit->exit_code, i % 7);
+    EXPECT_EQ(job.exit->signal, 0);
+  }
+}
+
+TEST_F(PosixSpawnerTest, TwoHundredJobsLeakNoFds) {
+  const int before = CountOpenFds();
+  for (int batch = 0; batch < 4; ++batch) {
+    std::vector<std::unique_ptr<Process>> processes;
+    for (int i = 0; i < 50; ++i) {
+      auto process = Start(batch * 50 + i, Sh("echo x; echo y >&2"));
+      ASSERT_TRUE(process.ok()) << process.status();
+      processes.push_back(*std::move(process));
+    }
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(events_.AwaitExit(batch * 50 + i));
+  }
+  // Every fd of a job is closed before its exit is reported.
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST_F(PosixSpawnerTest, DestructorKillsAndReapsWithoutFurtherEvents) {
+  auto process = Start(1, Sh("sleep 30 & echo $!; wait"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(events_.AwaitLine(1));
+  const pid_t leader = (*process)->pid();
+  const pid_t sleep_pid = ParsePid(events_.Get(1).out);
+  events_.Close();
+  const absl::Time start = absl::Now();
+  spawner_.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_FALSE(events_.Get(1).exit.has_value());
+  EXPECT_TRUE(IsGone(leader)) << "the leader was not reaped";
+  std::optional<int> sleep_status = ReapOrphan(sleep_pid);
+  ASSERT_TRUE(sleep_status.has_value()) << "the background sleep survived";
+  EXPECT_EQ(WTERMSIG(*sleep_status), SIGKILL);
+  EXPECT_TRUE(IsGone(-leader));
+  (*process)->Signal(SIGKILL);  // outlives the spawner harmlessly
+}
+
+}  // namespace
+}  // namespace distd::engine

@@ -1,6 +1,6 @@
 // Notes on the dying protocol.
 //
-// What it promises (the model in tests/model/ checks the same steps):
+// What it promises:
 //   1. At most `pool_size_` jobs run at once, across every build.
 //   2. A checked failure, or an abort, turns its build from running to dying in one step under
 //      mu_: every queued job of the build is cancelled in that step (so none of them can be
@@ -495,7 +495,8 @@ WaiterId Engine::AddWaiterLocked(Build* build, bool barrier, std::string group, 
   } else {
     Barrier& b = w->group.empty() ? build->barrier : build->groups[w->group];
     b.waiters.push_back(w);
-    AdvanceBarrierLocked(build, w->group, deferred);
+    const std::string scope = w->group;  // `w` may be answered and freed in there
+    AdvanceBarrierLocked(build, scope, deferred);
   }
   if (blocking) return id;
   return waiters_.contains(id) ? id : 0;

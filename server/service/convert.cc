@@ -1,0 +1,181 @@
+#include "server/service/convert.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+
+namespace distd::service {
+namespace {
+
+int64_t ToMillis(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
+
+absl::string_view NameOf(absl::string_view entry) { return entry.substr(0, entry.find('=')); }
+
+// The request's environment with `overrides` applied by name, in the request's order, new
+// names appended.
+std::vector<std::string> Merge(const std::vector<std::string>& base,
+                               const google::protobuf::RepeatedPtrField<std::string>& overrides) {
+  absl::flat_hash_map<absl::string_view, const std::string*> by_name;
+  for (const std::string& entry : overrides) by_name[NameOf(entry)] = &entry;
+  std::vector<std::string> merged;
+  merged.reserve(base.size() + overrides.size());
+  for (const std::string& entry : base) {
+    auto it = by_name.find(NameOf(entry));
+    if (it == by_name.end()) {
+      merged.push_back(entry);
+    } else if (it->second != nullptr) {
+      merged.push_back(*it->second);
+      it->second = nullptr;  // used
+    }
+  }
+  for (const std::string& entry : overrides) {
+    auto it = by_name.find(NameOf(entry));
+    if (it->second == &entry) merged.push_back(entry);  // a new name (last one wins)
+  }
+  return merged;
+}
+
+v1::Outcome ToProto(engine::Outcome outcome) {
+  switch (outcome) {
+    case engine::Outcome::kNone:
+      return v1::OUTCOME_NONE;
+    case engine::Outcome::kSucceeded:
+      return v1::SUCCEEDED;
+    case engine::Outcome::kFailed:
+      return v1::FAILED;
+    case engine::Outcome::kKilled:
+      return v1::KILLED;
+    case engine::Outcome::kTimedOut:
+      return v1::TIMED_OUT;
+    case engine::Outcome::kCancelled:
+      return v1::CANCELLED;
+    case engine::Outcome::kCannotStart:
+      return v1::CANNOT_START;
+    case engine::Outcome::kLost:
+      return v1::LOST;
+  }
+  return v1::OUTCOME_NONE;
+}
+
+}  // namespace
+
+v1::Error ToError(const absl::Status& status) {
+  v1::Error error;
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return error;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      error.set_code(v1::Error::INVALID_ARGUMENT);
+      break;
+    case absl::StatusCode::kNotFound:
+      error.set_code(v1::Error::NOT_FOUND);
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+      error.set_code(v1::Error::FAILED_PRECONDITION);
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      error.set_code(v1::Error::RESOURCE_EXHAUSTED);
+      break;
+    case absl::StatusCode::kUnavailable:
+      error.set_code(v1::Error::UNAVAILABLE);
+      break;
+    default:
+      error.set_code(v1::Error::INTERNAL);
+      break;
+  }
+  error.set_message(std::string(status.message()));
+  return error;
+}
+
+std::vector<engine::JobSpec> ToJobSpecs(
+    const std::string& request_cwd, const google::protobuf::RepeatedPtrField<std::string>& env,
+    const google::protobuf::RepeatedPtrField<v1::Command>& commands) {
+  auto shared_env = std::make_shared<const std::vector<std::string>>(env.begin(), env.end());
+  std::vector<engine::JobSpec> specs;
+  specs.reserve(commands.size());
+  for (const v1::Command& command : commands) {
+    engine::JobSpec spec;
+    spec.argv.assign(command.argv().begin(), command.argv().end());
+    spec.cwd = command.cwd().empty() ? request_cwd : command.cwd();
+    spec.env =
+        command.env().empty()
+            ? shared_env
+            : std::make_shared<const std::vector<std::string>>(Merge(*shared_env, command.env()));
+    // Negative timeouts are left for the engine to refuse with its message.
+    if (command.timeout_ms() != 0) spec.timeout = absl::Milliseconds(command.timeout_ms());
+    spec.check = command.check();
+    spec.group = command.group();
+    specs.push_back(std::move(spec));
+  }
+  return specs;
+}
+
+void ToProto(const engine::JobResult& result, engine::JobId id, v1::JobResult* out) {
+  out->set_job_id(id);
+  out->set_outcome(ToProto(result.outcome));
+  out->set_exit_code(result.exit_code);
+  out->set_signal(result.signal);
+  out->set_stopped(result.stopped);
+  out->set_message(result.message);
+}
+
+void ToProto(const engine::JobInfo& job, v1::Job* out) {
+  out->set_id(job.id);
+  out->set_build(job.build);
+  out->set_group(job.group);
+  for (const std::string& arg : job.argv) out->add_argv(arg);
+  out->set_cwd(job.cwd);
+  out->set_check(job.check);
+  switch (job.state) {
+    case engine::JobState::kQueued:
+      out->set_state(v1::QUEUED);
+      break;
+    case engine::JobState::kRunning:
+      out->set_state(v1::RUNNING);
+      break;
+    case engine::JobState::kFinished:
+      out->set_state(v1::FINISHED);
+      break;
+  }
+  ToProto(job.result, job.id, out->mutable_result());
+  out->set_pid(job.pid);
+  out->set_queued_at_ms(ToMillis(job.queued_at));
+  out->set_started_at_ms(ToMillis(job.started_at));
+  out->set_ended_at_ms(ToMillis(job.ended_at));
+  out->set_caller(job.caller.principal);
+}
+
+void ToProto(const engine::BuildInfo& build, v1::Build* out) {
+  out->set_name(build.name);
+  switch (build.state) {
+    case engine::BuildState::kRunning:
+      out->set_state(v1::BUILD_RUNNING);
+      break;
+    case engine::BuildState::kDying:
+      out->set_state(v1::BUILD_DYING);
+      break;
+    case engine::BuildState::kDead:
+      out->set_state(v1::BUILD_DEAD);
+      break;
+  }
+  out->set_queued(build.queued);
+  out->set_running(build.running);
+  out->set_succeeded(build.succeeded);
+  out->set_failed(build.failed);
+  out->set_cancelled(build.cancelled);
+  out->set_submitted(build.submitted);
+  if (build.failure.has_value()) {
+    v1::Failure* failure = out->mutable_failure();
+    failure->set_reason(build.failure->reason);
+    if (build.failure->job.has_value()) ToProto(*build.failure->job, failure->mutable_job());
+    failure->set_stdout(build.failure->stdout_text);
+    failure->set_stderr(build.failure->stderr_text);
+  }
+}
+
+v1::Stream ToProto(engine::OutputStream stream) {
+  return stream == engine::OutputStream::kStdout ? v1::STDOUT : v1::STDERR;
+}
+
+}  // namespace distd::service

@@ -1,0 +1,45 @@
+// Who is on the other end of each connection. The daemon accepts unix-socket connections
+// itself, reads the peer's credentials (SO_PEERCRED) and records them here by fd before handing
+// the fd to gRPC, whose calls then name their peer "fd:N". Every call is checked against the
+// record: only the daemon's own uid and root may use it.
+#ifndef DISTD_SERVER_SERVICE_PEERS_H_
+#define DISTD_SERVER_SERVICE_PEERS_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/engine/types.h"
+
+namespace distd::service {
+
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+class Peers {
+ public:
+  explicit Peers(uid_t owner) : owner_(owner) {}
+
+  // Records the credentials of the connection on `fd`, replacing a record of an earlier,
+  // closed connection that had the same fd number.
+  void Add(int fd, const PeerCredentials& credentials);
+
+  // The caller of a call whose peer is `peer` (as ServerContext::peer() gives it), or
+  // PermissionDenied saying why not.
+  absl::StatusOr<engine::Caller> Authorize(const std::string& peer);
+
+ private:
+  const uid_t owner_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<int, PeerCredentials> by_fd_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace distd::service
+
+#endif  // DISTD_SERVER_SERVICE_PEERS_H_

@@ -1,0 +1,41 @@
+// The streaming calls: each a reactor that the engine completes later.
+#ifndef DISTD_SERVER_SERVICE_REACTORS_H_
+#define DISTD_SERVER_SERVICE_REACTORS_H_
+
+#include "distd/v1/distd.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "server/engine/clock.h"
+#include "server/engine/engine.h"
+
+namespace distd::service {
+
+// Run: queues one job with the reactor as its watcher and streams Queued, Started, Output and
+// Result. Cancelling the call cancels the job; the stream ends when the job has.
+grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
+                                                      const engine::Caller& caller,
+                                                      const v1::RunRequest& request);
+
+// Wait: the engine's barrier, with Progress every `interval` when asked.
+grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine,
+                                                        engine::Clock* clock,
+                                                        absl::Duration interval,
+                                                        const v1::WaitRequest& request);
+
+// Logs: what a job printed, then with follow what it prints until it ends.
+grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine,
+                                                        const v1::LogsRequest& request);
+
+// A reactor that ends at once with `status` (refused calls).
+template <typename Message>
+grpc::ServerWriteReactor<Message>* NewFinishedReactor(const grpc::Status& status) {
+  class Finished : public grpc::ServerWriteReactor<Message> {
+   public:
+    explicit Finished(const grpc::Status& s) { this->Finish(s); }
+    void OnDone() override { delete this; }
+  };
+  return new Finished(status);
+}
+
+}  // namespace distd::service
+
+#endif  // DISTD_SERVER_SERVICE_REACTORS_H_

@@ -1,0 +1,70 @@
+// The gRPC service over the engine: translation only. Every call is authorised against the
+// peer's credentials, turned into engine calls, and answered with what the engine says;
+// scheduling and the dying protocol stay in the engine.
+#ifndef DISTD_SERVER_SERVICE_SERVICE_H_
+#define DISTD_SERVER_SERVICE_SERVICE_H_
+
+#include <memory>
+
+#include "absl/time/time.h"
+#include "distd/v1/distd.grpc.pb.h"
+#include "server/engine/clock.h"
+#include "server/engine/engine.h"
+#include "server/service/peers.h"
+
+namespace distd::service {
+
+// Large enough for a batch of 100,000 commands with their environment; an oversized argument
+// gets the engine's message rather than gRPC's.
+inline constexpr int kMaxRequestBytes = 256 * 1024 * 1024;
+
+struct ServiceOptions {
+  // How often a Wait with progress reports, at most.
+  absl::Duration progress_interval = absl::Milliseconds(200);
+};
+
+class Service final : public v1::Distd::CallbackService {
+ public:
+  // `engine` and `peers` must outlive the service. The service's own clock (for progress
+  // reports) is stopped by its destructor.
+  Service(const ServiceOptions& options, engine::Engine* engine, Peers* peers);
+  ~Service() override;
+
+  grpc::ServerWriteReactor<v1::RunEvent>* Run(grpc::CallbackServerContext* context,
+                                              const v1::RunRequest* request) override;
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context,
+                                   const v1::SubmitRequest* request,
+                                   v1::SubmitResponse* response) override;
+  grpc::ServerWriteReactor<v1::WaitEvent>* Wait(grpc::CallbackServerContext* context,
+                                                const v1::WaitRequest* request) override;
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
+                                  const v1::AbortRequest* request,
+                                  v1::AbortResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::CancelJobResponse* response) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
+                                   const v1::StatusRequest* request,
+                                   v1::StatusResponse* response) override;
+  grpc::ServerWriteReactor<v1::LogsEvent>* Logs(grpc::CallbackServerContext* context,
+                                                const v1::LogsRequest* request) override;
+  grpc::ServerUnaryReactor* ListBuilds(grpc::CallbackServerContext* context,
+                                       const v1::ListBuildsRequest* request,
+                                       v1::ListBuildsResponse* response) override;
+  grpc::ServerUnaryReactor* CloseBuild(grpc::CallbackServerContext* context,
+                                       const v1::CloseBuildRequest* request,
+                                       v1::CloseBuildResponse* response) override;
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
+                                 const v1::PingRequest* request,
+                                 v1::PingResponse* response) override;
+
+ private:
+  const ServiceOptions options_;
+  engine::Engine* const engine_;
+  Peers* const peers_;
+  std::unique_ptr<engine::Clock> clock_;
+};
+
+}  // namespace distd::service
+
+#endif  // DISTD_SERVER_SERVICE_SERVICE_H_

@@ -1,0 +1,370 @@
+// The service in-process: the real engine and spawner behind the real listener, over a unix
+// socket in a temporary directory, driven through the generated stub.
+#include "server/service/service.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "distd/v1/distd.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "server/listener.h"
+
+namespace distd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/distd-service-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    auto listener = Listener::Open(dir_ + "/d.sock");
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    listener_ = *std::move(listener);
+    engine::EngineOptions options;
+    options.jobs = 2;
+    options.grace = absl::Seconds(2);
+    engine_ = std::make_unique<engine::Engine>(options, engine::NewPosixSpawner(),
+                                               engine::NewRealClock());
+    peers_ = std::make_unique<service::Peers>(getuid());
+    service::ServiceOptions service_options;
+    service_options.progress_interval = absl::Milliseconds(20);
+    service_ = std::make_unique<service::Service>(service_options, engine_.get(), peers_.get());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service_.get());
+    builder.SetMaxReceiveMessageSize(service::kMaxRequestBytes);
+    server_ = builder.BuildAndStart();
+    listener_->Start(server_.get(), peers_.get());
+    stub_ = v1::Distd::NewStub(
+        grpc::CreateChannel("unix:" + dir_ + "/d.sock", grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    listener_->Stop();
+    engine_->Shutdown("test over");
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    server_.reset();
+    service_.reset();
+    engine_.reset();
+    listener_.reset();
+    std::string cleanup = "rm -rf " + dir_;
+    ASSERT_EQ(system(cleanup.c_str()), 0);
+  }
+
+  static v1::Command Shell(const std::string& script, bool check = true) {
+    v1::Command command;
+    command.add_argv("sh");
+    command.add_argv("-c");
+    command.add_argv(script);
+    command.set_check(check);
+    return command;
+  }
+
+  template <typename Request>
+  static void Fill(Request* request, const std::string& build) {
+    request->set_build(build);
+    request->set_cwd("/");
+    request->add_env("PATH=/usr/bin:/bin");
+  }
+
+  struct RunResult {
+    std::vector<v1::RunEvent> events;
+    std::string out, err;
+    grpc::Status status;
+  };
+
+  RunResult RunJob(const v1::Command& command, const std::string& build = "b") {
+    v1::RunRequest request;
+    Fill(&request, build);
+    *request.mutable_command() = command;
+    grpc::ClientContext context;
+    auto reader = stub_->Run(&context, request);
+    RunResult result;
+    v1::RunEvent event;
+    while (reader->Read(&event)) {
+      if (event.has_output()) {
+        (event.output().stream() == v1::STDOUT ? result.out : result.err) += event.output().data();
+      }
+      result.events.push_back(event);
+    }
+    result.status = reader->Finish();
+    return result;
+  }
+
+  v1::SubmitResponse Submit(const std::vector<v1::Command>& commands,
+                            const std::string& build = "b") {
+    v1::SubmitRequest request;
+    Fill(&request, build);
+    for (const auto& c : commands) *request.add_commands() = c;
+    v1::SubmitResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->Submit(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  v1::WaitEvent Wait(const std::string& build = "b", std::vector<v1::WaitEvent>* all = nullptr,
+                     bool progress = false) {
+    v1::WaitRequest request;
+    request.set_build(build);
+    request.set_progress(progress);
+    grpc::ClientContext context;
+    auto reader = stub_->Wait(&context, request);
+    v1::WaitEvent event, last;
+    while (reader->Read(&event)) {
+      if (all != nullptr) all->push_back(event);
+      last = event;
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return last;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<service::Peers> peers_;
+  std::unique_ptr<service::Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Distd::Stub> stub_;
+};
+
+TEST_F(ServiceTest, RunStreamsQueuedStartedOutputAndResult) {
+  RunResult run = RunJob(Shell("echo out; echo err >&2; exit 3"));
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_GE(run.events.size(), 3u);
+  EXPECT_TRUE(run.events.front().has_queued());
+  EXPECT_TRUE(run.events[1].has_started());
+  ASSERT_TRUE(run.events.back().has_result());
+  EXPECT_EQ(run.events.back().result().exit_code(), 3);
+  EXPECT_EQ(run.events.back().result().outcome(), v1::FAILED);
+  EXPECT_EQ(run.out, "out\n");
+  EXPECT_EQ(run.err, "err\n");
+}
+
+TEST_F(ServiceTest, RunOfAMissingProgramIs127AndBadInputIsAnError) {
+  v1::Command missing;
+  missing.add_argv("distd-no-such-program");
+  RunResult run = RunJob(missing);
+  ASSERT_TRUE(run.events.back().has_result());
+  EXPECT_EQ(run.events.back().result().exit_code(), 127);
+
+  RunResult empty = RunJob(v1::Command());
+  ASSERT_EQ(empty.events.size(), 1u);
+  ASSERT_TRUE(empty.events[0].has_error());
+  EXPECT_EQ(empty.events[0].error().code(), v1::Error::INVALID_ARGUMENT);
+  EXPECT_THAT(empty.events[0].error().message(), HasSubstr("empty command"));
+  EXPECT_TRUE(empty.status.ok());
+}
+
+TEST_F(ServiceTest, EnvironmentOverridesAndWorkingDirectory) {
+  v1::Command command = Shell("echo $PATH $EXTRA; pwd");
+  command.add_env("EXTRA=1");
+  command.add_env("PATH=/bin");
+  command.set_cwd("/tmp");
+  RunResult run = RunJob(command);
+  EXPECT_EQ(run.out, "/bin 1\n/tmp\n");
+}
+
+TEST_F(ServiceTest, SubmitIsAllOrNothing) {
+  v1::Command bad;  // empty argv
+  v1::SubmitResponse response = Submit({Shell("true"), bad, Shell("true")});
+  EXPECT_EQ(response.error().code(), v1::Error::INVALID_ARGUMENT);
+  EXPECT_THAT(response.error().message(), HasSubstr("job 2"));
+  EXPECT_EQ(response.job_ids_size(), 0);
+  EXPECT_EQ(engine_->Pool().queued + engine_->Pool().running, 0u);
+
+  v1::Command huge = Shell("true");
+  huge.add_argv(std::string(8 * 1024 * 1024, 'x'));
+  response = Submit({huge});
+  EXPECT_EQ(response.error().code(), v1::Error::INVALID_ARGUMENT);
+  EXPECT_THAT(response.error().message(), HasSubstr("the limit is"));
+}
+
+TEST_F(ServiceTest, WaitReportsSuccessThenTheFirstFailure) {
+  v1::SubmitResponse ok = Submit({Shell("true"), Shell("true")});
+  ASSERT_EQ(ok.job_ids_size(), 2);
+  v1::WaitEvent result = Wait();
+  ASSERT_TRUE(result.has_result());
+  EXPECT_FALSE(result.result().has_failure());
+  EXPECT_EQ(result.result().succeeded(), 2u);
+
+  Submit({Shell("echo broken >&2; exit 4"), Shell("sleep 30")});
+  result = Wait();
+  ASSERT_TRUE(result.has_result());
+  ASSERT_TRUE(result.result().has_failure());
+  EXPECT_THAT(result.result().failure().reason(), HasSubstr("exit code 4"));
+  EXPECT_EQ(result.result().failure().stderr(), "broken\n");
+  EXPECT_EQ(result.result().running(), 0u);
+
+  v1::SubmitResponse refused = Submit({Shell("true")});
+  EXPECT_EQ(refused.error().code(), v1::Error::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error().message(), HasSubstr("exit code 4"));
+
+  v1::WaitEvent unknown = Wait("nope");
+  ASSERT_TRUE(unknown.has_error());
+  EXPECT_EQ(unknown.error().code(), v1::Error::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, WaitSendsProgress) {
+  Submit({Shell("sleep 0.3"), Shell("sleep 0.3")});
+  std::vector<v1::WaitEvent> events;
+  v1::WaitEvent result = Wait("b", &events, /*progress=*/true);
+  ASSERT_TRUE(result.has_result());
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_TRUE(events.front().has_progress());
+  EXPECT_EQ(events.front().progress().build().submitted(), 2u);
+}
+
+TEST_F(ServiceTest, CancellingARunCancelsTheJobButNotTheBuild) {
+  v1::RunRequest request;
+  Fill(&request, "b");
+  *request.mutable_command() = Shell("sleep 30", /*check=*/true);
+  grpc::ClientContext context;
+  auto reader = stub_->Run(&context, request);
+  v1::RunEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  ASSERT_TRUE(event.has_queued());
+  uint64_t id = event.queued().job_id();
+  ASSERT_TRUE(reader->Read(&event));
+  ASSERT_TRUE(event.has_started());
+  context.TryCancel();
+  while (reader->Read(&event)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // The job ends soon after: its build's barrier answers, and the build lives on.
+  v1::WaitEvent result = Wait();
+  ASSERT_TRUE(result.has_result());
+  EXPECT_FALSE(result.result().has_failure());
+  auto job = engine_->GetJob(id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->result.outcome, engine::Outcome::kKilled);
+  EXPECT_TRUE(job->result.stopped);
+}
+
+TEST_F(ServiceTest, CancelJobEndsAForegroundRunWithItsResult) {
+  v1::RunRequest request;
+  Fill(&request, "b");
+  *request.mutable_command() = Shell("sleep 30");
+  grpc::ClientContext context;
+  auto reader = stub_->Run(&context, request);
+  v1::RunEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  ASSERT_TRUE(reader->Read(&event));  // started
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(event.started().job_id());
+  v1::CancelJobResponse cancelled;
+  grpc::ClientContext cancel_context;
+  ASSERT_TRUE(stub_->CancelJob(&cancel_context, cancel, &cancelled).ok());
+  v1::RunEvent last;
+  while (reader->Read(&event)) last = event;
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(last.has_result());
+  EXPECT_EQ(last.result().signal(), SIGTERM);
+  EXPECT_TRUE(last.result().stopped());
+}
+
+TEST_F(ServiceTest, ConcurrentAbortsWithAPendingWait) {
+  std::vector<v1::Command> commands(2, Shell("sleep 30"));
+  for (int i = 0; i < 1000; ++i) commands.push_back(Shell("true"));
+  Submit(commands);
+  v1::WaitEvent wait_result;
+  std::thread waiter([&] { wait_result = Wait(); });
+  std::vector<std::thread> aborters;
+  std::vector<v1::AbortResponse> responses(8);
+  for (int i = 0; i < 8; ++i) {
+    aborters.emplace_back([&, i] {
+      v1::AbortRequest request;
+      request.set_build("b");
+      request.set_reason("client " + std::to_string(i));
+      grpc::ClientContext context;
+      EXPECT_TRUE(stub_->Abort(&context, request, &responses[i]).ok());
+    });
+  }
+  for (auto& t : aborters) t.join();
+  waiter.join();
+  for (const auto& response : responses) {
+    EXPECT_EQ(response.build().state(), v1::BUILD_DEAD);
+    EXPECT_EQ(response.build().running(), 0u);
+    EXPECT_EQ(response.build().cancelled(), 1000u);
+  }
+  ASSERT_TRUE(wait_result.has_result());
+  EXPECT_THAT(wait_result.result().failure().reason(), HasSubstr("aborted: client"));
+}
+
+TEST_F(ServiceTest, LogsReplaysAndFollows) {
+  v1::SubmitResponse submitted = Submit({Shell("echo first; sleep 0.2; echo second >&2")});
+  v1::LogsRequest request;
+  request.set_job_id(submitted.job_ids(0));
+  request.set_follow(true);
+  grpc::ClientContext context;
+  auto reader = stub_->Logs(&context, request);
+  std::string out, err;
+  v1::LogsEvent event, last;
+  while (reader->Read(&event)) {
+    if (event.has_output()) {
+      (event.output().stream() == v1::STDOUT ? out : err) += event.output().data();
+    }
+    last = event;
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(out, "first\n");
+  EXPECT_EQ(err, "second\n");
+  ASSERT_TRUE(last.has_end());
+  EXPECT_EQ(last.end().job().result().outcome(), v1::SUCCEEDED);
+
+  v1::LogsRequest unknown;
+  unknown.set_job_id(999999);
+  grpc::ClientContext unknown_context;
+  auto unknown_reader = stub_->Logs(&unknown_context, unknown);
+  ASSERT_TRUE(unknown_reader->Read(&event));
+  EXPECT_EQ(event.error().code(), v1::Error::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, StatusListAndClose) {
+  Submit({Shell("exit 1")});
+  Wait();
+  v1::StatusRequest status_request;
+  v1::StatusResponse status;
+  grpc::ClientContext status_context;
+  ASSERT_TRUE(stub_->Status(&status_context, status_request, &status).ok());
+  EXPECT_EQ(status.jobs(), 2);
+  ASSERT_EQ(status.builds_size(), 1);
+  EXPECT_EQ(status.builds(0).state(), v1::BUILD_DEAD);
+
+  v1::CloseBuildRequest close;
+  close.set_build("b");
+  v1::CloseBuildResponse closed;
+  grpc::ClientContext close_context;
+  ASSERT_TRUE(stub_->CloseBuild(&close_context, close, &closed).ok());
+  EXPECT_EQ(closed.error().code(), v1::Error::OK);
+  v1::ListBuildsResponse list;
+  grpc::ClientContext list_context;
+  ASSERT_TRUE(stub_->ListBuilds(&list_context, v1::ListBuildsRequest(), &list).ok());
+  EXPECT_EQ(list.builds_size(), 0);
+}
+
+TEST(PeersTest, OnlyTheOwnerAndRootAreServed) {
+  service::Peers peers(1000);
+  peers.Add(5, service::PeerCredentials{1, 1000, 1000});
+  peers.Add(6, service::PeerCredentials{1, 0, 0});
+  peers.Add(7, service::PeerCredentials{1, 1001, 1001});
+  EXPECT_EQ(peers.Authorize("fd:5")->principal, "uid:1000");
+  EXPECT_TRUE(peers.Authorize("fd:6").ok());
+  absl::StatusOr<engine::Caller> other = peers.Authorize("fd:7");
+  EXPECT_TRUE(absl::IsPermissionDenied(other.status()));
+  EXPECT_THAT(other.status().message(), HasSubstr("uid 1001"));
+  EXPECT_TRUE(absl::IsPermissionDenied(peers.Authorize("fd:8").status()));
+  EXPECT_TRUE(absl::IsPermissionDenied(peers.Authorize("ipv4:127.0.0.1:5").status()));
+}
+
+}  // namespace
+}  // namespace distd

@@ -40,6 +40,11 @@ absl::Status PrepareDirectory(const std::string& dir) {
   if (!S_ISDIR(st.st_mode)) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
   }
+  // Whoever owns the directory can replace the socket: it must be us or root.
+  if (st.st_uid != geteuid() && st.st_uid != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " belongs to uid ", st.st_uid, ", not to this user"));
+  }
   // A directory that others may write to (like /tmp) is fine only with the sticky bit.
   if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) {
     return absl::FailedPreconditionError(

@@ -105,6 +105,7 @@ struct Engine::Job {
   std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
   std::unique_ptr<OutputBuffer> err;
   std::vector<JobWatcher*> watchers;
+  std::vector<JobWatcher*> backlogged;  // watchers holding the output back
   TimerId timeout_timer = 0;
   TimerId kill_timer = 0;
   bool timed_out = false;
@@ -338,6 +339,7 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
     for (EngineObserver* o : observers_) o->OnJobFinished(info);
     job->watchers.clear();
   }
+  job->backlogged.clear();
   finished_order_.push_back(job->id);
 
   if (IsFailure(outcome) && job->spec.check && !job->result.stopped &&
@@ -663,8 +665,28 @@ void Engine::OnProcessOutput(JobId id, OutputStream stream, absl::string_view da
   Job* job = FindJobLocked(id);
   if (job == nullptr || job->state != JobState::kRunning) return;
   (stream == OutputStream::kStdout ? job->out : job->err)->Append(data);
-  for (JobWatcher* w : job->watchers) w->OnJobOutput(id, stream, data);
+  for (JobWatcher* w : job->watchers) {
+    w->OnJobOutput(id, stream, data);
+    if (w->Backlogged() &&
+        std::find(job->backlogged.begin(), job->backlogged.end(), w) == job->backlogged.end()) {
+      if (job->backlogged.empty()) job->process->SetOutputPaused(true);
+      job->backlogged.push_back(w);
+    }
+  }
   for (EngineObserver* o : observers_) o->OnJobOutput(id, stream, data);
+}
+
+void Engine::ReleaseOutputLocked(Job* job, JobWatcher* watcher) {
+  auto& b = job->backlogged;
+  auto it = std::find(b.begin(), b.end(), watcher);
+  if (it == b.end()) return;
+  b.erase(it);
+  if (b.empty() && job->state == JobState::kRunning) job->process->SetOutputPaused(false);
+}
+
+void Engine::ResumeOutput(JobId id, JobWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  if (Job* job = FindJobLocked(id); job != nullptr) ReleaseOutputLocked(job, watcher);
 }
 
 void Engine::OnProcessExit(JobId id, ExitStatus status) {
@@ -709,6 +731,7 @@ void Engine::Unwatch(JobId id, JobWatcher* watcher) {
   if (Job* job = FindJobLocked(id); job != nullptr) {
     auto& w = job->watchers;
     w.erase(std::remove(w.begin(), w.end(), watcher), w.end());
+    ReleaseOutputLocked(job, watcher);
   }
 }
 

@@ -130,6 +130,9 @@ class Engine final : public ProcessEvents {
   absl::StatusOr<JobOutput> WatchJob(JobId id, JobWatcher* watcher);
   // Detaches a watcher; afterwards it is never called again for that job.
   void Unwatch(JobId id, JobWatcher* watcher);
+  // A watcher that reported Backlogged() has caught up: reading the job's output resumes
+  // once no watcher holds it back.
+  void ResumeOutput(JobId id, JobWatcher* watcher);
 
   absl::StatusOr<JobInfo> GetJob(JobId id);
   absl::StatusOr<JobOutput> GetJobOutput(JobId id);
@@ -194,6 +197,7 @@ class Engine final : public ProcessEvents {
   BuildInfo InfoLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobOutput OutputLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
 
   const EngineOptions options_;

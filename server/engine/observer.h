@@ -22,6 +22,10 @@ class JobWatcher {
   virtual ~JobWatcher() = default;
   virtual void OnJobStarted(const JobInfo& /*job*/) {}
   virtual void OnJobOutput(JobId /*id*/, OutputStream /*stream*/, absl::string_view /*data*/) {}
+  // Asked right after each OnJobOutput: true when the watcher cannot take more for now. The
+  // engine then stops reading the job's output (the job blocks on its full pipe, as at a slow
+  // terminal) until the watcher calls Engine::ResumeOutput or is detached.
+  virtual bool Backlogged() { return false; }
   // The last call for this job; the watcher is detached afterwards.
   virtual void OnJobFinished(const JobInfo& /*job*/) {}
 };

@@ -137,6 +137,7 @@ absl::Status SpawnError(int err, absl::string_view program) {
 // Shared by the Process handle and the I/O thread, so that either may go first.
 struct Job {
   JobId id = 0;
+  uint64_t key = 0;  // the spawner's serial for it
   pid_t pid = 0;
   ProcessEvents* events = nullptr;
   absl::Mutex mu;
@@ -148,16 +149,21 @@ struct Job {
   absl::Time drain_deadline;
 };
 
+class PosixSpawner;
+
 class PosixProcess final : public Process {
  public:
-  explicit PosixProcess(std::shared_ptr<Job> job) : job_(std::move(job)) {}
+  PosixProcess(PosixSpawner* spawner, std::shared_ptr<Job> job)
+      : spawner_(spawner), job_(std::move(job)) {}
   int pid() const override { return job_->pid; }
   void Signal(int sig) override {
     absl::MutexLock lock(&job_->mu);
     if (!job_->reaped) kill(-job_->pid, sig);
   }
+  void SetOutputPaused(bool paused) override;
 
  private:
+  PosixSpawner* const spawner_;  // outlives every process handle
   std::shared_ptr<Job> job_;
 };
 
@@ -178,6 +184,15 @@ class PosixSpawner final : public Spawner {
   absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
                                                  ProcessEvents* events) override;
 
+  // Applied by the I/O thread, which owns the epoll set and the fds.
+  void RequestPause(uint64_t key, bool paused) {
+    {
+      absl::MutexLock lock(&mu_);
+      pause_requests_.emplace_back(key, paused);
+    }
+    Wake();
+  }
+
  private:
   void Wake() {
     uint64_t one = 1;
@@ -191,11 +206,14 @@ class PosixSpawner final : public Spawner {
     while (true) {
       if (stopping_.load()) break;
       std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> fresh;
+      std::vector<std::pair<uint64_t, bool>> pauses;
       {
         absl::MutexLock lock(&mu_);
         fresh.swap(new_jobs_);
+        pauses.swap(pause_requests_);
       }
       for (auto& [key, job] : fresh) Adopt(key, std::move(job));
+      for (auto [key, paused] : pauses) ApplyPause(key, paused);
       int timeout_ms = -1;
       if (!draining_.empty()) {
         absl::Duration left = std::clamp(draining_.begin()->first - absl::Now(),
@@ -250,6 +268,21 @@ class PosixSpawner final : public Spawner {
     Reap(key, true);
   }
 
+  // A paused job's pipes are not read, so the job blocks once they are full, as it would at
+  // a slow terminal; its output waits in the pipe instead of in our memory. Once the leader
+  // has exited the pipes are drained regardless (at most a pipe's capacity each), and events
+  // for a paused fd (EPOLLHUP is reported whatever the interest) are drained too.
+  void ApplyPause(uint64_t key, bool paused) {
+    auto it = jobs_.find(key);
+    if (it == jobs_.end() || it->second->leader_exited) return;
+    for (uint64_t kind = 0; kind < 2; ++kind) {
+      if (it->second->fds[kind] < 0) continue;
+      epoll_event ev = {.events = paused ? 0u : static_cast<uint32_t>(EPOLLIN),
+                        .data = {.u64 = key << 2 | kind}};
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, it->second->fds[kind], &ev);
+    }
+  }
+
   void Drain(Job& job, int stream) {
     const OutputStream which = stream == 0 ? OutputStream::kStdout : OutputStream::kStderr;
     // Bounded: one job writing gigabytes must not starve the others. Level-triggered epoll
@@ -274,6 +307,7 @@ class PosixSpawner final : public Spawner {
   }
 
   void OnLeaderExit(uint64_t key, Job& job) {
+    ApplyPause(key, false);  // drain what is left even if paused
     job.leader_exited = true;
     kill(-job.pid, SIGKILL);  // the leader is an unreaped zombie: the pgid is still the job's
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job.pidfd, nullptr);  // it would stay readable
@@ -328,6 +362,7 @@ class PosixSpawner final : public Spawner {
   uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;
   // Started but not yet adopted: only the I/O thread touches epoll and the maps below.
   std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> new_jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<uint64_t, bool>> pause_requests_ ABSL_GUARDED_BY(mu_);
 
   // Keyed by a serial that is never reused (not by JobId), so that a stale epoll event of
   // a reaped job finds nothing. Epoll data is key << 2 | 0 stdout, 1 stderr, 2 pidfd.
@@ -425,11 +460,14 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   for (int fd : job->fds) fcntl(fd, F_SETFL, O_NONBLOCK);
   {
     absl::MutexLock lock(&mu_);
-    new_jobs_.emplace_back(next_key_++, job);
+    job->key = next_key_++;
+    new_jobs_.emplace_back(job->key, job);
   }
   Wake();  // never an event from here: the I/O thread delivers them all
-  return std::make_unique<PosixProcess>(std::move(job));
+  return std::make_unique<PosixProcess>(this, std::move(job));
 }
+
+void PosixProcess::SetOutputPaused(bool paused) { spawner_->RequestPause(job_->key, paused); }
 
 }  // namespace
 

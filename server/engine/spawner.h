@@ -40,6 +40,10 @@ class Process {
   virtual int pid() const = 0;
   // Sends `sig` to the job's whole process group, as long as the job has not been reaped.
   virtual void Signal(int sig) = 0;
+  // Stops (or resumes) reading the job's output: a job whose readers fall behind blocks on
+  // its full pipes instead of filling the daemon's memory. Pending output is still delivered
+  // before OnProcessExit.
+  virtual void SetOutputPaused(bool /*paused*/) {}
 };
 
 class Spawner {

@@ -12,6 +12,11 @@
 namespace distd::service {
 namespace {
 
+void SetOutput(engine::OutputStream stream, absl::string_view data, v1::Output* out) {
+  out->set_stream(ToProto(stream));
+  out->set_data(data.data(), data.size());
+}
+
 v1::RunEvent ErrorEvent(const absl::Status& status) {
   v1::RunEvent event;
   *event.mutable_error() = ToError(status);
@@ -52,9 +57,19 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
 
   void OnJobOutput(engine::JobId, engine::OutputStream stream, absl::string_view data) override {
     v1::RunEvent event;
-    event.mutable_output()->set_stream(ToProto(stream));
-    event.mutable_output()->set_data(data.data(), data.size());
+    SetOutput(stream, data, event.mutable_output());
     Send(std::move(event));
+  }
+
+  bool Backlogged() override { return Overloaded(); }
+
+  void OnCaughtUp() override {
+    engine::JobId id;
+    {
+      absl::MutexLock lock(&mu_);
+      id = job_id_;
+    }
+    engine_->ResumeOutput(id, this);
   }
 
   void OnJobFinished(const engine::JobInfo& job) override {
@@ -203,10 +218,12 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
 
   void OnJobOutput(engine::JobId, engine::OutputStream stream, absl::string_view data) override {
     v1::LogsEvent event;
-    event.mutable_output()->set_stream(ToProto(stream));
-    event.mutable_output()->set_data(data.data(), data.size());
+    SetOutput(stream, data, event.mutable_output());
     Send(std::move(event));
   }
+
+  bool Backlogged() override { return Overloaded(); }
+  void OnCaughtUp() override { engine_->ResumeOutput(id_, this); }
 
   void OnJobFinished(const engine::JobInfo& job) override {
     {

@@ -18,10 +18,19 @@ grpc::Status Denied(const absl::Status& status) {
   return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(status.message()));
 }
 
-// Authorises a unary call; on refusal finishes it and returns null.
-grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const absl::Status& s) {
+// A unary call: authorised, answered by `fill` (which puts any refusal into the response's
+// Error), finished OK. `fill` may instead take over the reactor and return false, to finish
+// it later itself.
+template <typename Fill>
+grpc::ServerUnaryReactor* Unary(service::Peers* peers, grpc::CallbackServerContext* context,
+                                Fill fill) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(Denied(s));
+  absl::StatusOr<engine::Caller> caller = peers->Authorize(context->peer());
+  if (!caller.ok()) {
+    reactor->Finish(Denied(caller.status()));
+  } else if (fill(*caller, reactor)) {
+    reactor->Finish(grpc::Status::OK);
+  }
   return reactor;
 }
 
@@ -42,18 +51,16 @@ grpc::ServerWriteReactor<v1::RunEvent>* Service::Run(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* Service::Submit(grpc::CallbackServerContext* context,
                                           const v1::SubmitRequest* request,
                                           v1::SubmitResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  auto ids = engine_->Submit(
-      request->build(), ToJobSpecs(request->cwd(), request->env(), request->commands()), *caller);
-  if (ids.ok()) {
-    for (engine::JobId id : *ids) response->add_job_ids(id);
-  } else {
-    *response->mutable_error() = ToError(ids.status());
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller& caller, grpc::ServerUnaryReactor*) {
+    auto ids = engine_->Submit(
+        request->build(), ToJobSpecs(request->cwd(), request->env(), request->commands()), caller);
+    if (ids.ok()) {
+      for (engine::JobId id : *ids) response->add_job_ids(id);
+    } else {
+      *response->mutable_error() = ToError(ids.status());
+    }
+    return true;
+  });
 }
 
 grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerContext* context,
@@ -66,68 +73,62 @@ grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
                                          const v1::AbortRequest* request,
                                          v1::AbortResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (request->grace_ms() < 0) {
-    *response->mutable_error() =
-        ToError(absl::InvalidArgumentError("the grace period must not be negative"));
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
-  }
-  engine::AbortOptions options;
-  options.reason = request->reason().substr(0, kMaxReasonBytes);
-  options.mode = request->drain() ? engine::AbortMode::kDrain : engine::AbortMode::kKill;
-  if (request->grace_ms() > 0) options.grace = absl::Milliseconds(request->grace_ms());
-  // Answers once no job of the build runs; the abort goes on if the client leaves first.
-  engine_->AbortAsync(request->build(), options,
-                      [reactor, response](absl::StatusOr<engine::BuildInfo> build) {
-                        if (build.ok()) {
-                          ToProto(*build, response->mutable_build());
-                        } else {
-                          *response->mutable_error() = ToError(build.status());
-                        }
-                        reactor->Finish(grpc::Status::OK);
-                      });
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor* reactor) {
+    if (request->grace_ms() < 0) {
+      *response->mutable_error() =
+          ToError(absl::InvalidArgumentError("the grace period must not be negative"));
+      return true;
+    }
+    engine::AbortOptions options;
+    options.reason = request->reason().substr(0, kMaxReasonBytes);
+    options.mode = request->drain() ? engine::AbortMode::kDrain : engine::AbortMode::kKill;
+    if (request->grace_ms() > 0) options.grace = absl::Milliseconds(request->grace_ms());
+    // Answers once no job of the build runs; the abort goes on if the client leaves first.
+    engine_->AbortAsync(request->build(), options,
+                        [reactor, response](absl::StatusOr<engine::BuildInfo> build) {
+                          if (build.ok()) {
+                            ToProto(*build, response->mutable_build());
+                          } else {
+                            *response->mutable_error() = ToError(build.status());
+                          }
+                          reactor->Finish(grpc::Status::OK);
+                        });
+    return false;
+  });
 }
 
 grpc::ServerUnaryReactor* Service::CancelJob(grpc::CallbackServerContext* context,
                                              const v1::CancelJobRequest* request,
                                              v1::CancelJobResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  *response->mutable_error() = ToError(engine_->CancelJob(request->job_id()));
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
+    *response->mutable_error() = ToError(engine_->CancelJob(request->job_id()));
+    return true;
+  });
 }
 
 grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
                                           const v1::StatusRequest* request,
                                           v1::StatusResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  engine::PoolInfo pool = engine_->Pool();
-  response->set_jobs(pool.jobs);
-  response->set_running(pool.running);
-  response->set_queued(pool.queued);
-  if (request->build().empty()) {
-    for (const engine::BuildInfo& build : engine_->ListBuilds()) {
-      ToProto(build, response->add_builds());
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
+    engine::PoolInfo pool = engine_->Pool();
+    response->set_jobs(pool.jobs);
+    response->set_running(pool.running);
+    response->set_queued(pool.queued);
+    if (request->build().empty()) {
+      for (const engine::BuildInfo& build : engine_->ListBuilds()) {
+        ToProto(build, response->add_builds());
+      }
+    } else if (absl::StatusOr<engine::BuildInfo> build = engine_->GetBuild(request->build());
+               build.ok()) {
+      ToProto(*build, response->add_builds());
+    } else {
+      *response->mutable_error() = ToError(build.status());
     }
-  } else if (absl::StatusOr<engine::BuildInfo> build = engine_->GetBuild(request->build());
-             build.ok()) {
-    ToProto(*build, response->add_builds());
-  } else {
-    *response->mutable_error() = ToError(build.status());
-  }
-  for (const engine::JobInfo& job : engine_->RunningJobs(request->build())) {
-    ToProto(job, response->add_running_jobs());
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+    for (const engine::JobInfo& job : engine_->RunningJobs(request->build())) {
+      ToProto(job, response->add_running_jobs());
+    }
+    return true;
+  });
 }
 
 grpc::ServerWriteReactor<v1::LogsEvent>* Service::Logs(grpc::CallbackServerContext* context,
@@ -140,39 +141,33 @@ grpc::ServerWriteReactor<v1::LogsEvent>* Service::Logs(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* Service::ListBuilds(grpc::CallbackServerContext* context,
                                               const v1::ListBuildsRequest* /*request*/,
                                               v1::ListBuildsResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  for (const engine::BuildInfo& build : engine_->ListBuilds()) {
-    ToProto(build, response->add_builds());
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
+    for (const engine::BuildInfo& build : engine_->ListBuilds()) {
+      ToProto(build, response->add_builds());
+    }
+    return true;
+  });
 }
 
 grpc::ServerUnaryReactor* Service::CloseBuild(grpc::CallbackServerContext* context,
                                               const v1::CloseBuildRequest* request,
                                               v1::CloseBuildResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  *response->mutable_error() = ToError(engine_->Close(request->build()));
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
+    *response->mutable_error() = ToError(engine_->Close(request->build()));
+    return true;
+  });
 }
 
 grpc::ServerUnaryReactor* Service::Ping(grpc::CallbackServerContext* context,
                                         const v1::PingRequest* /*request*/,
                                         v1::PingResponse* response) {
-  absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
-  if (!caller.ok()) return Refuse(context, caller.status());
-  response->set_version(kVersion);
-  response->set_pid(getpid());
-  response->set_jobs(engine_->Pool().jobs);
-  response->set_uid(getuid());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
+    response->set_version(kVersion);
+    response->set_pid(getpid());
+    response->set_jobs(engine_->Pool().jobs);
+    response->set_uid(getuid());
+    return true;
+  });
 }
 
 }  // namespace distd::service

@@ -10,6 +10,8 @@
 //    waiter) has finished with it before OnDone.
 //  - Lifetime is reference-counted: OnDone drops gRPC's reference, and a timer that may still
 //    fire holds one of its own (Ref/Unref).
+//  - Flow control: Overloaded() says when the queue holds more than kHighWater bytes (the
+//    producer should stop), and OnCaughtUp() runs once it is below kLowWater again.
 //
 // Never call into the engine while holding mu_: the engine calls Send with its lock held.
 #ifndef DISTD_SERVER_SERVICE_STREAM_WRITER_H_
@@ -27,10 +29,16 @@ namespace distd::service {
 template <typename Message>
 class StreamWriter : public grpc::ServerWriteReactor<Message> {
  public:
+  static constexpr size_t kHighWater = 8 << 20;
+  static constexpr size_t kLowWater = 1 << 20;
+
   void Send(Message message, bool last = false) {
     absl::MutexLock lock(&mu_);
     if (finishing_) return;
-    if (!broken_) queue_.push_back(std::move(message));
+    if (!broken_) {
+      queued_bytes_ += message.ByteSizeLong();
+      queue_.push_back(std::move(message));
+    }
     finishing_ = last;
     PumpLocked();
   }
@@ -41,6 +49,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     if (finishing_) return;
     finishing_ = true;
     queue_.clear();
+    queued_bytes_ = 0;
     status_ = status;
     PumpLocked();
   }
@@ -55,6 +64,15 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     absl::MutexLock lock(&mu_);
     return finishing_;
   }
+  // True when more than kHighWater bytes wait: the producer should hold back until
+  // OnCaughtUp.
+  bool Overloaded() {
+    absl::MutexLock lock(&mu_);
+    if (queued_bytes_ <= kHighWater || broken_) return false;
+    holding_back_ = true;
+    return true;
+  }
+
   // True while messages wait to be written.
   bool busy() {
     absl::MutexLock lock(&mu_);
@@ -67,23 +85,38 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
 
   void Uncork(std::deque<Message> first = {}) {
     absl::MutexLock lock(&mu_);
-    for (auto it = first.rbegin(); it != first.rend(); ++it) queue_.push_front(std::move(*it));
+    for (auto it = first.rbegin(); it != first.rend(); ++it) {
+      queued_bytes_ += it->ByteSizeLong();
+      queue_.push_front(std::move(*it));
+    }
     corked_ = false;
     PumpLocked();
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      broken_ = true;
-      queue_.clear();
-      status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    bool caught_up = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        broken_ = true;
+        queue_.clear();
+        queued_bytes_ = 0;
+        status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      PumpLocked();
+      if (holding_back_ && queued_bytes_ < kLowWater) {
+        holding_back_ = false;
+        caught_up = true;
+      }
     }
-    PumpLocked();
+    if (caught_up) OnCaughtUp();  // without mu_: it may call into the engine
   }
 
   void OnDone() override { Unref(); }
+
+  // The queue has drained below kLowWater after Overloaded() said it was full.
+  virtual void OnCaughtUp() {}
 
  private:
   void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -91,6 +124,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
+      queued_bytes_ -= current_.ByteSizeLong();
       writing_ = true;
       if (finishing_ && queue_.empty() && status_.ok()) {
         finished_ = true;
@@ -109,6 +143,8 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   Message current_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool holding_back_ ABSL_GUARDED_BY(mu_) = false;
   bool corked_ ABSL_GUARDED_BY(mu_) = true;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;

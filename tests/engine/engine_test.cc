@@ -517,6 +517,31 @@ TEST_F(EngineTest, WatchersGetLiveOutputAndLateWatchersMissNothing) {
   EXPECT_EQ(output->stdout_bytes, 7u);
 }
 
+class SlowWatcher : public JobWatcher {
+ public:
+  bool Backlogged() override { return full; }
+  bool full = false;
+};
+
+TEST_F(EngineTest, BackloggedWatchersHoldTheOutputBackUntilAllCaughtUp) {
+  SlowWatcher slow, slower;
+  JobId id = Submit("b", Spec({"x"}));
+  ASSERT_TRUE(engine().WatchJob(id, &slow).ok());
+  ASSERT_TRUE(engine().WatchJob(id, &slower).ok());
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStdout, "a"));
+  EXPECT_FALSE(spawner().OutputPaused(id));
+  slow.full = slower.full = true;
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStdout, "b"));
+  EXPECT_TRUE(spawner().OutputPaused(id));
+  engine().ResumeOutput(id, &slow);
+  EXPECT_TRUE(spawner().OutputPaused(id));  // `slower` still holds it
+  engine().Unwatch(id, &slower);            // a watcher that leaves lets go too
+  EXPECT_FALSE(spawner().OutputPaused(id));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  engine().ResumeOutput(id, &slow);  // after the end: harmless
+  EXPECT_EQ(engine().GetJobOutput(id)->stdout_text, "ab");
+}
+
 TEST_F(EngineTest, QueuedWatcherHearsOfItsCancellation) {
   std::vector<JobId> ids = SubmitMany("b", 2);
   OutputCollector watcher;

@@ -22,6 +22,10 @@ class FakeSpawner::Handle : public Process {
     // Like kill(-pgid) on a reaped group: refused once the process has ended.
     if (spawner_->running_.contains(id_)) spawner_->signals_[id_].push_back(sig);
   }
+  void SetOutputPaused(bool paused) override {
+    absl::MutexLock lock(spawner_->mu_.get());
+    spawner_->paused_[id_] = paused;
+  }
 
  private:
   FakeSpawner* spawner_;
@@ -69,6 +73,12 @@ std::vector<int> FakeSpawner::Signals(JobId id) {
   absl::MutexLock lock(mu_.get());
   auto it = signals_.find(id);
   return it == signals_.end() ? std::vector<int>() : it->second;
+}
+
+bool FakeSpawner::OutputPaused(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = paused_.find(id);
+  return it != paused_.end() && it->second;
 }
 
 size_t FakeSpawner::started() {

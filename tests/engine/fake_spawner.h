@@ -33,6 +33,7 @@ class FakeSpawner : public Spawner {
   std::vector<JobId> Running();
   std::vector<std::string> Argv(JobId id);
   std::vector<int> Signals(JobId id);
+  bool OutputPaused(JobId id);
   size_t started();
   size_t max_running();
 
@@ -52,6 +53,7 @@ class FakeSpawner : public Spawner {
   std::map<JobId, std::shared_ptr<Proc>> running_ ABSL_GUARDED_BY(*mu_);
   std::map<std::string, absl::Status> fail_ ABSL_GUARDED_BY(*mu_);
   std::map<JobId, std::vector<int>> signals_ ABSL_GUARDED_BY(*mu_);
+  std::map<JobId, bool> paused_ ABSL_GUARDED_BY(*mu_);
   size_t started_ ABSL_GUARDED_BY(*mu_) = 0;
   size_t max_running_ ABSL_GUARDED_BY(*mu_) = 0;
   int next_pid_ ABSL_GUARDED_BY(*mu_) = 1000;

@@ -254,6 +254,31 @@ TEST_F(PosixSpawnerTest, SignalReachesTheWholeGroup) {
   EXPECT_TRUE(IsGone(-(*process)->pid()));
 }
 
+TEST_F(PosixSpawnerTest, PausedOutputHoldsTheJobBackAndLosesNothing) {
+  constexpr size_t kBytes = 4 << 20;  // far more than the pipe holds
+  auto process = Start(1, Sh("head -c 4194304 /dev/zero"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  (*process)->SetOutputPaused(true);
+  // A negative check, so bounded by time: paused, the job cannot write 4 MiB into a 64 KiB
+  // pipe, and must still be running half a second later.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(events_.Get(1).exit.has_value()) << "the job finished while its output was paused";
+  EXPECT_LT(events_.Get(1).out.size(), kBytes);
+  (*process)->SetOutputPaused(false);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_EQ(events_.Get(1).out.size(), kBytes);
+  EXPECT_EQ(events_.Get(1).exit->exit_code, 0);
+}
+
+TEST_F(PosixSpawnerTest, PausedJobThatExitsIsStillDrainedAndReported) {
+  auto process = Start(1, Sh("echo before; exec >&-; echo gone >&2"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  (*process)->SetOutputPaused(true);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_EQ(events_.Get(1).out, "before\n");
+  EXPECT_EQ(events_.Get(1).err, "gone\n");
+}
+
 TEST_F(PosixSpawnerTest, LeaderExitKillsItsChildrenAndReportsPromptly) {
   const absl::Time start = absl::Now();
   JobRecord job = Run(Sh("sleep 30 & echo $! >&2; echo hi"));

@@ -82,12 +82,18 @@ class ServiceTest : public ::testing::Test {
     grpc::Status status;
   };
 
-  RunResult RunJob(const v1::Command& command, const std::string& build = "b") {
+  std::unique_ptr<grpc::ClientReader<v1::RunEvent>> StartRun(grpc::ClientContext* context,
+                                                             const v1::Command& command,
+                                                             const std::string& build = "b") {
     v1::RunRequest request;
     Fill(&request, build);
     *request.mutable_command() = command;
+    return stub_->Run(context, request);
+  }
+
+  RunResult RunJob(const v1::Command& command, const std::string& build = "b") {
     grpc::ClientContext context;
-    auto reader = stub_->Run(&context, request);
+    auto reader = StartRun(&context, command, build);
     RunResult result;
     v1::RunEvent event;
     while (reader->Read(&event)) {
@@ -165,6 +171,27 @@ TEST_F(ServiceTest, RunOfAMissingProgramIs127AndBadInputIsAnError) {
   EXPECT_TRUE(empty.status.ok());
 }
 
+TEST_F(ServiceTest, AClientThatDoesNotReadHoldsItsJobBackInsteadOfFillingMemory) {
+  constexpr uint64_t kBytes = 100 << 20;
+  grpc::ClientContext context;
+  auto reader = StartRun(&context, Shell("head -c 104857600 /dev/zero"));
+  v1::RunEvent event;
+  ASSERT_TRUE(reader->Read(&event));
+  uint64_t id = event.queued().job_id();
+  // A negative check, so bounded by time: unread, the output backs up into the daemon's
+  // queue (8 MiB), then the pipe, and the job blocks.
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(engine_->GetJob(id)->state, engine::JobState::kRunning);
+  EXPECT_LT(engine_->GetJobOutput(id)->stdout_bytes, kBytes / 2);
+  uint64_t received = 0;
+  while (reader->Read(&event)) {
+    if (event.has_output()) received += event.output().data().size();
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(received, kBytes);
+  EXPECT_EQ(event.result().exit_code(), 0);
+}
+
 TEST_F(ServiceTest, EnvironmentOverridesAndWorkingDirectory) {
   v1::Command command = Shell("echo $PATH $EXTRA; pwd");
   command.add_env("EXTRA=1");
@@ -225,11 +252,8 @@ TEST_F(ServiceTest, WaitSendsProgress) {
 }
 
 TEST_F(ServiceTest, CancellingARunCancelsTheJobButNotTheBuild) {
-  v1::RunRequest request;
-  Fill(&request, "b");
-  *request.mutable_command() = Shell("sleep 30", /*check=*/true);
   grpc::ClientContext context;
-  auto reader = stub_->Run(&context, request);
+  auto reader = StartRun(&context, Shell("sleep 30", /*check=*/true));
   v1::RunEvent event;
   ASSERT_TRUE(reader->Read(&event));
   ASSERT_TRUE(event.has_queued());
@@ -251,11 +275,8 @@ TEST_F(ServiceTest, CancellingARunCancelsTheJobButNotTheBuild) {
 }
 
 TEST_F(ServiceTest, CancelJobEndsAForegroundRunWithItsResult) {
-  v1::RunRequest request;
-  Fill(&request, "b");
-  *request.mutable_command() = Shell("sleep 30");
   grpc::ClientContext context;
-  auto reader = stub_->Run(&context, request);
+  auto reader = StartRun(&context, Shell("sleep 30"));
   v1::RunEvent event;
   ASSERT_TRUE(reader->Read(&event));
   ASSERT_TRUE(reader->Read(&event));  // started

@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# Black-box tests of distd and distctl: the real binaries, a daemon per test on a socket in a
+# temporary directory. Usage: cli_test.sh BIN_DIR TEST_NAME   (ctest runs each test by name)
+#
+# Processes started by jobs use unusual sleep lengths (sleep 977.1, ...) so that a survivor
+# can be found with pgrep without touching anything else on the machine.
+set -uo pipefail
+
+BIN=$1
+NAME=$2
+T=$(mktemp -d /tmp/distd-cli-XXXXXX)
+SOCK=$T/d.sock
+export DISTD_ADDR=unix:$SOCK
+unset DISTD_BUILD DISTD_SOCKET
+DPID=
+
+distctl() { "$BIN/distctl" "$@"; }
+
+fail() {
+  echo "FAIL [$NAME]: $*" >&2
+  if [ -f "$T/distd.log" ]; then
+    echo "--- distd log (last 30 lines)" >&2
+    tail -n 30 "$T/distd.log" >&2
+  fi
+  exit 1
+}
+
+start_daemon() {
+  "$BIN/distd" --listen "unix:$SOCK" --jobs "${1:-2}" --grace 2s --log-level debug \
+    >>"$T/distd.log" 2>&1 &
+  DPID=$!
+  for _ in $(seq 1 200); do
+    if [ -S "$SOCK" ] && distctl status >/dev/null 2>&1; then return 0; fi
+    kill -0 "$DPID" 2>/dev/null || fail "distd exited at start"
+    sleep 0.05
+  done
+  fail "distd did not start"
+}
+
+stop_daemon() {
+  if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
+    kill -TERM "$DPID"
+    wait "$DPID" 2>/dev/null
+  fi
+  DPID=
+}
+
+cleanup() {
+  stop_daemon
+  pkill -KILL -f "sleep 97[0-9]\." 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+# expect_code WANT CMD...: runs CMD with stdout/stderr to $T/out, $T/err.
+expect_code() {
+  local want=$1
+  shift
+  "$@" >"$T/out" 2>"$T/err"
+  local got=$?
+  [ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(head -c 500 "$T/err")"
+}
+
+expect_grep() {  # expect_grep PATTERN FILE
+  grep -q -- "$1" "$2" || fail "expected '$1' in $2: $(head -c 500 "$2")"
+}
+
+no_survivor() {  # no_survivor PATTERN: no process matches, allowing the kernel a moment
+  for _ in $(seq 1 100); do
+    pgrep -f "$1" >/dev/null || return 0
+    sleep 0.05
+  done
+  fail "a job process survived: $(pgrep -af "$1")"
+}
+
+wait_until() {  # wait_until SECONDS CMD...: polls CMD until it succeeds
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.05
+  done
+}
+
+signals_blocked() {  # signals_blocked PID: the process has blocked SIGINT and SIGTERM
+  local mask
+  mask=$(awk '/^SigBlk:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$mask" ] && (((0x$mask & 0x4002) == 0x4002))
+}
+
+still_serving() {
+  expect_code 0 distctl status
+}
+
+# --- the tests ---------------------------------------------------------------------------
+
+test_exit_codes() {
+  start_daemon
+  expect_code 0 distctl run -- true
+  expect_code 3 distctl run -- sh -c 'exit 3'
+  expect_code 143 distctl run -- sh -c 'kill -TERM $$'
+  expect_code 127 distctl run -- distd-no-such-program
+  expect_grep "not found" "$T/err"
+  expect_code 126 distctl run -- /etc/passwd
+  expect_code 126 distctl run -C "$T/missing" -- true
+  expect_grep "$T/missing" "$T/err"
+  expect_code 124 distctl run --timeout 200ms -- sleep 977.1
+  no_survivor "sleep 977.1"
+}
+
+test_streams_apart() {
+  start_daemon
+  expect_code 0 distctl run -- sh -c 'echo to-out; echo to-err >&2'
+  [ "$(cat "$T/out")" = "to-out" ] || fail "stdout: $(cat "$T/out")"
+  [ "$(cat "$T/err")" = "to-err" ] || fail "stderr: $(cat "$T/err")"
+}
+
+test_cwd_and_env() {
+  start_daemon
+  mkdir -p "$T/work/sub"
+  (cd "$T/work" && FOO=client expect_code 0 distctl run -C sub -e BAR=extra -- sh -c 'pwd; echo $FOO $BAR')
+  [ "$(cat "$T/out")" = "$T/work/sub
+client extra" ] || fail "cwd/env: $(cat "$T/out")"
+}
+
+test_batch_all_or_nothing() {
+  start_daemon
+  printf 'echo one\n# a comment\n\nsh -c "exit 0"\n' >"$T/good"
+  expect_code 0 distctl run --bg -f "$T/good"
+  [ "$(wc -l <"$T/out")" -eq 2 ] || fail "expected two ids: $(cat "$T/out")"
+  expect_code 0 distctl wait
+  printf 'echo one\necho "unterminated\n' >"$T/bad"
+  expect_code 2 distctl --build other run --bg -f "$T/bad"
+  expect_grep "line 2" "$T/err"
+  # Nothing of the bad batch was queued: the build does not even exist.
+  expect_code 0 distctl build list
+  if grep -q other "$T/out"; then fail "a malformed batch queued jobs: $(cat "$T/out")"; fi
+  printf 'true\n' | expect_code 0 distctl run --bg -f -
+}
+
+test_barrier() {
+  start_daemon
+  for i in 1 2 3; do expect_code 0 distctl run --bg -- sh -c "sleep 0.2; touch $T/done$i"; done
+  expect_code 0 distctl wait
+  for i in 1 2 3; do [ -f "$T/done$i" ] || fail "wait returned before job $i finished"; done
+  expect_code 0 distctl run --bg -- sh -c 'echo compiling x.c; echo "x.c:1: error" >&2; exit 1'
+  expect_code 1 distctl wait
+  expect_grep "FAILED: sh -c" "$T/err"
+  expect_grep "x.c:1: error" "$T/err"
+  expect_grep "compiling x.c" "$T/err"
+  # The failed build refuses new jobs until it is closed.
+  expect_code 125 distctl run --bg -- true
+  expect_grep "exit code 1" "$T/err"
+  expect_code 0 distctl build close default
+  expect_code 0 distctl run --bg -- true
+  expect_code 0 distctl wait
+}
+
+test_groups() {
+  start_daemon
+  expect_code 0 distctl run --bg --group slow -- sleep 977.2
+  expect_code 0 distctl run --bg --group fast -- true
+  expect_code 0 timeout 10 distctl wait --group fast
+  expect_code 0 distctl abort
+  no_survivor "sleep 977.2"
+}
+
+test_fail_fast_with_huge_queue() {
+  start_daemon 2
+  {
+    echo "sh -c 'sleep 0.5; echo boom >&2; exit 7'"
+    echo "sleep 977.3"
+    for _ in $(seq 1 20000); do echo "sleep 977.4"; done
+  } >"$T/queue"
+  expect_code 0 distctl run --bg -f "$T/queue"
+  local start=$SECONDS
+  expect_code 1 timeout 60 distctl wait
+  [ $((SECONDS - start)) -lt 15 ] || fail "wait took $((SECONDS - start)) s"
+  expect_grep "FAILED: sh -c" "$T/err"
+  expect_grep "boom" "$T/err"
+  # wait returned only once nothing of the build ran: no survivor, no allowance needed.
+  pgrep -f "sleep 977.3" >/dev/null && fail "sleep 977.3 survived"
+  pgrep -f "sleep 977.4" >/dev/null && fail "a queued job was started"
+  expect_code 125 distctl run -- true
+  expect_grep "exit code 7" "$T/err"
+  expect_code 0 distctl status --json
+  expect_grep '"cancelled": "20000"' "$T/out"
+  expect_code 0 distctl build close default
+  expect_code 0 distctl run -- true
+}
+
+test_concurrent_aborts() {
+  start_daemon
+  expect_code 0 distctl run --bg -- sleep 977.5
+  expect_code 0 distctl run --bg -- sh -c 'trap "" TERM; sleep 977.6'
+  distctl wait >"$T/wait.out" 2>"$T/wait.err" &
+  local waiter=$!
+  local pids=()
+  for i in $(seq 1 8); do
+    (distctl abort --reason "client $i"; echo $? >"$T/abort$i") &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  for i in $(seq 1 8); do
+    [ "$(cat "$T/abort$i")" = 0 ] || fail "abort $i exited $(cat "$T/abort$i")"
+  done
+  # Every abort has returned: nothing of the build runs any more, SIGTERM-proof job included.
+  pgrep -f "sleep 977.5" >/dev/null && fail "sleep 977.5 survived the aborts"
+  pgrep -f "sleep 977.6" >/dev/null && fail "sleep 977.6 (ignores SIGTERM) survived the aborts"
+  wait "$waiter"
+  [ $? -eq 1 ] || fail "the pending wait did not report the failure"
+  grep -q "aborted: client" "$T/wait.err" || fail "wait: $(cat "$T/wait.err")"
+}
+
+test_ctrl_c_on_run() {
+  start_daemon
+  distctl run -- sleep 977.7 &
+  local client=$!
+  wait_until 10 pgrep -f "sleep 977.7" >/dev/null || fail "the job did not start"
+  kill -INT "$client"
+  wait "$client"
+  local code=$?
+  [ "$code" -eq 130 ] || fail "distctl exited $code after SIGINT, expected 130"
+  pgrep -f "sleep 977.7" >/dev/null && fail "the job survived the client's exit"
+  # A cancelled foreground job does not fail its build.
+  expect_code 0 distctl run -- true
+}
+
+test_sigterm_on_waiting_client() {
+  start_daemon
+  expect_code 0 distctl run --bg -- sleep 977.8
+  distctl wait &
+  local client=$!
+  wait_until 10 signals_blocked "$client" || fail "distctl never blocked SIGTERM"
+  kill -TERM "$client"
+  wait "$client"
+  local code=$?
+  [ "$code" -eq 143 ] || fail "distctl wait exited $code after SIGTERM, expected 143"
+  pgrep -f "sleep 977.8" >/dev/null && fail "the build was not aborted"
+  expect_code 125 distctl run --bg -- true
+}
+
+test_sigterm_on_daemon() {
+  start_daemon
+  expect_code 0 distctl run --bg -- sleep 977.9
+  expect_code 0 distctl run --bg -- sh -c 'trap "" TERM; sleep 978.1'
+  distctl wait >"$T/wait.out" 2>"$T/wait.err" &
+  local waiter=$!
+  wait_until 10 pgrep -f "sleep 978.1" >/dev/null || fail "jobs did not start"
+  kill -TERM "$DPID"
+  wait "$DPID"
+  local code=$?
+  DPID=
+  [ "$code" -eq 0 ] || fail "distd exited $code on SIGTERM"
+  pgrep -f "sleep 977.9" >/dev/null && fail "a job survived distd"
+  pgrep -f "sleep 978.1" >/dev/null && fail "a SIGTERM-proof job survived distd"
+  wait "$waiter"
+  [ $? -eq 1 ] || fail "the waiting client did not get the failure: $(cat "$T/wait.err")"
+  [ -S "$SOCK" ] && fail "the socket was left behind"
+  return 0
+}
+
+test_fairness() {
+  start_daemon 1
+  for i in $(seq 1 40); do echo "sleep 0.25"; done >"$T/queue"
+  expect_code 0 distctl --build big run --bg -f "$T/queue"
+  local start
+  start=$(date +%s%N)
+  expect_code 0 distctl --build small run -- true
+  local ms=$((($(date +%s%N) - start) / 1000000))
+  # Behind the big build's queue it would wait 10 s; fairly, about one job (250 ms).
+  [ "$ms" -lt 3000 ] || fail "the small build's job waited $ms ms"
+  expect_code 0 distctl --build big abort
+}
+
+test_auto_start() {
+  unset DISTD_ADDR
+  export DISTD_SOCKET=$T/auto/d.sock
+  # Two clients at once: exactly one daemon serves both.
+  distctl run -- true >"$T/a1" 2>&1 &
+  local c1=$!
+  distctl run -- true >"$T/a2" 2>&1 &
+  local c2=$!
+  wait "$c1" || fail "first client: $(cat "$T/a1")"
+  wait "$c2" || fail "second client: $(cat "$T/a2")"
+  [ -S "$DISTD_SOCKET" ] || fail "no socket at $DISTD_SOCKET"
+  [ "$(stat -c %a "$T/auto")" = 700 ] || fail "socket directory mode $(stat -c %a "$T/auto")"
+  [ "$(stat -c %a "$DISTD_SOCKET")" = 600 ] || fail "socket mode $(stat -c %a "$DISTD_SOCKET")"
+  local daemons
+  daemons=$(pgrep -fc "distd --listen unix:$DISTD_SOCKET")
+  [ "$daemons" -eq 1 ] || fail "$daemons daemons serve $DISTD_SOCKET"
+  DPID=$(pgrep -f "distd --listen unix:$DISTD_SOCKET")
+}
+
+test_second_daemon_refused() {
+  start_daemon
+  expect_code 1 "$BIN/distd" --listen "unix:$SOCK"
+  expect_grep "already serving" "$T/err"
+  still_serving
+}
+
+test_other_uid_refused() {
+  command -v setpriv >/dev/null || fail "setpriv is missing (util-linux)"
+  start_daemon
+  # Through the file system: the socket is 0600 in a 0700 directory.
+  expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN/distctl" status
+  # Even when the file modes are opened up, the daemon checks the caller's uid itself.
+  chmod 0755 "$T"
+  chmod 0666 "$SOCK"
+  expect_code 125 setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN/distctl" run -- true
+  expect_grep "uid 65534" "$T/err"
+  still_serving
+}
+
+test_bad_input() {
+  start_daemon
+  expect_code 2 distctl run --
+  expect_code 2 distctl run --timeout soon -- true
+  expect_code 2 distctl run -e NOEQUALS -- true
+  expect_code 2 distctl frobnicate
+  expect_code 2 distctl run --no-such-flag -- true
+  expect_code 125 distctl --build 'bad name' run -- true
+  expect_grep "build name" "$T/err"
+  { printf 'echo '; head -c 8388608 /dev/zero | tr '\0' x; echo; } >"$T/huge"
+  expect_code 125 distctl run --bg -f "$T/huge"
+  expect_grep "the limit is" "$T/err"
+  expect_code 125 distctl logs 999999
+  expect_code 125 distctl build close nope
+  expect_code 0 distctl --help
+  expect_code 0 distctl run --help
+  still_serving
+}
+
+test_logs_and_status() {
+  start_daemon
+  expect_code 0 distctl run --bg -- sh -c 'echo hello; echo oops >&2'
+  local id
+  id=$(cat "$T/out")
+  expect_code 0 distctl wait
+  expect_code 0 distctl logs "$id"
+  [ "$(cat "$T/out")" = hello ] || fail "logs stdout: $(cat "$T/out")"
+  [ "$(cat "$T/err")" = oops ] || fail "logs stderr: $(cat "$T/err")"
+  expect_code 0 distctl run --bg -- sh -c 'sleep 0.3; echo later'
+  id=$(cat "$T/out")
+  expect_code 0 distctl logs --follow "$id"
+  [ "$(cat "$T/out")" = later ] || fail "logs --follow: $(cat "$T/out")"
+  expect_code 0 distctl status
+  expect_grep default "$T/out"
+  expect_code 0 distctl status --json
+  expect_code 0 distctl build list
+  expect_grep default "$T/out"
+}
+
+"test_$NAME"
+echo "PASS [$NAME]"

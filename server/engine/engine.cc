@@ -1,5 +1,9 @@
 // Notes on the dying protocol.
 //
+// tests/model/dying.pml is a Promela model of this protocol, step for step (each step names
+// the function here that it mirrors); spin checks it in CI, and checks that the 2015 variant
+// (tests/model/deadlock_2015.pml) deadlocks. Change the two together.
+//
 // What it promises:
 //   1. At most `pool_size_` jobs run at once, across every build.
 //   2. A checked failure, or an abort, turns its build from running to dying in one step under
@@ -7,10 +11,11 @@
 //      spawned afterwards), every barrier waiter is moved from its barrier to the build's
 //      death waiters (so none of them waits for queued work any more), and every running job
 //      gets SIGTERM, with SIGKILL after the grace period (an abort in drain mode lets them
-//      finish instead).
+//      finish instead, and so does a checked failure that happens during such a drain).
 //   3. The build becomes dead when its last running job has been reaped; that step completes
 //      every death waiter: each abort and each barrier that reports the failure returns only
-//      once no process of the build runs, so its caller may delete the work tree.
+//      once no process of the build's process groups runs, so its caller may delete the work
+//      tree. (A descendant that left its job's process group with setsid is beyond reach.)
 //   4. A dead build keeps its first failure and refuses new jobs, naming it, until Close.
 //
 // The races it handles, all serialised by the one mutex, so each is one of two orders:
@@ -18,10 +23,12 @@
 //     failing job's FinishLocked starts the dying step itself; the barrier's waiters are moved
 //     to the death list there, and the queue is dropped, not drained.
 //   - Concurrent aborts, or an abort racing a failure: the first to take mu_ starts dying;
-//     the others find the build dying or dead and only add a death waiter (or return at once).
-//     Only the first failure is recorded.
+//     the others find the build dying or dead and add a death waiter (or return at once); a
+//     later kill abort also stops the running jobs of an earlier drain. Only the first
+//     failure is recorded.
 //   - A submit racing an abort: the submit either lands before (its jobs are then cancelled
-//     with the rest) or after (refused with the failure): never half-queued.
+//     with the rest, or stopped if they had a free slot and started) or after (refused with
+//     the failure; after Close, the name starts a new build): never half-queued.
 //   - A job's exit racing its SIGKILL timer, timeout or cancel: timers look the job up by id
 //     and do nothing unless it still runs; signals go through Process::Signal, which refuses
 //     once the job has been reaped, so a recycled process group is never hit.
@@ -206,12 +213,12 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   Build* build = FindBuildLocked(build_name);
   if (shutting_down_) {
     ids = absl::UnavailableError("distd is shutting down");
+  } else if (build != nullptr && build->state != BuildState::kRunning) {
+    ids = RefusalLocked(*build);  // before the queue limit: a failure is always named
   } else if (queued_ + specs.size() > limits.max_queued_jobs) {
     ids = absl::ResourceExhaustedError(
         absl::StrCat("the queue is full: ", queued_, " jobs are queued, the limit is ",
                      limits.max_queued_jobs, "; nothing of this request was queued"));
-  } else if (build != nullptr && build->state != BuildState::kRunning) {
-    ids = RefusalLocked(*build);
   }
   if (!ids.ok()) {
     Unlock(deferred);
@@ -235,8 +242,11 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     job->queued_at = now;
     if (watcher != nullptr) job->watchers.push_back(watcher);
     build->queue.push_back(job.get());
-    build->barrier.unfinished.push_back(job->id);
-    if (!job->spec.group.empty()) build->groups[job->spec.group].unfinished.push_back(job->id);
+    if (job->spec.background) {
+      // Barriers wait for background jobs: a foreground job's own client waits for it.
+      build->barrier.unfinished.push_back(job->id);
+      if (!job->spec.group.empty()) build->groups[job->spec.group].unfinished.push_back(job->id);
+    }
     for (EngineObserver* o : observers_) o->OnJobQueued(InfoLocked(*job));
     ids->push_back(job->id);
     jobs_.emplace(job->id, std::move(job));

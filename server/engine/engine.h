@@ -99,8 +99,8 @@ class Engine final : public ProcessEvents {
   absl::StatusOr<std::vector<JobId>> Submit(absl::string_view build, std::vector<JobSpec> specs,
                                             const Caller& caller, JobWatcher* watcher = nullptr);
 
-  // The barrier: completes once every job of `build` (of `group` in it, if not empty) that was
-  // submitted before this call has finished; or, if the build dies, once no job of it runs,
+  // The barrier: completes once every background job of `build` (of `group` in it, if not
+  // empty) submitted before this call has finished; or, if the build dies, once no job of it runs,
   // with its first failure. It never waits for queued work of a dying build. NotFound for an
   // unknown build. Returns an id for CancelWaiter, or 0 if it completed at once.
   WaiterId WaitAsync(absl::string_view build, absl::string_view group, BuildCallback done);

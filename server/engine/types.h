@@ -33,6 +33,9 @@ struct JobSpec {
   std::optional<absl::Duration> timeout;
   bool check = true;  // a failure of this job fails (aborts) its build
   std::string group;  // barrier scope inside the build; empty = none
+  // Barriers (Engine::Wait) cover background jobs only: a foreground job's client waits for
+  // it itself.
+  bool background = true;
 };
 
 enum class JobState { kQueued, kRunning, kFinished };

@@ -29,8 +29,9 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
       : engine_(engine) {
     google::protobuf::RepeatedPtrField<v1::Command> commands;
     *commands.Add() = request.command();
-    auto ids = engine_->Submit(request.build(), ToJobSpecs(request.cwd(), request.env(), commands),
-                               caller, this);
+    std::vector<engine::JobSpec> specs = ToJobSpecs(request.cwd(), request.env(), commands);
+    specs.front().background = false;  // its client waits for it; barriers do not
+    auto ids = engine_->Submit(request.build(), std::move(specs), caller, this);
     if (!ids.ok()) {
       Send(ErrorEvent(ids.status()), /*last=*/true);
       Uncork();

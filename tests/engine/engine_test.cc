@@ -93,6 +93,35 @@ TEST_F(EngineTest, BarrierCoversOnlyJobsSubmittedBeforeIt) {
   EXPECT_EQ(engine().GetJob(after)->state, JobState::kRunning);
 }
 
+TEST_F(EngineTest, BarrierIgnoresForegroundJobs) {
+  JobSpec foreground = Spec({"fg"});
+  foreground.background = false;
+  JobId fg = Submit("b", foreground);
+  JobId bg = Submit("b", Spec({"bg"}));
+  Answer wait;
+  engine().WaitAsync("b", "", wait.Callback());
+  ASSERT_TRUE(spawner().Exit(bg, 0));
+  EXPECT_TRUE(wait.done());
+  EXPECT_EQ(engine().GetJob(fg)->state, JobState::kRunning);
+}
+
+TEST_F(EngineTest, DeadBuildIsNamedEvenWhenTheQueueIsFull) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.limits.max_queued_jobs = 1;
+  FakeEngine fake(options);
+  ASSERT_TRUE(fake.engine->Submit("dead", {Spec({"y"})}, Caller{}).ok());
+  Answer abort;
+  fake.engine->AbortAsync("dead", Reason("gone"), abort.Callback());
+  fake.spawner->DeliverSignals();
+  ASSERT_TRUE(abort.done());
+  ASSERT_TRUE(fake.engine->Submit("full", {Spec({"x"})}, Caller{}).ok());  // runs
+  ASSERT_TRUE(fake.engine->Submit("full", {Spec({"x"})}, Caller{}).ok());  // fills the queue
+  auto refused = fake.engine->Submit("dead", {Spec({"z"})}, Caller{});
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("aborted: gone"));
+}
+
 TEST_F(EngineTest, BarrierWithNothingPendingReturnsAtOnce) {
   JobId id = Submit("b", Spec({"x"}));
   ASSERT_TRUE(spawner().Exit(id, 0));

@@ -47,7 +47,9 @@ absl::StatusOr<Address> ParseAddress(absl::string_view text) {
     absl::string_view host = text.substr(0, colon);
     absl::string_view port = text.substr(colon + 1);
     int number = 0;
-    if (!absl::SimpleAtoi(port, &number) || number < 1 || number > 65535) {
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != absl::string_view::npos ||
+        !absl::SimpleAtoi(port, &number) || number < 1 || number > 65535) {
       return absl::InvalidArgumentError(absl::StrCat("port \"", port, "\" is not in 1..65535"));
     }
     bool bracketed = absl::StartsWith(host, "[") && absl::EndsWith(host, "]");
@@ -55,6 +57,13 @@ absl::StatusOr<Address> ParseAddress(absl::string_view text) {
       return absl::InvalidArgumentError(
           absl::StrCat("IPv6 host \"", host, "\" must be in brackets, as [::1]"));
     }
+    absl::string_view bare = bracketed ? host.substr(1, host.size() - 2) : host;
+    for (char c : bare) {
+      if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '[' || c == ']' || c == '/') {
+        return absl::InvalidArgumentError(absl::StrCat("host \"", host, "\" is not a host name"));
+      }
+    }
+    if (bare.empty()) return absl::InvalidArgumentError("tcp address without a host");
     address.kind = Address::Kind::kTcp;
     address.host = std::string(host);
     address.port = number;

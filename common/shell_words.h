@@ -28,6 +28,19 @@ absl::StatusOr<std::vector<std::string>> SplitShellWords(absl::string_view line)
 // blank and comment-only lines skipped. Errors name the line: "line 3: unterminated '\"'".
 absl::StatusOr<std::vector<BatchLine>> ParseBatch(absl::string_view text);
 
+// The other way: one word as a POSIX shell reads it back, unchanged when it is safe, else
+// single-quoted; and a command line of such words, for messages ("FAILED: sh -c 'exit 3'").
+std::string ShellQuote(absl::string_view word);
+template <typename Range>
+std::string ShellJoin(const Range& words) {
+  std::string line;
+  for (const auto& word : words) {
+    if (!line.empty()) line.push_back(' ');
+    line += ShellQuote(word);
+  }
+  return line;
+}
+
 }  // namespace distd
 
 #endif  // DISTD_COMMON_SHELL_WORDS_H_

@@ -17,6 +17,7 @@
 #include "server/engine/engine.h"
 #include "server/listener.h"
 #include "server/service/service.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace distd {
@@ -181,6 +182,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   distd::Options options = distd::ParseFlags(argc, argv);
+  // The log goes to stderr; stdout is not the daemon's to use.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("distd"));
   spdlog::set_level(options.log_level);
   return distd::Run(options);
 }

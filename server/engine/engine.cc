@@ -53,9 +53,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "common/exit_codes.h"
+#include "common/shell_words.h"
 #include "spdlog/spdlog.h"
 
 namespace distd::engine {
@@ -74,7 +74,7 @@ int DefaultPoolSize(int jobs) {
 
 std::string CommandLine(const std::vector<std::string>& argv) {
   constexpr size_t kMax = 200;
-  std::string line = absl::StrJoin(argv, " ");
+  std::string line = ShellJoin(argv);
   if (line.size() > kMax) line = absl::StrCat(line.substr(0, kMax), "...");
   return line;
 }
@@ -118,6 +118,7 @@ struct Engine::Job {
   bool timed_out = false;
   bool stopping = false;            // SIGTERM sent
   bool stopped_on_request = false;  // by an abort or a cancel: never fails the build
+  std::string stop_reason;          // why, for its result's message
 };
 
 struct Engine::Waiter {
@@ -202,7 +203,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   for (size_t i = 0; i < specs.size(); ++i) {
     if (absl::Status s = ValidateJobSpec(specs[i], limits); !s.ok()) {
       if (specs.size() == 1) return s;
-      return absl::Status(s.code(), absl::StrCat("job ", i + 1, ": ", s.message()));
+      return absl::Status(s.code(), absl::StrCat("command ", i + 1, ": ", s.message()));
     }
   }
   auto shared_caller = std::make_shared<const Caller>(caller);
@@ -334,9 +335,10 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
   if (job->timeout_timer != 0) clock_->Cancel(job->timeout_timer);
   if (job->kill_timer != 0) clock_->Cancel(job->kill_timer);
   const Outcome outcome = job->result.outcome;
+  // A job stopped on request did not fail on its own: it counts as cancelled.
   if (outcome == Outcome::kSucceeded) {
     ++build->succeeded;
-  } else if (outcome == Outcome::kCancelled) {
+  } else if (outcome == Outcome::kCancelled || job->result.stopped) {
     ++build->cancelled;
   } else {
     ++build->failed;
@@ -422,7 +424,11 @@ void Engine::StartDyingLocked(Build* build, Failure failure, Deferred& deferred)
 
 void Engine::StopRunningLocked(Build* build, absl::Duration grace) {
   for (Job* job : build->running) {
-    job->stopped_on_request = true;
+    if (!job->stopped_on_request) {
+      job->stopped_on_request = true;
+      job->stop_reason = absl::StrCat("stopped: build ", *build->name,
+                                      " is being stopped: ", build->failure->reason);
+    }
     StopJobLocked(job, grace);
   }
 }
@@ -648,7 +654,10 @@ absl::Status Engine::CancelJob(JobId id) {
     result.message = "cancelled by its client before it started";
     FinishLocked(job, std::move(result), deferred);
   } else if (job->state == JobState::kRunning) {
-    job->stopped_on_request = true;
+    if (!job->stopped_on_request) {
+      job->stopped_on_request = true;
+      job->stop_reason = "stopped: cancelled by its client";
+    }
     StopJobLocked(job, options_.grace);
   }
   Unlock(deferred);
@@ -722,6 +731,7 @@ void Engine::OnProcessExit(JobId id, ExitStatus status) {
     result.exit_code = status.exit_code;
   }
   result.stopped = job->stopped_on_request;
+  if (result.stopped && result.message.empty()) result.message = job->stop_reason;
   FinishLocked(job, std::move(result), deferred);
   DispatchLocked(deferred);
   EvictLocked();

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/service/convert.h"
 #include "server/service/reactors.h"
+#include "spdlog/spdlog.h"
 
 namespace distd::service {
 namespace {
@@ -67,6 +68,8 @@ grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerConte
                                                        const v1::WaitRequest* request) {
   absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
   if (!caller.ok()) return NewFinishedReactor<v1::WaitEvent>(Denied(caller.status()));
+  spdlog::debug("wait on build {} group \"{}\" by {}", request->build(), request->group(),
+                caller->principal);
   return NewWaitReactor(engine_, clock_.get(), options_.progress_interval, *request);
 }
 

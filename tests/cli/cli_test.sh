@@ -14,7 +14,8 @@ export DISTD_ADDR=unix:$SOCK
 unset DISTD_BUILD DISTD_SOCKET
 DPID=
 
-distctl() { "$BIN/distctl" "$@"; }
+DISTCTL=$BIN/distctl
+distctl() { "$DISTCTL" "$@"; }  # for background jobs and timeout, use "$DISTCTL" itself
 
 fail() {
   echo "FAIL [$NAME]: $*" >&2
@@ -46,8 +47,7 @@ stop_daemon() {
 }
 
 cleanup() {
-  stop_daemon
-  pkill -KILL -f "sleep 97[0-9]\." 2>/dev/null
+  stop_daemon  # which ends every job it still runs
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -67,10 +67,10 @@ expect_grep() {  # expect_grep PATTERN FILE
 
 no_survivor() {  # no_survivor PATTERN: no process matches, allowing the kernel a moment
   for _ in $(seq 1 100); do
-    pgrep -f "$1" >/dev/null || return 0
+    pgrep -f "^$1" >/dev/null || return 0
     sleep 0.05
   done
-  fail "a job process survived: $(pgrep -af "$1")"
+  fail "a job process survived: $(pgrep -af "^$1")"
 }
 
 wait_until() {  # wait_until SECONDS CMD...: polls CMD until it succeeds
@@ -82,7 +82,9 @@ wait_until() {  # wait_until SECONDS CMD...: polls CMD until it succeeds
   done
 }
 
-signals_blocked() {  # signals_blocked PID: the process has blocked SIGINT and SIGTERM
+signals_blocked() {  # signals_blocked PID: distctl runs as PID and has blocked SIGINT, SIGTERM
+  # Before exec the forked shell may block signals for a moment too: check it is distctl.
+  [ "$(readlink "/proc/$1/exe" 2>/dev/null)" = "$(readlink -f "$DISTCTL")" ] || return 1
   local mask
   mask=$(awk '/^SigBlk:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
   [ -n "$mask" ] && (((0x$mask & 0x4002) == 0x4002))
@@ -160,7 +162,7 @@ test_groups() {
   start_daemon
   expect_code 0 distctl run --bg --group slow -- sleep 977.2
   expect_code 0 distctl run --bg --group fast -- true
-  expect_code 0 timeout 10 distctl wait --group fast
+  expect_code 0 timeout 10 "$DISTCTL" wait --group fast
   expect_code 0 distctl abort
   no_survivor "sleep 977.2"
 }
@@ -174,17 +176,17 @@ test_fail_fast_with_huge_queue() {
   } >"$T/queue"
   expect_code 0 distctl run --bg -f "$T/queue"
   local start=$SECONDS
-  expect_code 1 timeout 60 distctl wait
+  expect_code 1 timeout 60 "$DISTCTL" wait
   [ $((SECONDS - start)) -lt 15 ] || fail "wait took $((SECONDS - start)) s"
   expect_grep "FAILED: sh -c" "$T/err"
   expect_grep "boom" "$T/err"
   # wait returned only once nothing of the build ran: no survivor, no allowance needed.
-  pgrep -f "sleep 977.3" >/dev/null && fail "sleep 977.3 survived"
-  pgrep -f "sleep 977.4" >/dev/null && fail "a queued job was started"
+  pgrep -f "^sleep 977.3" >/dev/null && fail "sleep 977.3 survived"
+  pgrep -f "^sleep 977.4" >/dev/null && fail "a queued job was started"
   expect_code 125 distctl run -- true
   expect_grep "exit code 7" "$T/err"
   expect_code 0 distctl status --json
-  expect_grep '"cancelled": "20000"' "$T/out"
+  expect_grep '"cancelled":"20001"' "$T/out"
   expect_code 0 distctl build close default
   expect_code 0 distctl run -- true
 }
@@ -193,11 +195,12 @@ test_concurrent_aborts() {
   start_daemon
   expect_code 0 distctl run --bg -- sleep 977.5
   expect_code 0 distctl run --bg -- sh -c 'trap "" TERM; sleep 977.6'
-  distctl wait >"$T/wait.out" 2>"$T/wait.err" &
+  "$DISTCTL" wait >"$T/wait.out" 2>"$T/wait.err" &
   local waiter=$!
+  wait_until 10 grep -q "wait on build default" "$T/distd.log" || fail "the wait never arrived"
   local pids=()
   for i in $(seq 1 8); do
-    (distctl abort --reason "client $i"; echo $? >"$T/abort$i") &
+    ("$DISTCTL" abort --reason "client $i"; echo $? >"$T/abort$i") &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
@@ -205,8 +208,8 @@ test_concurrent_aborts() {
     [ "$(cat "$T/abort$i")" = 0 ] || fail "abort $i exited $(cat "$T/abort$i")"
   done
   # Every abort has returned: nothing of the build runs any more, SIGTERM-proof job included.
-  pgrep -f "sleep 977.5" >/dev/null && fail "sleep 977.5 survived the aborts"
-  pgrep -f "sleep 977.6" >/dev/null && fail "sleep 977.6 (ignores SIGTERM) survived the aborts"
+  pgrep -f "^sleep 977.5" >/dev/null && fail "sleep 977.5 survived the aborts"
+  pgrep -f "^sleep 977.6" >/dev/null && fail "sleep 977.6 (ignores SIGTERM) survived the aborts"
   wait "$waiter"
   [ $? -eq 1 ] || fail "the pending wait did not report the failure"
   grep -q "aborted: client" "$T/wait.err" || fail "wait: $(cat "$T/wait.err")"
@@ -214,14 +217,17 @@ test_concurrent_aborts() {
 
 test_ctrl_c_on_run() {
   start_daemon
-  distctl run -- sleep 977.7 &
+  # With job control on, a background command keeps SIGINT (a plain script ignores it there).
+  set -m
+  "$DISTCTL" run -- sleep 977.7 &
   local client=$!
-  wait_until 10 pgrep -f "sleep 977.7" >/dev/null || fail "the job did not start"
+  set +m
+  wait_until 10 pgrep -f "^sleep 977.7" >/dev/null || fail "the job did not start"
   kill -INT "$client"
   wait "$client"
   local code=$?
   [ "$code" -eq 130 ] || fail "distctl exited $code after SIGINT, expected 130"
-  pgrep -f "sleep 977.7" >/dev/null && fail "the job survived the client's exit"
+  pgrep -f "^sleep 977.7" >/dev/null && fail "the job survived the client's exit"
   # A cancelled foreground job does not fail its build.
   expect_code 0 distctl run -- true
 }
@@ -229,14 +235,14 @@ test_ctrl_c_on_run() {
 test_sigterm_on_waiting_client() {
   start_daemon
   expect_code 0 distctl run --bg -- sleep 977.8
-  distctl wait &
+  "$DISTCTL" wait &
   local client=$!
   wait_until 10 signals_blocked "$client" || fail "distctl never blocked SIGTERM"
   kill -TERM "$client"
   wait "$client"
   local code=$?
   [ "$code" -eq 143 ] || fail "distctl wait exited $code after SIGTERM, expected 143"
-  pgrep -f "sleep 977.8" >/dev/null && fail "the build was not aborted"
+  pgrep -f "^sleep 977.8" >/dev/null && fail "the build was not aborted"
   expect_code 125 distctl run --bg -- true
 }
 
@@ -244,16 +250,17 @@ test_sigterm_on_daemon() {
   start_daemon
   expect_code 0 distctl run --bg -- sleep 977.9
   expect_code 0 distctl run --bg -- sh -c 'trap "" TERM; sleep 978.1'
-  distctl wait >"$T/wait.out" 2>"$T/wait.err" &
+  "$DISTCTL" wait >"$T/wait.out" 2>"$T/wait.err" &
   local waiter=$!
-  wait_until 10 pgrep -f "sleep 978.1" >/dev/null || fail "jobs did not start"
+  wait_until 10 pgrep -f "^sleep 978.1" >/dev/null || fail "jobs did not start"
+  wait_until 10 grep -q "wait on build default" "$T/distd.log" || fail "the wait never arrived"
   kill -TERM "$DPID"
   wait "$DPID"
   local code=$?
   DPID=
   [ "$code" -eq 0 ] || fail "distd exited $code on SIGTERM"
-  pgrep -f "sleep 977.9" >/dev/null && fail "a job survived distd"
-  pgrep -f "sleep 978.1" >/dev/null && fail "a SIGTERM-proof job survived distd"
+  pgrep -f "^sleep 977.9" >/dev/null && fail "a job survived distd"
+  pgrep -f "^sleep 978.1" >/dev/null && fail "a SIGTERM-proof job survived distd"
   wait "$waiter"
   [ $? -eq 1 ] || fail "the waiting client did not get the failure: $(cat "$T/wait.err")"
   [ -S "$SOCK" ] && fail "the socket was left behind"
@@ -277,9 +284,9 @@ test_auto_start() {
   unset DISTD_ADDR
   export DISTD_SOCKET=$T/auto/d.sock
   # Two clients at once: exactly one daemon serves both.
-  distctl run -- true >"$T/a1" 2>&1 &
+  "$DISTCTL" run -- true >"$T/a1" 2>&1 &
   local c1=$!
-  distctl run -- true >"$T/a2" 2>&1 &
+  "$DISTCTL" run -- true >"$T/a2" 2>&1 &
   local c2=$!
   wait "$c1" || fail "first client: $(cat "$T/a1")"
   wait "$c2" || fail "second client: $(cat "$T/a2")"

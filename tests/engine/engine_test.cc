@@ -189,11 +189,12 @@ TEST_F(EngineTest, FailureWithHugeQueueReleasesBarrierWithoutSpawningTheQueue) {
   EXPECT_EQ(build.failure->job->id, ids[0]);
   EXPECT_THAT(build.failure->reason, HasSubstr("exit code 1: job0"));
   EXPECT_EQ(build.failure->stderr_text, "x.c:1: error\n");
-  EXPECT_EQ(build.cancelled, static_cast<uint64_t>(kQueued));
-  EXPECT_EQ(build.failed, 2u);  // the failure and the job stopped for it
+  EXPECT_EQ(build.cancelled, static_cast<uint64_t>(kQueued) + 1);  // the queue, the one stopped
+  EXPECT_EQ(build.failed, 1u);
   EXPECT_EQ(OutcomeOf(ids.back()), Outcome::kCancelled);
   EXPECT_EQ(OutcomeOf(ids[1]), Outcome::kKilled);
   EXPECT_TRUE(engine().GetJob(ids[1])->result.stopped);
+  EXPECT_THAT(engine().GetJob(ids[1])->result.message, HasSubstr("stopped: build b"));
 }
 
 TEST_F(EngineTest, BarrierAfterFailureWaitsForRunningJobsThenReportsIt) {
@@ -420,7 +421,7 @@ TEST_F(EngineTest, BadBatchQueuesNothing) {
   std::vector<JobSpec> specs = {Spec({"ok"}), Spec({}), Spec({"ok"})};
   auto ids = engine().Submit("b", specs, Caller{});
   EXPECT_TRUE(absl::IsInvalidArgument(ids.status()));
-  EXPECT_THAT(ids.status().message(), HasSubstr("job 2: empty command"));
+  EXPECT_THAT(ids.status().message(), HasSubstr("command 2: empty command"));
   EXPECT_EQ(spawner().started(), 0u);
   EXPECT_EQ(engine().Pool().queued, 0u);
   EXPECT_TRUE(absl::IsNotFound(engine().GetBuild("b").status()));

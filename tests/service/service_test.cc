@@ -205,7 +205,7 @@ TEST_F(ServiceTest, SubmitIsAllOrNothing) {
   v1::Command bad;  // empty argv
   v1::SubmitResponse response = Submit({Shell("true"), bad, Shell("true")});
   EXPECT_EQ(response.error().code(), v1::Error::INVALID_ARGUMENT);
-  EXPECT_THAT(response.error().message(), HasSubstr("job 2"));
+  EXPECT_THAT(response.error().message(), HasSubstr("command 2"));
   EXPECT_EQ(response.job_ids_size(), 0);
   EXPECT_EQ(engine_->Pool().queued + engine_->Pool().running, 0u);
 
@@ -322,7 +322,7 @@ TEST_F(ServiceTest, ConcurrentAbortsWithAPendingWait) {
   for (const auto& response : responses) {
     EXPECT_EQ(response.build().state(), v1::BUILD_DEAD);
     EXPECT_EQ(response.build().running(), 0u);
-    EXPECT_EQ(response.build().cancelled(), 1000u);
+    EXPECT_EQ(response.build().cancelled(), 1002u);  // the queue and the two stopped
   }
   ASSERT_TRUE(wait_result.has_result());
   EXPECT_THAT(wait_result.result().failure().reason(), HasSubstr("aborted: client"));

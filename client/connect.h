@@ -1,0 +1,37 @@
+// Finding distd: the address from the global options or the default socket, a channel to it,
+// and, for the default socket only, starting a daemon when nobody answers there (as Bazel's
+// client starts its server), so that a first use needs no set-up.
+#ifndef DISTD_CLIENT_CONNECT_H_
+#define DISTD_CLIENT_CONNECT_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "client/commands.h"
+#include "common/address.h"
+#include "distd/v1/distd.grpc.pb.h"
+#include "grpcpp/channel.h"
+
+namespace distd::client {
+
+struct Connection {
+  Address address;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Distd::Stub> stub;
+};
+
+// Pings distd at the address (--addr, else DISTD_ADDR, else the default socket). At the
+// default socket only, if nobody answers, a distd is started for it and awaited (~10 s).
+//
+// Errors, worded for the user: InvalidArgument for a malformed address (a usage error),
+// Cancelled if a signal interrupted the start-up, anything else when distd could not be
+// reached or started.
+absl::StatusOr<Connection> Connect(const GlobalOptions& options);
+
+// Prints a Connect error and returns the exit code for it: 2 for a bad address, 128+signal
+// when interrupted, 125 otherwise.
+int ReportConnectError(const absl::Status& status);
+
+}  // namespace distd::client
+
+#endif  // DISTD_CLIENT_CONNECT_H_

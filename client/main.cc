@@ -1,0 +1,131 @@
+// distctl: the global options, then one subcommand. The process-wide set-up happens here,
+// in this order: signals blocked before any thread exists (gRPC starts threads with its
+// first channel, and they must inherit the mask), then the one thread that receives them.
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/args.h"
+#include "client/commands.h"
+#include "client/print.h"
+#include "client/signals.h"
+#include "common/exit_codes.h"
+#include "grpc/support/log.h"
+
+namespace distd::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: distctl [--addr ADDR] [--build NAME] COMMAND [ARGS...]
+
+Runs build commands on distd, the host's shared build-command daemon.
+
+commands:
+  run [--bg] [-C DIR] [-e K=V]... [--group G] [--timeout DUR] [--check|--no-check] -- CMD [ARG...]
+  run --bg [--group G] -f FILE|-     queue one command a line, all or nothing
+  wait [--group G] [--progress]      wait for the build's background jobs
+  abort [--reason TEXT] [--drain] [--grace DUR]
+  status [--json] [--watch]
+  logs JOB [--follow]
+  build list | build close NAME
+  help [COMMAND]
+
+global options (also accepted after the command's name):
+  --addr ADDR    distd's address: unix:PATH or tcp:HOST:PORT (env DISTD_ADDR). Without
+                 one, the default socket ($DISTD_SOCKET, else $XDG_RUNTIME_DIR/distd/distd.sock,
+                 else /tmp/distd-$UID/distd.sock), where distctl starts distd if none answers.
+  --build NAME   the build to act on (env DISTD_BUILD; default "default")
+  --version      print distctl's version
+  -h, --help     this text; `distctl COMMAND --help` for a command's
+
+exit codes: run passes the command's code through (128+N for signal N, 124 timed out,
+126 could not start, 127 not found); otherwise 0 success, 1 the build failed; 2 usage
+error; 125 an error of distctl or distd.
+)";
+
+using CommandFunction = int (*)(GlobalOptions, const std::vector<std::string>&);
+
+CommandFunction FindCommand(const std::string& name) {
+  if (name == "run") return RunCommand;
+  if (name == "wait") return WaitCommand;
+  if (name == "abort") return AbortCommand;
+  if (name == "status") return StatusCommand;
+  if (name == "logs") return LogsCommand;
+  if (name == "build") return BuildCommand;
+  return nullptr;
+}
+
+int Main(const std::vector<std::string>& args) {
+  GlobalOptions global;
+  // The environment gives defaults; flags, parsed next, win.
+  if (const char* addr = std::getenv("DISTD_ADDR"); addr != nullptr && *addr != '\0') {
+    global.addr = addr;
+    global.addr_source = "DISTD_ADDR";
+  }
+  if (const char* build = std::getenv("DISTD_BUILD"); build != nullptr && *build != '\0') {
+    global.build = build;
+    global.build_given = true;
+  }
+  bool version = false;
+  ArgParser parser;
+  AddGlobalFlags(&parser, &global);
+  parser.Flag({"--version"}, [&] { version = true; });
+  std::vector<std::string> rest;
+  if (absl::Status status = parser.Parse(args, /*stop_at_positional=*/true, &rest); !status.ok()) {
+    return UsageError("", status.message());
+  }
+  if (parser.help()) {
+    Out(kUsage);
+    return kExitOk;
+  }
+  if (version) {
+    Out(absl::StrCat("distctl ", DISTD_VERSION, "\n"));
+    return kExitOk;
+  }
+  if (rest.empty()) return UsageError("", "missing command");
+  const std::string name = rest.front();
+  std::vector<std::string> command_args(rest.begin() + 1, rest.end());
+  if (name == "help") {
+    if (command_args.empty()) {
+      Out(kUsage);
+      return kExitOk;
+    }
+    CommandFunction command = FindCommand(command_args.front());
+    if (command == nullptr) {
+      return UsageError("", absl::StrCat("unknown command \"", command_args.front(), "\""));
+    }
+    return command(global, {"--help"});
+  }
+  CommandFunction command = FindCommand(name);
+  if (command == nullptr) return UsageError("", absl::StrCat("unknown command \"", name, "\""));
+  return command(global, command_args);
+}
+
+}  // namespace
+
+}  // namespace distd::client
+
+int main(int argc, char** argv) {
+  // Closed standard fds would be reused by the first files gRPC opens (its eventfds, the
+  // socket to distd), and the job's output relayed "to stdout" would be written into them.
+  // Point them at /dev/null instead, as daemons and ssh do.
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      (void)open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // takes the lowest free fd
+    }
+  }
+  distd::client::BlockSignals();
+  // gRPC logs its own errors to stderr ("E1129 ... grpc_ares_wrapper.cc: ..."); distctl says
+  // what went wrong itself, in lines that start with "distctl: ". GRPC_VERBOSITY brings
+  // gRPC's log back for debugging.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
+  int code;
+  {
+    distd::client::SignalThread signal_thread;
+    code = distd::client::Main(std::vector<std::string>(argv + 1, argv + argc));
+  }
+  return code;
+}

@@ -1,0 +1,39 @@
+// What distctl makes of a call's outcome: gRPC-level faults and the Error inside answers, as
+// messages for the user and exit codes.
+#ifndef DISTD_CLIENT_RPC_H_
+#define DISTD_CLIENT_RPC_H_
+
+#include <functional>
+#include <string>
+
+#include "common/address.h"
+#include "distd/v1/distd.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
+
+namespace distd::client {
+
+// A call that failed at the gRPC level, in words: "cannot reach distd at unix:/x: ...".
+std::string DescribeRpcError(const grpc::Status& status, const Address& address);
+
+// The exit code of a call that failed at the gRPC level: 128+`signo` if a signal cancelled
+// it (nothing printed: the user knows), else 125 after printing why.
+int FailedCall(const grpc::Status& status, int signo, const Address& address);
+
+// The exit code of a stream that ended without its terminal message, after saying so. The
+// daemon answered Connect's ping, so a broken connection now means it died; a refusal of
+// the call itself (PERMISSION_DENIED, ...) is reported as such.
+int StreamEndedEarly(const grpc::Status& status, const Address& address);
+
+// If `error` says the request was refused (its code is not OK), prints its message and
+// returns true.
+bool ReportError(const v1::Error& error);
+
+// Runs `call`, a blocking call on `context`, so that SIGINT/SIGTERM/SIGHUP cancels it.
+// Returns its status; *signo is the signal that arrived during it, or 0.
+grpc::Status CallCancellable(grpc::ClientContext* context,
+                             const std::function<grpc::Status()>& call, int* signo);
+
+}  // namespace distd::client
+
+#endif  // DISTD_CLIENT_RPC_H_

@@ -1,0 +1,272 @@
+// `distctl run`: one command in the foreground (run_foreground.cc), or background jobs
+// queued with Submit, from the command line or a batch file.
+#include "client/run.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/args.h"
+#include "client/commands.h"
+#include "client/connect.h"
+#include "client/print.h"
+#include "client/rpc.h"
+#include "common/exit_codes.h"
+#include "common/shell_words.h"
+
+extern char** environ;
+
+namespace distd::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: distctl run [FLAGS] [--] CMD [ARG...]
+       distctl run --bg [FLAGS] -f FILE|-
+
+Runs CMD on distd's pool, where and as it would run here: in this directory, with this
+environment. In the foreground its output streams live to distctl's and distctl exits
+with its code (128+N when killed by signal N, 124 timed out, 126 could not start, 127
+not found); Ctrl-C cancels it. With --bg it is queued, its id printed, and distctl exits 0.
+
+flags:
+  --bg           queue in the background; `distctl wait` is the barrier
+  -C DIR         run in DIR (relative to the current directory)
+  -e NAME=VALUE  add or override an environment variable (repeatable)
+  --group G      the barrier group within the build (`distctl wait --group G`)
+  --timeout DUR  stop the job after DUR (500ms, 2s, 1m); its code is then 124
+  --check        a failure of this job fails the whole build (default with --bg)
+  --no-check     a failure of this job does not fail the build (default in the foreground)
+  -f FILE        with --bg: queue every command of FILE (- for stdin), all or nothing:
+                 one a line, shell words and quotes (no expansion), # comments, and a
+                 trailing \ to continue a line; the flags above apply to each
+  --addr, --build  as before the command (see distctl --help)
+)";
+
+struct RunFlags {
+  bool background = false;
+  std::string dir;
+  std::vector<std::string> env;
+  std::string group;
+  absl::Duration timeout = absl::ZeroDuration();
+  std::optional<bool> check;
+  std::optional<std::string> file;
+  std::vector<std::string> argv;
+};
+
+absl::StatusOr<std::string> CurrentDirectory() {
+  std::vector<char> buffer(4096);
+  while (getcwd(buffer.data(), buffer.size()) == nullptr) {
+    if (errno != ERANGE || buffer.size() > (1 << 20)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot tell the current directory: ", std::strerror(errno)));
+    }
+    buffer.resize(buffer.size() * 2);
+  }
+  return std::string(buffer.data());
+}
+
+std::vector<std::string> Environment() {
+  std::vector<std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    env.emplace_back(*entry);
+  }
+  return env;
+}
+
+absl::StatusOr<std::string> ReadAll(const std::string& file) {
+  const bool stdin_file = file == "-";
+  int fd = stdin_file ? STDIN_FILENO : open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", file, ": ", std::strerror(errno)));
+  }
+  std::string text;
+  char buffer[65536];
+  int error = 0;
+  while (true) {
+    ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      text.append(buffer, static_cast<size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      error = errno;
+      break;
+    }
+  }
+  if (!stdin_file) close(fd);
+  if (error != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", file, ": ", std::strerror(error)));
+  }
+  return text;
+}
+
+absl::Status ParseFlags(const std::vector<std::string>& args, GlobalOptions* global,
+                        RunFlags* flags, bool* help) {
+  ArgParser parser;
+  AddGlobalFlags(&parser, global);
+  parser.Flag({"--bg"}, [flags] { flags->background = true; });
+  parser.Flag({"--check"}, [flags] { flags->check = true; });
+  parser.Flag({"--no-check"}, [flags] { flags->check = false; });
+  parser.Option({"-C"}, "DIR", [flags](const std::string& value) {
+    if (value.empty()) return absl::InvalidArgumentError("the directory is empty");
+    flags->dir = value;
+    return absl::OkStatus();
+  });
+  parser.Option({"-e"}, "NAME=VALUE", [flags](const std::string& value) {
+    if (value.find('=') == std::string::npos || value[0] == '=') {
+      return absl::InvalidArgumentError(absl::StrCat("\"", value, "\" is not NAME=VALUE"));
+    }
+    flags->env.push_back(value);
+    return absl::OkStatus();
+  });
+  parser.Option({"--group"}, "G", [flags](const std::string& value) {
+    flags->group = value;
+    return absl::OkStatus();
+  });
+  parser.Option({"--timeout"}, "DUR", [flags](const std::string& value) {
+    absl::StatusOr<absl::Duration> timeout = ParsePositiveDuration(value);
+    if (!timeout.ok()) return timeout.status();
+    flags->timeout = *timeout;
+    return absl::OkStatus();
+  });
+  parser.Option({"-f"}, "FILE", [flags](const std::string& value) {
+    if (value.empty()) return absl::InvalidArgumentError("the file name is empty");
+    flags->file = value;
+    return absl::OkStatus();
+  });
+  absl::Status status = parser.Parse(args, /*stop_at_positional=*/true, &flags->argv);
+  *help = parser.help();
+  if (!status.ok() || *help) return status;
+  if (flags->file.has_value()) {
+    if (!flags->background) return absl::InvalidArgumentError("-f needs --bg");
+    if (!flags->argv.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("give either -f FILE or a command, not both (found \"", flags->argv[0],
+                       "\" after the flags)"));
+    }
+  } else if (flags->argv.empty()) {
+    return absl::InvalidArgumentError("missing the command to run: distctl run [FLAGS] -- CMD");
+  }
+  return absl::OkStatus();
+}
+
+// Submit, all or nothing, and the ids one a line.
+int Submit(const Connection& connection, const v1::SubmitRequest& request) {
+  grpc::ClientContext context;
+  v1::SubmitResponse response;
+  int signo = 0;
+  grpc::Status status = CallCancellable(
+      &context, [&] { return connection.stub->Submit(&context, request, &response); }, &signo);
+  if (!status.ok()) return FailedCall(status, signo, connection.address);
+  if (ReportError(response.error())) return kExitDistdError;
+  if (response.job_ids_size() != request.commands_size()) {
+    Err(absl::StrCat("distd answered ", response.job_ids_size(), " job ids for ",
+                     request.commands_size(), " commands"));
+    return kExitDistdError;
+  }
+  std::string ids;
+  for (uint64_t id : response.job_ids()) absl::StrAppend(&ids, id, "\n");
+  Out(ids);
+  return kExitOk;
+}
+
+}  // namespace
+
+std::string ResolveDirectory(absl::string_view cwd, absl::string_view dir) {
+  std::vector<absl::string_view> parts;
+  const std::string joined =
+      dir.substr(0, 1) == "/" ? std::string(dir) : absl::StrCat(cwd, "/", dir);
+  for (absl::string_view part : absl::StrSplit(joined, '/', absl::SkipEmpty())) {
+    if (part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  return parts.empty() ? "/" : absl::StrCat("/", absl::StrJoin(parts, "/"));
+}
+
+int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
+  RunFlags flags;
+  bool help = false;
+  if (absl::Status status = ParseFlags(args, &global, &flags, &help); !status.ok()) {
+    return UsageError("run", status.message());
+  }
+  if (help) {
+    Out(kUsage);
+    return kExitOk;
+  }
+  absl::StatusOr<std::string> cwd = CurrentDirectory();
+  if (!cwd.ok()) {
+    Err(cwd.status().message());
+    return kExitDistdError;
+  }
+
+  // What every command of this invocation shares.
+  v1::Command common;
+  if (!flags.dir.empty()) {
+    common.set_cwd(ResolveDirectory(*cwd, flags.dir));
+  }
+  for (const std::string& entry : flags.env) common.add_env(entry);
+  common.set_timeout_ms(flags.timeout > absl::ZeroDuration() ? ToApiMilliseconds(flags.timeout)
+                                                             : 0);
+  common.set_check(flags.check.value_or(flags.background));
+  common.set_group(flags.group);
+
+  // A batch is read and parsed before anything is sent (or a daemon started): bad input
+  // queues nothing.
+  std::vector<BatchLine> batch;
+  if (flags.file.has_value()) {
+    const std::string name = *flags.file == "-" ? "stdin" : *flags.file;
+    absl::StatusOr<std::string> text = ReadAll(*flags.file);
+    if (!text.ok()) return UsageError("run", text.status().message());
+    absl::StatusOr<std::vector<BatchLine>> parsed = ParseBatch(*text);
+    if (!parsed.ok()) {
+      Err(absl::StrCat(name, ": ", parsed.status().message()));
+      return kExitUsage;
+    }
+    if (parsed->empty()) return UsageError("run", absl::StrCat("no commands in ", name));
+    batch = *std::move(parsed);
+  }
+
+  absl::StatusOr<Connection> connection = Connect(global);
+  if (!connection.ok()) return ReportConnectError(connection.status());
+
+  if (!flags.background) {
+    v1::RunRequest request;
+    request.set_build(global.build);
+    request.set_cwd(*cwd);
+    for (std::string& entry : Environment()) request.add_env(std::move(entry));
+    *request.mutable_command() = common;
+    for (const std::string& word : flags.argv) request.mutable_command()->add_argv(word);
+    return RunForeground(*connection, request);
+  }
+
+  v1::SubmitRequest request;
+  request.set_build(global.build);
+  request.set_cwd(*cwd);
+  for (std::string& entry : Environment()) request.add_env(std::move(entry));
+  if (batch.empty()) {
+    v1::Command* command = request.add_commands();
+    *command = common;
+    for (const std::string& word : flags.argv) command->add_argv(word);
+  }
+  for (BatchLine& line : batch) {
+    v1::Command* command = request.add_commands();
+    *command = common;
+    for (std::string& word : line.words) command->add_argv(std::move(word));
+  }
+  return Submit(*connection, request);
+}
+
+}  // namespace distd::client

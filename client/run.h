@@ -1,0 +1,27 @@
+// Internal to `distctl run`: the foreground relay (run_foreground.cc) and the path logic of
+// -C, apart from the flag handling in run.cc.
+#ifndef DISTD_CLIENT_RUN_H_
+#define DISTD_CLIENT_RUN_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "client/connect.h"
+#include "distd/v1/distd.pb.h"
+
+namespace distd::client {
+
+// Runs `request` with the Run call: relays the job's stdout and stderr to ours as they
+// arrive and returns its exit code. SIGINT/SIGTERM/SIGHUP cancel the job (its result is
+// still awaited, so that it is gone when distctl exits) and make it 128+signal; a reader
+// that goes away (EPIPE) does the same with SIGPIPE, as for the command run directly.
+int RunForeground(const Connection& connection, const v1::RunRequest& request);
+
+// -C DIR against the client's `cwd`, as an absolute path resolved lexically: "." and ".."
+// without looking at the disk, because the directory is the job's business (distd reports
+// a missing one as 126) and a symlinked cwd should mean what the shell's `cd` meant.
+std::string ResolveDirectory(absl::string_view cwd, absl::string_view dir);
+
+}  // namespace distd::client
+
+#endif  // DISTD_CLIENT_RUN_H_

@@ -1,0 +1,130 @@
+// `distctl status`: the pool, the builds and the running jobs, once or every second.
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/args.h"
+#include "client/commands.h"
+#include "client/connect.h"
+#include "client/print.h"
+#include "client/rpc.h"
+#include "client/signals.h"
+#include "client/tables.h"
+#include "common/exit_codes.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace distd::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: distctl status [--json] [--watch]
+
+Shows the pool (running and queued jobs, slots), the builds (state, jobs by state, first
+failure) and the running jobs. Every build, unless one was named with --build or
+DISTD_BUILD: then only that one, and distctl exits 1 if it has failed (0 otherwise).
+
+flags:
+  --json         one JSON object (the API's StatusResponse, proto field names)
+  --watch        again every second until Ctrl-C (clearing the screen on a terminal;
+                 with --json, one object a line)
+  --addr, --build  as before the command (see distctl --help)
+)";
+
+constexpr absl::Duration kWatchInterval = absl::Seconds(1);
+
+std::string Human(const v1::StatusResponse& response) {
+  std::string text = absl::StrCat("pool: ", response.running(), " running, ", response.queued(),
+                                  " queued, ", response.jobs(), " slots\n");
+  if (response.builds_size() == 0) {
+    text += "no builds\n";
+  } else {
+    text += FormatBuilds(response.builds());
+  }
+  if (response.running_jobs_size() > 0) {
+    absl::StrAppend(&text, "\n", FormatRunningJobs(response.running_jobs(), absl::Now()));
+  }
+  return text;
+}
+
+absl::StatusOr<std::string> Json(const v1::StatusResponse& response) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(response, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot print the status as JSON: ", status.ToString()));
+  }
+  json.push_back('\n');
+  return json;
+}
+
+}  // namespace
+
+int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
+  ArgParser parser;
+  AddGlobalFlags(&parser, &global);
+  bool json = false;
+  bool watch = false;
+  parser.Flag({"--json"}, [&] { json = true; });
+  parser.Flag({"--watch"}, [&] { watch = true; });
+  std::vector<std::string> positional;
+  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
+    return UsageError("status", status.message());
+  }
+  if (parser.help()) {
+    Out(kUsage);
+    return kExitOk;
+  }
+  if (!positional.empty()) {
+    return UsageError("status", absl::StrCat("unexpected argument \"", positional[0], "\""));
+  }
+  absl::StatusOr<Connection> connection = Connect(global);
+  if (!connection.ok()) return ReportConnectError(connection.status());
+
+  v1::StatusRequest request;
+  if (global.build_given) request.set_build(global.build);
+  const bool clear_screen = watch && !json && isatty(STDOUT_FILENO) == 1;
+  for (bool first = true;; first = false) {
+    grpc::ClientContext context;
+    v1::StatusResponse response;
+    int signo = 0;
+    grpc::Status status = CallCancellable(
+        &context, [&] { return connection->stub->Status(&context, request, &response); }, &signo);
+    if (!status.ok()) {
+      // Ctrl-C is how a watch ends.
+      if (watch && signo != 0) return kExitOk;
+      return FailedCall(status, signo, connection->address);
+    }
+    if (ReportError(response.error())) return kExitDistdError;
+    std::string text;
+    if (json) {
+      absl::StatusOr<std::string> printed = Json(response);
+      if (!printed.ok()) {
+        Err(printed.status().message());
+        return kExitDistdError;
+      }
+      text = *std::move(printed);
+    } else {
+      text = Human(response);
+    }
+    if (clear_screen) {
+      text = absl::StrCat("\x1b[H\x1b[2J", text);
+    } else if (watch && !json && !first) {
+      text = absl::StrCat("\n", text);
+    }
+    Out(text);
+    if (!watch) {
+      for (const v1::Build& build : response.builds()) {
+        if (global.build_given && build.state() != v1::BUILD_RUNNING) return kExitBuildFailed;
+      }
+      return kExitOk;
+    }
+    if (SleepUnlessSignalled(kWatchInterval) != 0) return kExitOk;
+  }
+}
+
+}  // namespace distd::client

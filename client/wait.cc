@@ -1,0 +1,256 @@
+// `distctl wait`: the barrier. Success exits 0; a failed build prints its first failure,
+// with that job's output, and exits 1. Interrupted, it aborts the build (a cancelled CI job
+// must not leave its build running on the host) and exits 128+signal once nothing of the
+// build runs.
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/args.h"
+#include "client/commands.h"
+#include "client/connect.h"
+#include "client/print.h"
+#include "client/rpc.h"
+#include "client/signals.h"
+#include "common/exit_codes.h"
+
+namespace distd::client {
+namespace {
+
+constexpr char kUsage[] = R"(usage: distctl wait [--group G] [--progress]
+
+Waits for every background job of the build (or of group G in it) submitted before it.
+All succeeded: exits 0. The build failed: returns once no job of it runs, prints
+FAILED: CMD and that job's output on stderr, and exits 1. Ctrl-C or SIGTERM aborts the
+build and exits 130 or 143 once nothing of it runs.
+
+flags:
+  --group G      wait for group G only
+  --progress     on a terminal, a status line on stderr: [done/total] running: CMD
+  --addr, --build  as before the command (see distctl --help)
+)";
+
+constexpr char kInterruptReason[] = "distctl wait interrupted";
+
+// The abort a signal starts. Sent asynchronously so that the signal thread stays free: a
+// second Ctrl-C gives up on waiting for it (the abort itself goes on in distd).
+class InterruptAbort {
+ public:
+  InterruptAbort(v1::Distd::Stub* stub, std::string build) : stub_(stub) {
+    request_.set_build(std::move(build));
+    request_.set_reason(kInterruptReason);
+  }
+  ~InterruptAbort() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &InterruptAbort::IdleLocked));
+  }
+  InterruptAbort(const InterruptAbort&) = delete;
+  InterruptAbort& operator=(const InterruptAbort&) = delete;
+
+  // Signal thread. Once the wait has ended there is nothing to abort: a Ctrl-C that comes
+  // just after a successful wait must not kill the build.
+  void OnSignal(int signo, grpc::ClientContext* wait_context) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (signal_ == 0) {
+        signal_ = signo;
+        started_ = true;
+      } else {
+        // Again: stop waiting for the abort and for the wait.
+        context_.TryCancel();
+        wait_context->TryCancel();
+        return;
+      }
+    }
+    // Outside the lock: gRPC may run the callback before this returns.
+    stub_->async()->Abort(&context_, &request_, &response_, [this](grpc::Status status) {
+      absl::MutexLock done_lock(&mu_);
+      status_ = std::move(status);
+      done_ = true;
+    });
+  }
+
+  // The relay has seen the end of the wait (idempotent). Returns the signal if one came
+  // before it.
+  int Finish() {
+    absl::MutexLock lock(&mu_);
+    finished_ = true;
+    return signal_;
+  }
+
+  // Waits for the abort's answer; prints what went wrong with it, if anything.
+  void AwaitAndReport(const Address& address) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &InterruptAbort::IdleLocked));
+    if (!started_) return;
+    if (!status_.ok()) {
+      if (status_.error_code() != grpc::StatusCode::CANCELLED) {
+        Err(absl::StrCat("aborting build ", request_.build(), ": ",
+                         DescribeRpcError(status_, address)));
+      }
+      return;
+    }
+    if (!ReportError(response_.error())) Err(absl::StrCat("aborted build ", request_.build()));
+  }
+
+ private:
+  bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !started_ || done_; }
+
+  v1::Distd::Stub* const stub_;
+  v1::AbortRequest request_;
+  v1::AbortResponse response_;
+  grpc::ClientContext context_;
+  absl::Mutex mu_;
+  int signal_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+// The line that rewrites itself on a terminal.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool enabled) : enabled_(enabled) {}
+
+  void Show(const v1::Progress& progress) {
+    if (!enabled_) return;
+    const v1::Build& build = progress.build();
+    std::string line = absl::StrCat("[", build.succeeded() + build.failed() + build.cancelled(),
+                                    "/", build.submitted(), "]");
+    if (progress.running_size() > 0) {
+      absl::StrAppend(&line, " running: ", OneLine(ShellJoin(progress.running(0).argv())));
+      if (progress.running_size() > 1) {
+        absl::StrAppend(&line, " (+", progress.running_size() - 1, ")");
+      }
+    }
+    // One column short of the width: writing the last column makes some terminals wrap.
+    (void)WriteAll(STDERR_FILENO, absl::StrCat("\r", Elide(line, TerminalWidth() - 1), "\x1b[K"));
+    shown_ = true;
+  }
+
+  void Erase() {
+    if (shown_) (void)WriteAll(STDERR_FILENO, "\r\x1b[K");
+    shown_ = false;
+  }
+
+ private:
+  static size_t TerminalWidth() {
+    winsize size{};
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col >= 20) return size.ws_col;
+    return 80;
+  }
+
+  const bool enabled_;
+  bool shown_ = false;
+};
+
+// FAILED: CMD (or the reason, when an abort rather than a job failed the build), then what
+// that job printed, then why, all on stderr.
+void PrintFailure(const v1::Failure& failure) {
+  std::string text;
+  if (failure.has_job() && failure.job().argv_size() > 0) {
+    absl::StrAppend(&text, "FAILED: ", ShellJoin(failure.job().argv()), "\n");
+  } else {
+    absl::StrAppend(&text, "FAILED: ",
+                    failure.reason().empty() ? "the build failed" : OneLine(failure.reason()),
+                    "\n");
+  }
+  for (const std::string* output : {&failure.stdout(), &failure.stderr()}) {
+    text += *output;
+    if (!output->empty() && output->back() != '\n') text.push_back('\n');
+  }
+  (void)WriteAll(STDERR_FILENO, text);
+  if (failure.has_job() && !failure.reason().empty()) Err(OneLine(failure.reason()));
+}
+
+}  // namespace
+
+int WaitCommand(GlobalOptions global, const std::vector<std::string>& args) {
+  ArgParser parser;
+  AddGlobalFlags(&parser, &global);
+  std::string group;
+  bool progress = false;
+  parser.Option({"--group"}, "G", [&](const std::string& value) {
+    group = value;
+    return absl::OkStatus();
+  });
+  parser.Flag({"--progress"}, [&] { progress = true; });
+  std::vector<std::string> positional;
+  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
+    return UsageError("wait", status.message());
+  }
+  if (parser.help()) {
+    Out(kUsage);
+    return kExitOk;
+  }
+  if (!positional.empty()) {
+    return UsageError("wait", absl::StrCat("unexpected argument \"", positional[0], "\""));
+  }
+  absl::StatusOr<Connection> connection = Connect(global);
+  if (!connection.ok()) return ReportConnectError(connection.status());
+
+  v1::WaitRequest request;
+  request.set_build(global.build);
+  request.set_group(group);
+  // Without a terminal to draw on, progress is not even asked for.
+  request.set_progress(progress && isatty(STDERR_FILENO) == 1);
+  ProgressLine line(request.progress());
+
+  grpc::ClientContext context;
+  InterruptAbort abort(connection->stub.get(), global.build);
+  std::optional<v1::Build> result;
+  std::optional<v1::Error> error;
+  grpc::Status status;
+  int signo = 0;
+  {
+    OnSignal on_signal([&](int s) { abort.OnSignal(s, &context); });
+    std::unique_ptr<grpc::ClientReader<v1::WaitEvent>> reader =
+        connection->stub->Wait(&context, request);
+    v1::WaitEvent event;
+    while (reader->Read(&event)) {
+      if (result.has_value() || error.has_value()) continue;
+      switch (event.event_case()) {
+        case v1::WaitEvent::kProgress:
+          line.Show(event.progress());
+          break;
+        case v1::WaitEvent::kResult:
+          result = event.result();
+          abort.Finish();
+          break;
+        case v1::WaitEvent::kError:
+          error = event.error();
+          abort.Finish();
+          break;
+        default:
+          break;
+      }
+    }
+    status = reader->Finish();
+    signo = abort.Finish();
+  }
+  line.Erase();
+  if (signo != 0) {
+    abort.AwaitAndReport(connection->address);
+    return kExitSignalBase + signo;
+  }
+  if (error.has_value()) {
+    if (!ReportError(*error)) Err("distd refused the wait without saying why");
+    return kExitDistdError;
+  }
+  if (result.has_value()) {
+    if (!result->has_failure()) return kExitOk;
+    PrintFailure(result->failure());
+    return kExitBuildFailed;
+  }
+  return StreamEndedEarly(status, connection->address);
+}
+
+}  // namespace distd::client

@@ -24,7 +24,7 @@ done
 
 export DISTD_BUILD=demo-$$
 echo "== compiling 9 files in the background through distd (build $DISTD_BUILD)"
-for f in *.c; do "$distctl" run --bg -- cc -O2 -c "$f"; done
+for f in *.c; do "$distctl" run --bg -- cc -O2 -c "$f" >/dev/null; done
 "$distctl" wait --progress
 echo "== linking in the foreground"
 "$distctl" run -- cc -o demo ./*.o

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the fuzz harnesses with clang, libFuzzer, ASan and UBSan, and runs each for
+# Builds the fuzz harnesses with clang, libFuzzer, ASan and UBSan (in DISTD_FUZZ_BUILD_DIR,
+# default build-fuzz, configured for fuzzing if it is not yet), and runs each for
 # DISTD_FUZZ_SECONDS (default 60) on a copy of its seed corpus. A crash fails the script and
 # leaves the input in build-fuzz/findings/HARNESS/: add it to tests/fuzz/corpus/HARNESS/ with
 # the fix, so that every later test run replays it.
@@ -8,8 +9,10 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 out=${DISTD_FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${DISTD_FUZZ_SECONDS:-60}
-CC=clang CXX=clang++ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DDISTD_FUZZ=ON -DDISTD_SANITIZE=ON -DDISTD_BENCH=OFF >/dev/null
+if [ ! -f "$out/CMakeCache.txt" ]; then
+  CC=clang CXX=clang++ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DDISTD_FUZZ=ON -DDISTD_SANITIZE=ON -DDISTD_BENCH=OFF >/dev/null
+fi
 ninja -C "$out" shell_words_fuzz address_fuzz request_fuzz
 for harness in shell_words address request; do
   work="$out/corpus/$harness"

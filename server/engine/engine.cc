@@ -79,6 +79,12 @@ std::string CommandLine(const std::vector<std::string>& argv) {
   return line;
 }
 
+// An unknown build: a name that could not be one says why (and is not echoed whole).
+absl::Status NoSuchBuild(absl::string_view name, const Limits& limits) {
+  if (absl::Status invalid = ValidateName("build", name, limits); !invalid.ok()) return invalid;
+  return absl::NotFoundError(absl::StrCat("no build named ", name));
+}
+
 std::string DescribeResult(const JobResult& result) {
   switch (result.outcome) {
     case Outcome::kFailed:
@@ -548,9 +554,8 @@ WaiterId Engine::WaitAsync(absl::string_view build_name, absl::string_view group
   if (Build* build = FindBuildLocked(build_name); build != nullptr) {
     id = AddWaiterLocked(build, /*barrier=*/true, std::string(group), std::move(done), deferred);
   } else {
-    deferred.push_back([done = std::move(done), name = std::string(build_name)]() mutable {
-      done(absl::NotFoundError(absl::StrCat("no build named ", name)));
-    });
+    deferred.push_back([done = std::move(done), name = std::string(build_name),
+                        limits = options_.limits]() mutable { done(NoSuchBuild(name, limits)); });
   }
   Unlock(deferred);
   return id;
@@ -559,7 +564,7 @@ WaiterId Engine::WaitAsync(absl::string_view build_name, absl::string_view group
 absl::StatusOr<BuildInfo> Engine::Wait(absl::string_view build_name, absl::string_view group) {
   absl::MutexLock lock(&mu_);
   Build* build = FindBuildLocked(build_name);
-  if (build == nullptr) return absl::NotFoundError(absl::StrCat("no build named ", build_name));
+  if (build == nullptr) return NoSuchBuild(build_name, options_.limits);
   Deferred none;  // a blocking waiter defers nothing
   WaiterId id = AddWaiterLocked(build, /*barrier=*/true, std::string(group), nullptr, none);
   return AwaitWaiterLocked(id);
@@ -572,9 +577,8 @@ WaiterId Engine::AbortAsync(absl::string_view build_name, const AbortOptions& op
   WaiterId id = 0;
   Build* build = FindBuildLocked(build_name);
   if (build == nullptr) {
-    deferred.push_back([done = std::move(done), name = std::string(build_name)]() mutable {
-      done(absl::NotFoundError(absl::StrCat("no build named ", name)));
-    });
+    deferred.push_back([done = std::move(done), name = std::string(build_name),
+                        limits = options_.limits]() mutable { done(NoSuchBuild(name, limits)); });
     Unlock(deferred);
     return 0;
   }
@@ -667,7 +671,7 @@ absl::Status Engine::CancelJob(JobId id) {
 absl::Status Engine::Close(absl::string_view build_name) {
   absl::MutexLock lock(&mu_);
   Build* build = FindBuildLocked(build_name);
-  if (build == nullptr) return absl::NotFoundError(absl::StrCat("no build named ", build_name));
+  if (build == nullptr) return NoSuchBuild(build_name, options_.limits);
   if (!build->queue.empty() || !build->running.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("build ", build_name, " has ", build->queue.size(), " queued and ",
@@ -772,7 +776,7 @@ absl::StatusOr<JobOutput> Engine::GetJobOutput(JobId id) {
 absl::StatusOr<BuildInfo> Engine::GetBuild(absl::string_view name) {
   absl::MutexLock lock(&mu_);
   Build* build = FindBuildLocked(name);
-  if (build == nullptr) return absl::NotFoundError(absl::StrCat("no build named ", name));
+  if (build == nullptr) return NoSuchBuild(name, options_.limits);
   return InfoLocked(*build);
 }
 

@@ -462,6 +462,10 @@ TEST_F(EngineTest, WaitErrorsAndCancellation) {
   Answer unknown;
   EXPECT_EQ(engine().WaitAsync("nope", "", unknown.Callback()), 0u);
   EXPECT_TRUE(absl::IsNotFound(unknown.result().status()));
+  Answer invalid;
+  engine().WaitAsync(std::string(1 << 20, ' '), "", invalid.Callback());
+  EXPECT_TRUE(absl::IsInvalidArgument(invalid.result().status()));
+  EXPECT_LT(invalid.result().status().message().size(), 200u);  // not the name echoed whole
   SubmitMany("b", 1);
   Answer wait;
   WaiterId id = engine().WaitAsync("b", "", wait.Callback());

@@ -34,6 +34,50 @@ std::vector<std::string> Merge(const std::vector<std::string>& base,
   return merged;
 }
 
+// For the string fields of answers: bytes that are not UTF-8 become '?', so that a command
+// with a Latin-1 file name can still be shown (the request itself carried bytes).
+std::string Utf8Safe(absl::string_view text) {
+  // The length of the well-formed UTF-8 sequence at `at` (RFC 3629: no overlong forms, no
+  // surrogates, nothing above U+10FFFF), or 0.
+  auto sequence = [&text](size_t at) -> size_t {
+    auto byte = [&](size_t k) { return static_cast<unsigned char>(text[at + k]); };
+    const unsigned char c = byte(0);
+    if (c < 0x80) return 1;
+    size_t n = 0;
+    unsigned char low = 0x80, high = 0xbf;  // range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      if (c == 0xe0) low = 0xa0;
+      if (c == 0xed) high = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      if (c == 0xf0) low = 0x90;
+      if (c == 0xf4) high = 0x8f;
+    } else {
+      return 0;
+    }
+    if (at + n > text.size() || byte(1) < low || byte(1) > high) return 0;
+    for (size_t k = 2; k < n; ++k) {
+      if ((byte(k) & 0xc0) != 0x80) return 0;
+    }
+    return n;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    if (size_t n = sequence(i); n > 0) {
+      out.append(text.data() + i, n);
+      i += n;
+    } else {
+      out.push_back('?');
+      ++i;
+    }
+  }
+  return out;
+}
+
 v1::Outcome ToProto(engine::Outcome outcome) {
   switch (outcome) {
     case engine::Outcome::kNone:
@@ -84,7 +128,7 @@ v1::Error ToError(const absl::Status& status) {
       error.set_code(v1::Error::INTERNAL);
       break;
   }
-  error.set_message(std::string(status.message()));
+  error.set_message(Utf8Safe(status.message()));
   return error;
 }
 
@@ -117,15 +161,15 @@ void ToProto(const engine::JobResult& result, engine::JobId id, v1::JobResult* o
   out->set_exit_code(result.exit_code);
   out->set_signal(result.signal);
   out->set_stopped(result.stopped);
-  out->set_message(result.message);
+  out->set_message(Utf8Safe(result.message));
 }
 
 void ToProto(const engine::JobInfo& job, v1::Job* out) {
   out->set_id(job.id);
   out->set_build(job.build);
   out->set_group(job.group);
-  for (const std::string& arg : job.argv) out->add_argv(arg);
-  out->set_cwd(job.cwd);
+  for (const std::string& arg : job.argv) out->add_argv(Utf8Safe(arg));
+  out->set_cwd(Utf8Safe(job.cwd));
   out->set_check(job.check);
   switch (job.state) {
     case engine::JobState::kQueued:
@@ -167,7 +211,7 @@ void ToProto(const engine::BuildInfo& build, v1::Build* out) {
   out->set_submitted(build.submitted);
   if (build.failure.has_value()) {
     v1::Failure* failure = out->mutable_failure();
-    failure->set_reason(build.failure->reason);
+    failure->set_reason(Utf8Safe(build.failure->reason));
     if (build.failure->job.has_value()) ToProto(*build.failure->job, failure->mutable_job());
     failure->set_stdout(build.failure->stdout_text);
     failure->set_stderr(build.failure->stderr_text);

@@ -201,6 +201,26 @@ TEST_F(ServiceTest, EnvironmentOverridesAndWorkingDirectory) {
   EXPECT_EQ(run.out, "/bin 1\n/tmp\n");
 }
 
+TEST_F(ServiceTest, ArgumentsAndPathsAreBytesNotUtf8) {
+  // A Latin-1 file name: the job gets the bytes as they are; answers show them readably.
+  const std::string latin1 = "caf\xe9.c";
+  v1::Command command = Shell("printf '%s' \"$1\"");
+  command.add_argv("sh");
+  command.add_argv(latin1);
+  RunResult run = RunJob(command);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.out, latin1);
+  ASSERT_TRUE(run.events.back().has_result());
+  EXPECT_EQ(run.events.back().result().exit_code(), 0);
+
+  v1::Command missing;
+  missing.add_argv("no-such-\xff-program");
+  run = RunJob(missing);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.events.back().result().exit_code(), 127);
+  EXPECT_THAT(run.events.back().result().message(), HasSubstr("no-such-?-program"));
+}
+
 TEST_F(ServiceTest, SubmitIsAllOrNothing) {
   v1::Command bad;  // empty argv
   v1::SubmitResponse response = Submit({Shell("true"), bad, Shell("true")});

@@ -106,7 +106,7 @@ absl::Status StartAndAwait(const Connection& connection) {
 
 }  // namespace
 
-absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
+absl::StatusOr<Connection> Dial(const GlobalOptions& options) {
   Connection connection;
   const bool explicit_address = !options.addr.empty();
   if (explicit_address) {
@@ -134,6 +134,14 @@ absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
   }
   connection.channel = NewChannel(connection.address);
   connection.stub = v1::Distd::NewStub(connection.channel);
+  return connection;
+}
+
+absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
+  absl::StatusOr<Connection> dialed = Dial(options);
+  if (!dialed.ok()) return dialed.status();
+  Connection connection = *std::move(dialed);
+  const bool explicit_address = !options.addr.empty();
 
   // One round trip, so that "nobody is there" is told apart from "distd died during the
   // call" later on, and a refusal (PERMISSION_DENIED) is reported before anything is sent.

@@ -28,6 +28,10 @@ struct Connection {
 // reached or started.
 absl::StatusOr<Connection> Connect(const GlobalOptions& options);
 
+// The channel and stub for the address, without a ping and without starting anything: for a
+// last call that must be tried even after a signal interrupted Connect (wait's abort).
+absl::StatusOr<Connection> Dial(const GlobalOptions& options);
+
 // Prints a Connect error and returns the exit code for it: 2 for a bad address, 128+signal
 // when interrupted, 125 otherwise.
 int ReportConnectError(const absl::Status& status);

@@ -38,6 +38,28 @@ flags:
 
 constexpr char kInterruptReason[] = "distctl wait interrupted";
 
+// A signal that came while connecting: abort the build anyway (as a signal during the wait
+// would), then exit as that signal says.
+int AbortAfterEarlySignal(const GlobalOptions& global) {
+  const int signo = ReceivedSignal();
+  absl::StatusOr<Connection> connection = Dial(global);
+  if (connection.ok()) {
+    v1::AbortRequest request;
+    request.set_build(global.build);
+    request.set_reason(kInterruptReason);
+    v1::AbortResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = connection->stub->Abort(&context, request, &response);
+    if (!status.ok()) {
+      Err(absl::StrCat("aborting build ", global.build, ": ",
+                       DescribeRpcError(status, connection->address)));
+    } else if (!ReportError(response.error())) {
+      Err(absl::StrCat("aborted build ", global.build));
+    }
+  }
+  return kExitSignalBase + signo;
+}
+
 // The abort a signal starts. Sent asynchronously so that the signal thread stays free: a
 // second Ctrl-C gives up on waiting for it (the abort itself goes on in distd).
 class InterruptAbort {
@@ -195,6 +217,10 @@ int WaitCommand(GlobalOptions global, const std::vector<std::string>& args) {
     return UsageError("wait", absl::StrCat("unexpected argument \"", positional[0], "\""));
   }
   absl::StatusOr<Connection> connection = Connect(global);
+  if (!connection.ok() && absl::IsCancelled(connection.status()) && ReceivedSignal() != 0) {
+    // Interrupted before the wait began: the signal still means "abort the build".
+    return AbortAfterEarlySignal(global);
+  }
   if (!connection.ok()) return ReportConnectError(connection.status());
 
   v1::WaitRequest request;

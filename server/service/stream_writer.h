@@ -14,6 +14,9 @@
 //    producer should stop), and OnCaughtUp() runs once it is below kLowWater again.
 //
 // Never call into the engine while holding mu_: the engine calls Send with its lock held.
+// And never touch the reactor after starting a gRPC operation outside a reaction: once the
+// stream is finished, gRPC may run OnDone (and so delete the reactor) on another thread at
+// once. So each method decides under mu_ what to start, releases mu_, and starts it last.
 #ifndef DISTD_SERVER_SERVICE_STREAM_WRITER_H_
 #define DISTD_SERVER_SERVICE_STREAM_WRITER_H_
 
@@ -33,25 +36,33 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   static constexpr size_t kLowWater = 1 << 20;
 
   void Send(Message message, bool last = false) {
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    if (!broken_) {
-      queued_bytes_ += message.ByteSizeLong();
-      queue_.push_back(std::move(message));
+    Op op;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      if (!broken_) {
+        queued_bytes_ += message.ByteSizeLong();
+        queue_.push_back(std::move(message));
+      }
+      finishing_ = last;
+      op = PumpLocked();
     }
-    finishing_ = last;
-    PumpLocked();
+    Start(op);
   }
 
   // Ends the stream with `status`, dropping what is queued.
   void FinishWith(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    queue_.clear();
-    queued_bytes_ = 0;
-    status_ = status;
-    PumpLocked();
+    Op op;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      queue_.clear();
+      queued_bytes_ = 0;
+      status_ = status;
+      op = PumpLocked();
+    }
+    Start(op);
   }
 
   void Ref() { refs_.fetch_add(1); }
@@ -84,17 +95,22 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   ~StreamWriter() override = default;
 
   void Uncork(std::deque<Message> first = {}) {
-    absl::MutexLock lock(&mu_);
-    for (auto it = first.rbegin(); it != first.rend(); ++it) {
-      queued_bytes_ += it->ByteSizeLong();
-      queue_.push_front(std::move(*it));
+    Op op;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = first.rbegin(); it != first.rend(); ++it) {
+        queued_bytes_ += it->ByteSizeLong();
+        queue_.push_front(std::move(*it));
+      }
+      corked_ = false;
+      op = PumpLocked();
     }
-    corked_ = false;
-    PumpLocked();
+    Start(op);
   }
 
   void OnWriteDone(bool ok) override {
     bool caught_up = false;
+    Op op;
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
@@ -104,12 +120,14 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
         queued_bytes_ = 0;
         status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
-      PumpLocked();
+      op = PumpLocked();
       if (holding_back_ && queued_bytes_ < kLowWater) {
         holding_back_ = false;
         caught_up = true;
       }
     }
+    // A reaction: the reactor lives until it returns, whatever Start begins.
+    Start(op);
     if (caught_up) OnCaughtUp();  // without mu_: it may call into the engine
   }
 
@@ -119,8 +137,14 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   virtual void OnCaughtUp() {}
 
  private:
-  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (corked_ || writing_ || finished_) return;
+  // What PumpLocked decided to start, with what it needs, for Start to do after mu_.
+  struct Op {
+    enum Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = kNone;
+    grpc::Status status;
+  };
+
+  Op PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (corked_ || writing_ || finished_) return Op();
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
@@ -128,15 +152,32 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       writing_ = true;
       if (finishing_ && queue_.empty() && status_.ok()) {
         finished_ = true;
-        this->StartWriteAndFinish(&current_, grpc::WriteOptions(), status_);
-      } else {
-        this->StartWrite(&current_);
+        return Op{Op::kWriteAndFinish, status_};
       }
-      return;
+      return Op{Op::kWrite, grpc::Status()};
     }
     if (finishing_) {
       finished_ = true;
-      this->Finish(status_);
+      return Op{Op::kFinish, status_};
+    }
+    return Op();
+  }
+
+  // The last thing a caller does: after a finishing operation the reactor may be gone.
+  // current_ is not touched under mu_ while a write is in flight (writing_).
+  void Start(const Op& op) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    switch (op.kind) {
+      case Op::kNone:
+        return;
+      case Op::kWrite:
+        this->StartWrite(&current_);
+        return;
+      case Op::kWriteAndFinish:
+        this->StartWriteAndFinish(&current_, grpc::WriteOptions(), op.status);
+        return;
+      case Op::kFinish:
+        this->Finish(op.status);
+        return;
     }
   }
 

@@ -35,6 +35,7 @@ SURVIVOR_ALLOWANCE = 3.0
 SETTLE_ALLOWANCE = 10.0
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                    "ThreadSanitizer", "runtime error:")
+ASAN_EXTRA = ("max_free_fill_size=4096", "free_fill_byte=0", "handle_abort=1")
 NCPU = os.cpu_count() or 1
 # Thread names (15 characters of comm) of gRPC pools that grow on demand and never shrink.
 GRPC_ONDEMAND_CAPS = {"default-executo": 2 * NCPU, "resolver-execut": 2 * NCPU,
@@ -166,6 +167,14 @@ class Soak:
         self.env["DISTD_ADDR"] = "unix:" + self.sock
         for k in ("DISTD_BUILD", "DISTD_SOCKET"):
             self.env.pop(k, None)
+        # For sanitizer builds (ignored otherwise): zero what is freed, so that a use after
+        # free through a library ASan does not instrument (the system's absl, whose Mutex
+        # lives in distd's objects) reads zeros and fails loudly instead of reading the stale
+        # contents ASan's quarantine keeps; and print a stack when something aborts.
+        asan = self.env.get("ASAN_OPTIONS", "")
+        extra = [o for o in ASAN_EXTRA if o.split("=")[0] + "=" not in asan]
+        if extra:
+            self.env["ASAN_OPTIONS"] = ":".join(([asan] if asan else []) + extra)
         self.builds = [Build(i, f"soak{i}") for i in range(opts.builds)]
         self.seq = itertools.count(1)
         self.failures = []
@@ -423,18 +432,17 @@ class Soak:
             self.fail(f"status says jobs={st.get('jobs')}, distd was started with "
                       f"--jobs {self.opts.jobs}")
         builds = st.get("builds", [])
-        if build is None:
-            if n(st, "running") > self.opts.jobs:
-                self.fail(f"status: {n(st, 'running')} jobs running with --jobs "
-                          f"{self.opts.jobs}")
-            if sum(n(b, "running") for b in builds) != n(st, "running"):
-                self.fail(f"status: the builds' running jobs do not add up to the pool's: {st}")
-            if sum(n(b, "queued") for b in builds) != n(st, "queued"):
-                self.fail(f"status: the builds' queued jobs do not add up to the pool's: "
-                          f"{json.dumps(st)[:1000]}")
-            if len(st.get("running_jobs", [])) != n(st, "running"):
-                self.fail(f"status: {len(st.get('running_jobs', []))} running_jobs listed, "
-                          f"running={n(st, 'running')}")
+        if build is None and n(st, "running") > self.opts.jobs:
+            self.fail(f"status: {n(st, 'running')} jobs running with --jobs {self.opts.jobs}")
+        if build is None and (
+                sum(n(b, "running") for b in builds) != n(st, "running")
+                or sum(n(b, "queued") for b in builds) != n(st, "queued")
+                or len(st.get("running_jobs", [])) != n(st, "running")):
+            # distd reads the pool, the builds and the running jobs under three separate
+            # locks (Service::Status): they need not agree while jobs move. Counted, and
+            # required at the end, when nothing moves.
+            self.count("status: pool, builds and running jobs read at different moments")
+            self.note(f"status snapshot differs: {json.dumps(st)[:600]}")
         names = {b.name for b in self.builds}
         for b in builds:
             if b.get("name") not in names:
@@ -510,7 +518,7 @@ class Soak:
             return self.count("lock busy")
         try:
             nocheck = rng.random() < 0.15
-            code, script = self.random_job(rng, 0.3 if nocheck else 0.04)
+            _, script = self.random_job(rng, 0.3 if nocheck else 0.04)
             tok = self.token(b)
             args = ["run", "--bg"] + (["--no-check"] if nocheck else []) + \
                 ["--", "sh", "-c", script, tok]
@@ -540,9 +548,9 @@ class Soak:
             failing = rng.randrange(count) if rng.random() < 0.3 else -1
             lines, toks = [], []
             for i in range(count):
-                code, script = self.random_job(rng, 0.0)
+                _, script = self.random_job(rng, 0.0)
                 if i == failing:
-                    code, script = 1, self.script(rng, 1)
+                    script = self.script(rng, 1)
                 tok = self.token(b)
                 toks.append(tok)
                 lines.append(f"sh -c '{script}' {tok}")
@@ -886,7 +894,7 @@ class Soak:
             [self.distd, "--listen", "unix:" + self.sock, "--jobs", str(self.opts.jobs),
              "--grace", GRACE, "--log-level", "debug"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp,
-            start_new_session=True)
+            env=self.env, start_new_session=True)
         logf.close()
         self.dpid = self.daemon.pid
         end = time.monotonic() + 15
@@ -899,14 +907,6 @@ class Soak:
                     return
             time.sleep(0.05)
         raise RuntimeError("distd did not answer within 15 s")
-
-    def daemon_log_tail(self, lines=40):
-        try:
-            with open(self.daemon_log, "rb") as f:
-                text = f.read().decode(errors="replace").splitlines()
-            return "\n".join(text[-lines:])
-        except OSError as e:
-            return f"(no daemon log: {e})"
 
     # --- the final checks --------------------------------------------------------------------
 
@@ -1016,9 +1016,18 @@ class Soak:
                       f"{self.base_threads}; by name now {dict(sorted(comms.items()))}, at the "
                       f"start {dict(sorted(self.base_comms.items()))}; over: {excess}")
 
-        r = self.call(["status"], deadline=self.final_deadline, cap=10)
+        r = self.call(["status", "--json"], deadline=self.final_deadline, cap=10)
         if r.code != 0:
             self.fail(f"distd no longer answers: {r.describe()}")
+        else:
+            st = self.check_status_json(r) or {}
+            n = lambda d, k: int(d.get(k, 0) or 0)  # noqa: E731
+            busy = [b.get("name") for b in st.get("builds", [])
+                    if n(b, "queued") or n(b, "running")]
+            if n(st, "running") or n(st, "queued") or st.get("running_jobs") or busy:
+                self.fail(f"after every build's abort distd still counts running "
+                          f"{n(st, 'running')}, queued {n(st, 'queued')}, running jobs "
+                          f"{len(st.get('running_jobs', []))}, busy builds {busy}")
 
     def stop_daemon(self):
         if self.daemon is None or self.daemon.poll() is not None:
@@ -1090,10 +1099,30 @@ class Soak:
         mon.join(2)
         self.peak = self.analyse_log()
         self.stop_daemon()
-        log = self.daemon_log_tail(10**9)
-        marks = [ln for ln in log.splitlines() if any(m in ln for m in SANITIZER_MARKS)]
+
+    def daemon_log_lines(self):
+        try:
+            with open(self.daemon_log, "rb") as f:
+                return f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def check_daemon_log(self):
+        """A sanitizer's report, or absl's raw log (a fatal Mutex misuse, a deadlock), in
+        distd's log is a failure, whenever it came."""
+        marks = [ln for ln in self.daemon_log_lines()
+                 if any(m in ln for m in SANITIZER_MARKS + ("RAW: ",))]
         if marks:
-            self.fail("a sanitizer reported in distd's log:\n  " + "\n  ".join(marks[:10]))
+            self.fail("distd's log has a sanitizer's or absl's report:\n  "
+                      + "\n  ".join(marks[:10]))
+
+    def log_excerpt(self):
+        """From just before the first report in distd's log if there is one, else its end."""
+        lines = self.daemon_log_lines()
+        for i, ln in enumerate(lines):
+            if any(m in ln for m in SANITIZER_MARKS + ("RAW: ",)):
+                return "\n".join(lines[max(0, i - 5):i + 60])
+        return "\n".join(lines[-40:])
 
     @staticmethod
     def join(threads, deadline):
@@ -1180,6 +1209,7 @@ def main():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         soak.cleanup()
+        soak.check_daemon_log()
     soak.report()
     if soak.failures:
         print(f"soak: {len(soak.failures)} failures (seed {soak.seed}):", flush=True)
@@ -1193,8 +1223,8 @@ def main():
                 break
             more = f" (and {len(same) - 1} more like it)" if len(same) > 1 else ""
             print("  - " + same[0].replace("\n", "\n    ") + more)
-        print("--- distd log (last 40 lines)")
-        print(soak.daemon_log_tail(40))
+        print("--- distd log (its first report, else its last 40 lines)")
+        print(soak.log_excerpt())
         shutil.rmtree(os.path.join(soak.tmp, "bin"), ignore_errors=True)  # copies of --bin
         print(f"soak: kept {soak.tmp} (distd.log, jobs.log, actions.log)")
         print(f"soak: 0 passed, 1 failed (seed {soak.seed})", flush=True)

@@ -782,18 +782,37 @@ absl::StatusOr<BuildInfo> Engine::GetBuild(absl::string_view name) {
 
 std::vector<BuildInfo> Engine::ListBuilds() {
   absl::MutexLock lock(&mu_);
+  return BuildsLocked("");
+}
+
+std::vector<JobInfo> Engine::RunningJobs(absl::string_view build_name) {
+  absl::MutexLock lock(&mu_);
+  return RunningLocked(build_name);
+}
+
+absl::StatusOr<Snapshot> Engine::TakeSnapshot(absl::string_view build_name) {
+  absl::MutexLock lock(&mu_);
+  if (!build_name.empty() && FindBuildLocked(build_name) == nullptr) {
+    return NoSuchBuild(build_name, options_.limits);
+  }
+  return Snapshot{PoolInfo{pool_size_, running_, queued_}, BuildsLocked(build_name),
+                  RunningLocked(build_name)};
+}
+
+std::vector<BuildInfo> Engine::BuildsLocked(absl::string_view only) const {
   std::vector<BuildInfo> out;
-  for (const auto& [name, build] : builds_) out.push_back(InfoLocked(*build));
+  for (const auto& [name, build] : builds_) {
+    if (only.empty() || name == only) out.push_back(InfoLocked(*build));
+  }
   std::sort(out.begin(), out.end(),
             [](const BuildInfo& a, const BuildInfo& b) { return a.name < b.name; });
   return out;
 }
 
-std::vector<JobInfo> Engine::RunningJobs(absl::string_view build_name) {
-  absl::MutexLock lock(&mu_);
+std::vector<JobInfo> Engine::RunningLocked(absl::string_view only) const {
   std::vector<JobInfo> out;
   for (const auto& [name, build] : builds_) {
-    if (!build_name.empty() && name != build_name) continue;
+    if (!only.empty() && name != only) continue;
     for (const Job* job : build->running) out.push_back(InfoLocked(*job));
   }
   std::sort(out.begin(), out.end(), [](const JobInfo& a, const JobInfo& b) { return a.id < b.id; });

@@ -77,6 +77,13 @@ struct PoolInfo {
   uint64_t queued = 0;
 };
 
+// The pool, builds and running jobs as of one moment.
+struct Snapshot {
+  PoolInfo pool;
+  std::vector<BuildInfo> builds;
+  std::vector<JobInfo> running;
+};
+
 // The answer of a barrier or an abort: the build as it was when the call returned. A barrier
 // succeeded when `failure` is empty; otherwise the build is dead and `failure` is its first.
 using BuildCallback = absl::AnyInvocable<void(absl::StatusOr<BuildInfo>)>;
@@ -141,6 +148,9 @@ class Engine final : public ProcessEvents {
   // Running jobs, of one build or (empty name) of all.
   std::vector<JobInfo> RunningJobs(absl::string_view build);
   PoolInfo Pool();
+  // Pool, builds and running jobs under one lock, so that they add up: of every build, or
+  // (name given) of that one, NotFound if unknown.
+  absl::StatusOr<Snapshot> TakeSnapshot(absl::string_view build);
 
   // Observers must outlive the engine or be removed first. See observer.h for their duties.
   void AddObserver(EngineObserver* observer);
@@ -196,6 +206,10 @@ class Engine final : public ProcessEvents {
   JobInfo InfoLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   BuildInfo InfoLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobOutput OutputLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<BuildInfo> BuildsLocked(absl::string_view only) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<JobInfo> RunningLocked(absl::string_view only) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);

@@ -160,10 +160,14 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
     if (!busy()) {
       v1::WaitEvent event;
       v1::Progress* progress = event.mutable_progress();
-      absl::StatusOr<engine::BuildInfo> build = engine_->GetBuild(build_);
-      if (build.ok()) ToProto(*build, progress->mutable_build());
-      for (const engine::JobInfo& job : engine_->RunningJobs(build_)) {
-        ToProto(job, progress->add_running());
+      absl::StatusOr<engine::Snapshot> snapshot = engine_->TakeSnapshot(build_);
+      if (snapshot.ok()) {
+        for (const engine::BuildInfo& build : snapshot->builds) {
+          ToProto(build, progress->mutable_build());
+        }
+        for (const engine::JobInfo& job : snapshot->running) {
+          ToProto(job, progress->add_running());
+        }
       }
       std::string serialized = event.SerializeAsString();
       if (serialized != last_progress_) {

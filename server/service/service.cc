@@ -113,21 +113,18 @@ grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
                                           const v1::StatusRequest* request,
                                           v1::StatusResponse* response) {
   return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor*) {
-    engine::PoolInfo pool = engine_->Pool();
-    response->set_jobs(pool.jobs);
-    response->set_running(pool.running);
-    response->set_queued(pool.queued);
-    if (request->build().empty()) {
-      for (const engine::BuildInfo& build : engine_->ListBuilds()) {
-        ToProto(build, response->add_builds());
-      }
-    } else if (absl::StatusOr<engine::BuildInfo> build = engine_->GetBuild(request->build());
-               build.ok()) {
-      ToProto(*build, response->add_builds());
-    } else {
-      *response->mutable_error() = ToError(build.status());
+    absl::StatusOr<engine::Snapshot> snapshot = engine_->TakeSnapshot(request->build());
+    if (!snapshot.ok()) {
+      *response->mutable_error() = ToError(snapshot.status());
+      return true;
     }
-    for (const engine::JobInfo& job : engine_->RunningJobs(request->build())) {
+    response->set_jobs(snapshot->pool.jobs);
+    response->set_running(snapshot->pool.running);
+    response->set_queued(snapshot->pool.queued);
+    for (const engine::BuildInfo& build : snapshot->builds) {
+      ToProto(build, response->add_builds());
+    }
+    for (const engine::JobInfo& job : snapshot->running) {
       ToProto(job, response->add_running_jobs());
     }
     return true;

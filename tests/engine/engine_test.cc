@@ -122,6 +122,25 @@ TEST_F(EngineTest, DeadBuildIsNamedEvenWhenTheQueueIsFull) {
   EXPECT_THAT(refused.status().message(), HasSubstr("aborted: gone"));
 }
 
+TEST_F(EngineTest, SnapshotAddsUp) {
+  SubmitMany("a", 3);
+  SubmitMany("b", 2);
+  absl::StatusOr<Snapshot> all = engine().TakeSnapshot("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->pool.running, 2u);
+  EXPECT_EQ(all->pool.queued, 3u);
+  ASSERT_EQ(all->builds.size(), 2u);
+  EXPECT_EQ(all->builds[0].queued + all->builds[1].queued, all->pool.queued);
+  EXPECT_EQ(all->running.size(), all->pool.running);
+  absl::StatusOr<Snapshot> b = engine().TakeSnapshot("b");
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->builds.size(), 1u);
+  EXPECT_EQ(b->builds[0].name, "b");
+  EXPECT_TRUE(b->running.empty());  // the pool is busy with a's jobs
+  EXPECT_TRUE(absl::IsNotFound(engine().TakeSnapshot("c").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine().TakeSnapshot("a b").status()));
+}
+
 TEST_F(EngineTest, BarrierWithNothingPendingReturnsAtOnce) {
   JobId id = Submit("b", Spec({"x"}));
   ASSERT_TRUE(spawner().Exit(id, 0));

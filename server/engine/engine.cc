@@ -362,7 +362,7 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
 
   if (IsFailure(outcome) && job->spec.check && !job->result.stopped &&
       build->state == BuildState::kRunning) {
-    StartDyingLocked(build, FailureOfLocked(*job), deferred);
+    StartDyingLocked(build, FailureOfLocked(*job));
     StopRunningLocked(build, options_.grace);
   } else if (build->state == BuildState::kRunning) {
     AdvanceBarrierLocked(build, "", deferred);
@@ -380,7 +380,7 @@ Failure Engine::FailureOfLocked(const Job& job) const {
   return failure;
 }
 
-void Engine::StartDyingLocked(Build* build, Failure failure, Deferred& deferred) {
+void Engine::StartDyingLocked(Build* build, Failure failure) {
   build->state = BuildState::kDying;
   build->failure = std::move(failure);
   spdlog::info("build {} is dying: {}", *build->name, build->failure->reason);
@@ -425,7 +425,6 @@ void Engine::StartDyingLocked(Build* build, Failure failure, Deferred& deferred)
     BuildInfo info = InfoLocked(*build);
     for (EngineObserver* o : observers_) o->OnBuildDying(info);
   }
-  (void)deferred;
 }
 
 void Engine::StopRunningLocked(Build* build, absl::Duration grace) {
@@ -586,7 +585,7 @@ WaiterId Engine::AbortAsync(absl::string_view build_name, const AbortOptions& op
   if (build->state == BuildState::kRunning) {
     Failure failure;
     failure.reason = options.reason.empty() ? "aborted" : absl::StrCat("aborted: ", options.reason);
-    StartDyingLocked(build, std::move(failure), deferred);
+    StartDyingLocked(build, std::move(failure));
   }
   if (build->state == BuildState::kDying && options.mode == AbortMode::kKill) {
     StopRunningLocked(build, grace);  // also escalates an earlier drain
@@ -842,7 +841,7 @@ void Engine::Shutdown(absl::string_view reason) {
     if (build->state == BuildState::kRunning) {
       Failure failure;
       failure.reason = absl::StrCat("aborted: ", reason);
-      StartDyingLocked(build.get(), std::move(failure), deferred);
+      StartDyingLocked(build.get(), std::move(failure));
     }
     if (build->state == BuildState::kDying) StopRunningLocked(build.get(), options_.grace);
     MaybeDeadLocked(build.get(), deferred);

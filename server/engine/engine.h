@@ -190,8 +190,7 @@ class Engine final : public ProcessEvents {
 
   // The dying protocol (see the notes in engine.cc).
   Failure FailureOfLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartDyingLocked(Build* build, Failure failure, Deferred& deferred)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartDyingLocked(Build* build, Failure failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopRunningLocked(Build* build, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeDeadLocked(Build* build, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -20,17 +20,38 @@ struct Connection {
   std::unique_ptr<v1::Distd::Stub> stub;
 };
 
-// Pings distd at the address (--addr, else DISTD_ADDR, else the default socket). At the
-// default socket only, if nobody answers, a distd is started for it and awaited (~10 s).
+// Whether a Connection's channel reconnects by itself when its connection breaks.
+enum class Reconnect {
+  // No: the channel is the connection Connect made (at a unix socket), for the calls of one
+  // command. If distd goes away, they fail. The fast way in (see connect.cc).
+  kNo,
+  // Yes: for calls spread over time (status --watch), that find a distd restarted meanwhile.
+  kYes,
+};
+
+// Connects to distd at the address (--addr, else DISTD_ADDR, else the default socket) and
+// makes sure that it answers (within ~1 s) before anything is sent. At the default socket
+// only, if nobody answers, a distd is started for it and awaited (~10 s). A command's
+// requests are sent only after this, so never twice.
 //
 // Errors, worded for the user: InvalidArgument for a malformed address (a usage error),
 // Cancelled if a signal interrupted the start-up, anything else when distd could not be
 // reached or started.
-absl::StatusOr<Connection> Connect(const GlobalOptions& options);
+absl::StatusOr<Connection> Connect(const GlobalOptions& options,
+                                   Reconnect reconnect = Reconnect::kNo);
 
 // The channel and stub for the address, without a ping and without starting anything: for a
 // last call that must be tried even after a signal interrupted Connect (wait's abort).
 absl::StatusOr<Connection> Dial(const GlobalOptions& options);
+
+// The channels of Connect and Dial stay open until the process ends, even after their
+// Connection is gone: closing a channel waits for gRPC to close its connection, and closing
+// the last one shuts gRPC down, which joins its threads; about 1 ms at the end of every
+// command, just before the process ends anyway. main() ends distctl with _exit(), which
+// leaves the connections to the kernel to close, as when distctl is killed. Where the exit
+// must run its normal course instead (AddressSanitizer checks for leaks then), main() calls
+// this first: it closes them all, and so shuts gRPC down.
+void CloseChannels();
 
 // Prints a Connect error and returns the exit code for it: 2 for a bad address, 128+signal
 // when interrupted, 125 otherwise.

@@ -2,8 +2,10 @@
 // in this order: signals blocked before any thread exists (gRPC starts threads with its
 // first channel, and they must inherit the mask), then the one thread that receives them.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -11,10 +13,21 @@
 #include "absl/strings/str_cat.h"
 #include "client/args.h"
 #include "client/commands.h"
+#include "client/connect.h"
 #include "client/print.h"
 #include "client/signals.h"
 #include "common/exit_codes.h"
 #include "grpc/support/log.h"
+
+// Under AddressSanitizer, which checks for leaks when the process exits normally, distctl
+// exits normally.
+#if defined(__SANITIZE_ADDRESS__)
+#define DISTD_NORMAL_EXIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DISTD_NORMAL_EXIT 1
+#endif
+#endif
 
 namespace distd::client {
 namespace {
@@ -126,6 +139,18 @@ int main(int argc, char** argv) {
   {
     distd::client::SignalThread signal_thread;
     code = distd::client::Main(std::vector<std::string>(argv + 1, argv + argc));
+#ifndef DISTD_NORMAL_EXIT
+    // The command is over: its calls have completed, its output is written (with write(2),
+    // unbuffered; stdio is flushed all the same). A normal exit would now take the process
+    // apart piece by piece: stop the signal thread, close the connections to distd and shut
+    // gRPC down, joining its threads (see CloseChannels), run the static destructors. That
+    // is 1 to 1.5 ms of every distctl run, for nothing that the kernel does not do at once when
+    // the process ends. It closes the connections as if distctl had been killed, which distd
+    // handles, and nothing is in flight on them any more.
+    std::fflush(nullptr);
+    _exit(code);
+#endif
   }
+  distd::client::CloseChannels();
   return code;
 }

@@ -21,8 +21,8 @@ std::string DescribeRpcError(const grpc::Status& status, const Address& address)
 int FailedCall(const grpc::Status& status, int signo, const Address& address);
 
 // The exit code of a stream that ended without its terminal message, after saying so. The
-// daemon answered Connect's ping, so a broken connection now means it died; a refusal of
-// the call itself (PERMISSION_DENIED, ...) is reported as such.
+// daemon answered Connect before the call was made, so a broken connection now means it
+// died; a refusal of the call itself (PERMISSION_DENIED, ...) is reported as such.
 int StreamEndedEarly(const grpc::Status& status, const Address& address);
 
 // If `error` says the request was refused (its code is not OK), prints its message and

@@ -82,7 +82,8 @@ int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
   if (!positional.empty()) {
     return UsageError("status", absl::StrCat("unexpected argument \"", positional[0], "\""));
   }
-  absl::StatusOr<Connection> connection = Connect(global);
+  // A watch's channel reconnects: its next call finds a distd restarted meanwhile.
+  absl::StatusOr<Connection> connection = Connect(global, watch ? Reconnect::kYes : Reconnect::kNo);
   if (!connection.ok()) return ReportConnectError(connection.status());
 
   v1::StatusRequest request;

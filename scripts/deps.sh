@@ -8,6 +8,8 @@ packages=(
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   procps util-linux spin python3
+  # The peers of the benchmark (bench/), whose smoke run is one of the tests.
+  make findutils parallel task-spooler
 )
 
 missing=()

@@ -1,4 +1,5 @@
 // distd: flags -> Options -> run. See PRODUCT.md for the contract.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -171,6 +172,13 @@ int Run(const Options& options) {
 }  // namespace distd
 
 int main(int argc, char** argv) {
+  // Pinned malloc thresholds (glibc otherwise raises them after each large free): blocks of
+  // 4 MiB or more, such as the arena blocks of a large request, get mappings of their own
+  // that go back to the system when freed, so that the daemon does not stay as large as its
+  // biggest request made it; smaller ones, such as the 1 MiB output chunks in flight, are
+  // reused from the heap instead of being mapped and faulted in afresh each time.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
   // Before any thread starts, so that every thread inherits the mask and the signals reach
   // only sigwait. Jobs get an empty mask and default dispositions from the spawner.
   sigset_t signals;

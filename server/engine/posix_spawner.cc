@@ -400,6 +400,9 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("pipe2: ", strerror(errno)));
   }
+  // Best effort: beyond pipe-max-size, or over the user's pipe page limit, the pipe simply
+  // keeps its default size.
+  fcntl(out[0], F_SETPIPE_SZ, static_cast<int>(options_.read_chunk));
   std::vector<char*> argv, envp;
   for (const std::string& arg : *request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   for (const std::string& var : env) envp.push_back(const_cast<char*>(var.c_str()));

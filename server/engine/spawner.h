@@ -62,7 +62,12 @@ struct PosixSpawnerOptions {
   // nothing behind) and its pipes are drained until EOF, for at most this long, in case a
   // descendant left the group and still holds them.
   absl::Duration orphan_drain = absl::Seconds(2);
-  size_t read_chunk = 64 * 1024;
+  // A job's stdout pipe is enlarged to this (within the system's pipe-max-size) and read in
+  // chunks of up to this much: a job that prints a lot then runs ahead in big steps, and the
+  // daemon handles (and sends on) one large chunk where it would handle sixteen of the
+  // default 64 KiB. stderr keeps the default size: it carries little, and pipe pages count
+  // against the user's limit.
+  size_t read_chunk = 1 << 20;
 };
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains

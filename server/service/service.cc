@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/service/convert.h"
@@ -38,7 +40,9 @@ grpc::ServerUnaryReactor* Unary(service::Peers* peers, grpc::CallbackServerConte
 }  // namespace
 
 Service::Service(const ServiceOptions& options, engine::Engine* engine, Peers* peers)
-    : options_(options), engine_(engine), peers_(peers), clock_(engine::NewRealClock()) {}
+    : options_(options), engine_(engine), peers_(peers), clock_(engine::NewRealClock()) {
+  SetMessageAllocatorFor_Submit(&submit_allocator_);
+}
 
 Service::~Service() { clock_.reset(); }
 
@@ -53,8 +57,13 @@ grpc::ServerUnaryReactor* Service::Submit(grpc::CallbackServerContext* context,
                                           const v1::SubmitRequest* request,
                                           v1::SubmitResponse* response) {
   return Unary(peers_, context, [&](const engine::Caller& caller, grpc::ServerUnaryReactor*) {
-    auto ids = engine_->Submit(
-        request->build(), ToJobSpecs(request->cwd(), request->env(), request->commands()), caller);
+    std::string build = request->build();
+    std::vector<engine::JobSpec> specs =
+        ToJobSpecs(request->cwd(), request->env(), request->commands());
+    // Everything is copied out: give the (possibly large) request back before the jobs are
+    // queued, so that its memory is not resident alongside theirs.
+    context->GetRpcAllocatorState()->FreeRequest();
+    auto ids = engine_->Submit(build, std::move(specs), caller);
     if (ids.ok()) {
       for (engine::JobId id : *ids) response->add_job_ids(id);
     } else {

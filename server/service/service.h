@@ -10,6 +10,7 @@
 #include "distd/v1/distd.grpc.pb.h"
 #include "server/engine/clock.h"
 #include "server/engine/engine.h"
+#include "server/service/arena_allocator.h"
 #include "server/service/peers.h"
 
 namespace distd::service {
@@ -63,6 +64,7 @@ class Service final : public v1::Distd::CallbackService {
   engine::Engine* const engine_;
   Peers* const peers_;
   std::unique_ptr<engine::Clock> clock_;
+  ArenaMessageAllocator<v1::SubmitRequest, v1::SubmitResponse> submit_allocator_;
 };
 
 }  // namespace distd::service

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "server/engine/clock.h"
 #include "server/engine/observer.h"
 #include "server/engine/output_buffer.h"
@@ -50,6 +51,11 @@ struct EngineOptions {
   size_t output_tail_bytes = 256 * 1024;
   // Records of finished jobs kept for logs and status; the oldest are forgotten first.
   size_t max_finished_jobs = 10'000;
+  // How long after a build dies the sweep of its cancelled queue begins (see the notes in
+  // engine.cc). The daemon waits a little, so that the sweep's work does not compete for the
+  // CPU with the dying step's own latency: stopping and reaping the running jobs, answering
+  // the aborts and barriers. Nothing but the time of OnJobsCancelled tells the difference.
+  absl::Duration sweep_delay = absl::ZeroDuration();
 };
 
 enum class AbortMode {
@@ -129,7 +135,9 @@ class Engine final : public ProcessEvents {
   absl::Status CancelJob(JobId id);
 
   // Forgets a dead build, or an idle running one, so that its name can be used afresh.
-  // FailedPrecondition while it has jobs queued or running; NotFound if unknown.
+  // FailedPrecondition while it has jobs queued or running; NotFound if unknown. The records
+  // of its cancelled queue that the sweep has not finished yet are finished first (see the
+  // notes in engine.cc), so this one call may cost O(that queue).
   absl::Status Close(absl::string_view build);
 
   // Attaches `watcher` to a job and returns what it has printed so far, in one step, so that
@@ -156,7 +164,8 @@ class Engine final : public ProcessEvents {
   void AddObserver(EngineObserver* observer);
   void RemoveObserver(EngineObserver* observer);
 
-  // Refuses new jobs, aborts every build (kill) and returns once no job runs.
+  // Refuses new jobs, aborts every build (kill) and returns once no job runs and the record
+  // of every cancelled job is finished (and reported to the observers).
   void Shutdown(absl::string_view reason);
 
   // ProcessEvents, called by the spawner.
@@ -194,6 +203,19 @@ class Engine final : public ProcessEvents {
   void StopRunningLocked(Build* build, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeDeadLocked(Build* build, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // The lazy end of a cancelled queue (see the notes in engine.cc): a doomed job is one whose
+  // build died while it was queued and whose record has not been finished yet.
+  void FinishDoomedLocked(Job* job, absl::Time ended_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportCancelledLocked(absl::string_view build, absl::Span<const JobId> ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finishes (and files in finished_order_) up to `max_jobs` doomed jobs of `build`, oldest
+  // first; returns how many are left.
+  size_t SweepBuildLocked(Build* build, size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The same across the builds in sweeping_, in the order they died.
+  void SweepLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleSweepLocked(absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnSweepTimer();
+
   void AdvanceBarrierLocked(Build* build, const std::string& group, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   WaiterId AddWaiterLocked(Build* build, bool barrier, std::string group, BuildCallback done,
@@ -229,8 +251,14 @@ class Engine final : public ProcessEvents {
   absl::flat_hash_map<WaiterId, std::unique_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
   // Builds with queued jobs, served round robin; a build that gains work goes to the front.
   std::list<Build*> ring_ ABSL_GUARDED_BY(mu_);
-  // Finished jobs, oldest first, for forgetting beyond max_finished_jobs.
+  // Finished jobs, oldest first, for forgetting beyond max_finished_jobs. A doomed job enters
+  // it only when the sweep (or Close) passes it, so a Build's doomed list never holds a
+  // forgotten job.
   std::deque<JobId> finished_order_ ABSL_GUARDED_BY(mu_);
+  // Builds with doomed jobs or dead barriers to free, in the order they died, for the sweep;
+  // Close takes a build out.
+  std::deque<Build*> sweeping_ ABSL_GUARDED_BY(mu_);
+  bool sweep_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<EngineObserver*> observers_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -33,9 +33,14 @@ class JobWatcher {
 class EngineObserver : public JobWatcher {
  public:
   virtual void OnJobQueued(const JobInfo& /*job*/) {}
-  // An abort or a failure cancelled these queued jobs of `build` at once. OnJobFinished is
-  // not called for them (one call instead of one per job keeps a large abort cheap); their
-  // outcome is kCancelled.
+  // These queued jobs of `build` were cancelled because it died (an abort or a failure); their
+  // outcome is kCancelled, with the time the build died as ended_at. OnJobFinished is not
+  // called for them: every such job is reported exactly once, here. The engine finishes a
+  // dead build's queue lazily (see the notes in engine.cc), so one dying build's jobs come in
+  // several calls, in chunks, and may come after OnBuildDying and OnBuildDead: jobs with a
+  // watcher before OnBuildDying, the rest as the sweep reaches them or when one is looked up
+  // first. Every call for a build comes before its OnBuildClosed. (The build's counts in
+  // BuildInfo include them from OnBuildDying on.)
   virtual void OnJobsCancelled(absl::string_view /*build*/, absl::Span<const JobId> /*ids*/) {}
   virtual void OnBuildDying(const BuildInfo& /*build*/) {}
   virtual void OnBuildDead(const BuildInfo& /*build*/) {}

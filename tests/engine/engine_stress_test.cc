@@ -1,11 +1,16 @@
 // Randomised interleavings of submits, exits, failures, signals, timeouts, aborts, barriers,
-// cancels and closes across several builds. Seeded; the seed is printed, and
-// DISTD_STRESS_SEED=N reproduces one run, DISTD_STRESS_SECONDS=S bounds the time.
+// cancels, closes, lookups and watchers across several builds, with the clock (and so the sweep
+// that finishes the records of a cancelled queue) run at random points, in whole or one task at
+// a time. Seeded; the seed is printed, and DISTD_STRESS_SEED=N reproduces one run,
+// DISTD_STRESS_SECONDS=S bounds the time.
 //
-// Checked throughout: never more than the pool's size running; every job gets exactly one
-// outcome; a barrier that succeeds has seen every job it covers finish; an abort, or a barrier
-// reporting a failure, answers only when no job of the build runs. Checked at the end: every
-// barrier and abort answered exactly once.
+// Checked throughout: never more than the pool's size running; the counts of the pool and of
+// every build add up; every job gets exactly one outcome; no lookup ever sees a job of a dying
+// or dead build as queued; a watcher of a queued job hears of its cancellation in the step
+// that cancels it, and never twice; a barrier that succeeds has seen every job it covers
+// finish; an abort, or a barrier reporting a failure, answers only when no job of the build
+// runs. Checked at the end: every barrier and abort answered exactly once, every watcher that
+// stayed attached told once.
 #include <signal.h>
 
 #include <atomic>
@@ -59,13 +64,21 @@ class Ledger : public EngineObserver {
     absl::MutexLock lock(&mu_);
     return running_[build];
   }
-  // True when every job of `build` (and `group`, if not empty) with an id up to `target`
-  // has finished.
+  // Barriers do not cover foreground jobs (their own client waits for them).
+  void MarkForeground(JobId id) {
+    absl::MutexLock lock(&mu_);
+    jobs_[id].foreground = true;
+  }
+  // True when every background job of `build` (and `group`, if not empty) with an id up to
+  // `target` has finished.
   bool AllFinished(const std::string& build, const std::string& group, JobId target) {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, j] : jobs_) {
       if (id > target) break;
-      if (j.build == build && (group.empty() || j.group == group) && j.finished == 0) return false;
+      if (j.build == build && (group.empty() || j.group == group) && !j.foreground &&
+          j.finished == 0) {
+        return false;
+      }
     }
     return true;
   }
@@ -83,11 +96,68 @@ class Ledger : public EngineObserver {
   struct Record {
     std::string build, group;
     int queued = 0, started = 0, finished = 0;
+    bool foreground = false;
   };
   absl::Mutex mu_;
   std::map<JobId, Record> jobs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> running_ ABSL_GUARDED_BY(mu_);
 };
+
+// What watchers attached to jobs heard, per job: a foreground `distctl run` (attached by
+// Submit), `logs --follow` (WatchJob).
+class WatchLedger : public JobWatcher {
+ public:
+  void OnJobStarted(const JobInfo& job) override {
+    absl::MutexLock lock(&mu_);
+    ++jobs_[job.id].started;
+  }
+  void OnJobFinished(const JobInfo& job) override {
+    absl::MutexLock lock(&mu_);
+    ++jobs_[job.id].finished;
+  }
+  int started(JobId id) {
+    absl::MutexLock lock(&mu_);
+    return jobs_[id].started;
+  }
+  int finished(JobId id) {
+    absl::MutexLock lock(&mu_);
+    return jobs_[id].finished;
+  }
+  // Each job heard of at most once; those in `attached` (never detached) exactly once.
+  void ExpectTold(const std::set<JobId>& attached) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, j] : jobs_) {
+      EXPECT_LE(j.started, 1) << "job " << id;
+      EXPECT_LE(j.finished, 1) << "job " << id;
+    }
+    for (JobId id : attached) EXPECT_EQ(jobs_[id].finished, 1) << "job " << id;
+  }
+
+ private:
+  struct Heard {
+    int started = 0, finished = 0;
+  };
+  absl::Mutex mu_;
+  std::map<JobId, Heard> jobs_ ABSL_GUARDED_BY(mu_);
+};
+
+// The counts of the pool and of each build add up, wherever the sweep has got to.
+void ExpectCountsAddUp(Engine& engine) {
+  absl::StatusOr<Snapshot> snapshot = engine.TakeSnapshot("");
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  uint64_t queued = 0, running = 0;
+  for (const BuildInfo& b : snapshot->builds) {
+    ASSERT_EQ(b.queued + b.running + b.succeeded + b.failed + b.cancelled, b.submitted)
+        << "build " << b.name;
+    if (b.state != BuildState::kRunning) {
+      ASSERT_EQ(b.queued, 0u) << "build " << b.name;
+    }
+    queued += b.queued;
+    running += b.running;
+  }
+  ASSERT_EQ(queued, snapshot->pool.queued);
+  ASSERT_EQ(running, snapshot->pool.running);
+}
 
 BuildCallback answer_counter(std::atomic<uint64_t>& answers) {
   return [&answers](absl::StatusOr<BuildInfo>) { answers.fetch_add(1); };
@@ -120,19 +190,32 @@ class Driver {
 
   void Step() {
     Engine& engine = *fake_.engine;
-    switch (Pick(12)) {
+    switch (Pick(14)) {
       case 0:
       case 1:
       case 2: {
         std::vector<JobSpec> specs;
-        int n = 1 + Pick(6);
+        // Now and then a queue long enough for the sweep to take several chunks.
+        int n = Pick(100) == 0 ? 4000 + Pick(6000) : 1 + Pick(6);
+        const bool foreground = Pick(4) == 0;  // a `distctl run` waiting on its job
         for (int i = 0; i < n; ++i) {
           JobSpec spec = Spec({Pick(20) == 0 ? "missing" : "cc"}, Pick(4) != 0, Group());
           if (Pick(5) == 0) spec.timeout = absl::Seconds(1 + Pick(5));
+          spec.background = !foreground;
           specs.push_back(std::move(spec));
         }
-        auto ids = engine.Submit(Build(), std::move(specs), Caller{});
-        if (ids.ok()) submitted_ += ids->size();
+        const std::string build = Build();
+        auto ids =
+            engine.Submit(build, std::move(specs), Caller{}, foreground ? &watchers_ : nullptr);
+        if (ids.ok()) {
+          submitted_ += ids->size();
+          if (foreground) {
+            for (JobId id : *ids) {
+              watched_[id] = Watch{build, true};
+              ledger_.MarkForeground(id);
+            }
+          }
+        }
         break;
       }
       case 3:
@@ -152,7 +235,17 @@ class Driver {
         fake_.spawner->DeliverSignals();
         break;
       case 7:
-        fake_.clock->Advance(absl::Milliseconds(Pick(3000)));
+        // The sweep is a clock task: run it whole, one chunk of it, or with time passing.
+        switch (Pick(4)) {
+          case 0:
+            fake_.clock->RunOneDue();
+            break;
+          case 1:
+            fake_.clock->Advance(absl::ZeroDuration());
+            break;
+          default:
+            fake_.clock->Advance(absl::Milliseconds(Pick(3000)));
+        }
         break;
       case 8: {
         auto& e = Expect(Build(), Group(), false);
@@ -175,11 +268,65 @@ class Driver {
         (void)engine.Close(Build());
         break;
       case 11:
-        if (LastId() > 0) (void)engine.CancelJob(1 + Pick(static_cast<int>(LastId())));
+        if (LastId() > 0) (void)engine.CancelJob(RandomId());
         break;
+      case 12: {
+        // A lookup, perhaps of a doomed job the sweep has not reached.
+        if (LastId() == 0) break;
+        absl::StatusOr<JobInfo> job =
+            Pick(2) == 0 ? engine.GetJob(RandomId()) : engine.GetJobOutput(RandomId())->job;
+        ASSERT_TRUE(job.ok()) << job.status();
+        if (job->state == JobState::kQueued) {
+          ASSERT_EQ(engine.GetBuild(job->build)->state, BuildState::kRunning)
+              << "job " << job->id << " of a stopped build seen queued";
+        }
+        if (job->result.outcome == Outcome::kCancelled) {
+          ASSERT_FALSE(job->result.message.empty()) << "job " << job->id;
+          ASSERT_NE(job->ended_at, absl::InfinitePast()) << "job " << job->id;
+        }
+        break;
+      }
+      case 13: {
+        // `logs --follow` attaching to a job, or a client going away.
+        if (LastId() == 0) break;
+        JobId id = RandomId();
+        auto it = watched_.find(id);
+        if (it == watched_.end()) {
+          absl::StatusOr<JobOutput> out = engine.WatchJob(id, &watchers_);
+          ASSERT_TRUE(out.ok()) << out.status();
+          watched_[id] = Watch{out->job.build, out->job.state != JobState::kFinished,
+                               out->job.state == JobState::kRunning};
+        } else if (it->second.attached && Pick(3) == 0) {
+          engine.Unwatch(id, &watchers_);
+          it->second.attached = false;
+          it->second.finished_at_detach = watchers_.finished(id);
+        }
+        break;
+      }
     }
     ASSERT_LE(fake_.spawner->Running().size(), static_cast<size_t>(pool_));
     ASSERT_EQ(engine.Pool().running, fake_.spawner->Running().size());
+    ExpectCountsAddUp(engine);
+    CheckWatchers();
+  }
+
+  // A watcher of a job still queued is told in the very step that cancels it: as long as it
+  // has heard nothing, the job's build still runs. A detached watcher hears nothing more.
+  void CheckWatchers() {
+    for (const auto& [id, w] : watched_) {
+      const int finished = watchers_.finished(id);
+      ASSERT_LE(finished, 1) << "job " << id;
+      if (!w.attached) {
+        ASSERT_EQ(finished, w.finished_at_detach) << "job " << id << " told after Unwatch";
+        continue;
+      }
+      if (finished == 0 && !w.running_at_attach && watchers_.started(id) == 0) {
+        absl::StatusOr<BuildInfo> build = fake_.engine->GetBuild(w.build);
+        ASSERT_TRUE(build.ok()) << "job " << id << ": " << build.status();
+        ASSERT_EQ(build->state, BuildState::kRunning)
+            << "job " << id << " cancelled without telling its watcher";
+      }
+    }
   }
 
   // Ends everything, then checks that nothing was lost.
@@ -191,7 +338,13 @@ class Driver {
     }
     ASSERT_EQ(fake_.engine->Pool().running, 0u);
     ASSERT_EQ(fake_.engine->Pool().queued, 0u);
+    fake_.clock->Advance(absl::ZeroDuration());  // the sweep of the queues just cancelled
     ledger_.ExpectEachJobOnce(submitted_);
+    std::set<JobId> attached;
+    for (const auto& [id, w] : watched_) {
+      if (w.attached) attached.insert(id);
+    }
+    watchers_.ExpectTold(attached);
     for (const auto& e : expectations_) {
       EXPECT_EQ(e->answer.calls(), 1) << (e->abort ? "abort" : "wait") << " of " << e->build;
     }
@@ -210,6 +363,12 @@ class Driver {
     // Ids are dense and start at 1, so the last id handed out is the number of jobs made,
     // counting refused submissions as none.
     return submitted_;
+  }
+  // Biased to recent jobs, where the doomed ones are.
+  JobId RandomId() {
+    const JobId last = LastId();
+    if (Pick(2) == 0 || last <= 20) return 1 + Pick(static_cast<int>(last));
+    return last - Pick(20);
   }
 
   // Registers an answer for CheckAnswers.
@@ -250,8 +409,17 @@ class Driver {
  private:
   std::mt19937_64 rng_;
   int pool_;
+  struct Watch {
+    std::string build;
+    bool attached = false;
+    bool running_at_attach = false;  // then it never hears OnJobStarted
+    int finished_at_detach = 0;
+  };
+
   // Declared before the engine, so that they outlive any answer it gives while torn down.
   Ledger ledger_;
+  WatchLedger watchers_;
+  std::map<JobId, Watch> watched_;
   std::vector<std::unique_ptr<Expectation>> expectations_;
   FakeEngine fake_;
   uint64_t submitted_ = 0;
@@ -293,6 +461,10 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
   std::printf("stress: DISTD_STRESS_SEED=%llu\n", static_cast<unsigned long long>(seed));
   constexpr int kPool = 3;
   Ledger ledger;
+  // Attached by Submit to foreground jobs, never detached: each must be told exactly once.
+  WatchLedger foreground;
+  absl::Mutex foreground_mu;
+  std::set<JobId> foreground_ids;  // under foreground_mu
   std::atomic<uint64_t> answers{0};
   std::atomic<uint64_t> asked{0};
   std::atomic<uint64_t> submitted{0};
@@ -303,6 +475,7 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
     auto client = [&](uint64_t client_seed) {
       std::mt19937_64 rng(client_seed);
       auto pick = [&](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+      WatchLedger follower;  // attached and detached again within one step
       auto answer = [&answers](absl::StatusOr<BuildInfo> r) {
         if (r.ok() && r->failure.has_value()) {
           EXPECT_EQ(r->running, 0u);
@@ -311,12 +484,20 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
       };
       while (!stop.load()) {
         std::string build = absl::StrCat("b", pick(3));
-        switch (pick(6)) {
+        switch (pick(8)) {
           case 0:
           case 1: {
             std::vector<JobSpec> specs(1 + pick(20), Spec({"cc"}, pick(10) != 0));
-            if (auto ids = fake.engine->Submit(build, specs, Caller{}); ids.ok()) {
+            const bool fg = pick(4) == 0;
+            for (JobSpec& spec : specs) spec.background = !fg;
+            if (pick(50) == 0) specs.resize(4000 + pick(6000), specs.front());  // a long queue
+            if (auto ids = fake.engine->Submit(build, specs, Caller{}, fg ? &foreground : nullptr);
+                ids.ok()) {
               submitted.fetch_add(ids->size());
+              if (fg) {
+                absl::MutexLock lock(&foreground_mu);
+                foreground_ids.insert(ids->begin(), ids->end());
+              }
             }
             break;
           }
@@ -334,8 +515,26 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
           case 5:
             (void)fake.engine->CancelJob(1 + pick(1000));
             break;
+          case 6: {
+            // A lookup racing the sweep (the single-threaded test checks what it sees).
+            const JobId last = submitted.load();
+            if (last == 0) break;
+            absl::StatusOr<JobInfo> job = fake.engine->GetJob(last - pick(std::min<int>(last, 50)));
+            if (job.ok() && job->result.outcome == Outcome::kCancelled) {
+              EXPECT_FALSE(job->result.message.empty());
+            }
+            break;
+          }
+          case 7: {
+            const JobId last = submitted.load();
+            if (last == 0) break;
+            const JobId id = last - pick(std::min<int>(last, 50));
+            if (fake.engine->WatchJob(id, &follower).ok()) fake.engine->Unwatch(id, &follower);
+            break;
+          }
         }
       }
+      follower.ExpectTold({});
     };
     std::vector<std::thread> threads;
     for (int i = 0; i < 4; ++i) threads.emplace_back(client, seed + i);
@@ -362,10 +561,16 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
     while (fake.spawner->DeliverSignals() > 0) {
     }
     EXPECT_EQ(fake.engine->Pool().running, 0u);
+    fake.clock->Advance(absl::ZeroDuration());  // the sweep of the queues just cancelled
+    ExpectCountsAddUp(*fake.engine);
     fake.engine->RemoveObserver(&ledger);
   }
   EXPECT_EQ(answers.load(), asked.load());
   ledger.ExpectEachJobOnce(submitted.load());
+  {
+    absl::MutexLock lock(&foreground_mu);
+    foreground.ExpectTold(foreground_ids);
+  }
   std::printf("stress: %llu jobs, %llu answers\n",
               static_cast<unsigned long long>(submitted.load()),
               static_cast<unsigned long long>(answers.load()));

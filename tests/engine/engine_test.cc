@@ -4,7 +4,10 @@
 
 #include <signal.h>
 
+#include <map>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -526,12 +529,15 @@ TEST_F(EngineTest1, ObserversSeeEveryChangeInOrder) {
   ASSERT_TRUE(spawner().Output(ids[0], OutputStream::kStdout, "hi"));
   ASSERT_TRUE(spawner().Exit(ids[0], 0));
   ASSERT_TRUE(spawner().Exit(ids[1], 1));
+  // The queued job's record is finished by the sweep, a task on the clock: after the dying
+  // step, here even after the build is dead.
+  clock().Advance(absl::ZeroDuration());
   ASSERT_TRUE(engine().Close("b").ok());
   engine().RemoveObserver(&recorder);
   EXPECT_THAT(recorder.events,
               ElementsAre("queued@1", "queued@2", "queued@3", "started@1", "output:hi@1",
-                          "finished:succeeded@1", "started@2", "finished:failed@2", "cancelled:1@3",
-                          "dying@0", "dead@0", "closed@0"));
+                          "finished:succeeded@1", "started@2", "finished:failed@2", "dying@0",
+                          "dead@0", "cancelled:1@3", "closed@0"));
 }
 
 class OutputCollector : public JobWatcher {
@@ -540,10 +546,14 @@ class OutputCollector : public JobWatcher {
   void OnJobOutput(JobId, OutputStream stream, absl::string_view data) override {
     (stream == OutputStream::kStdout ? out : err) += std::string(data);
   }
-  void OnJobFinished(const JobInfo& job) override { outcome = job.result.outcome; }
+  void OnJobFinished(const JobInfo& job) override {
+    outcome = job.result.outcome;
+    ++finished;
+  }
   bool started = false;
   std::string out, err;
   Outcome outcome = Outcome::kNone;
+  int finished = 0;
 };
 
 TEST_F(EngineTest, WatchersGetLiveOutputAndLateWatchersMissNothing) {
@@ -618,6 +628,332 @@ TEST_F(EngineTest, ShutdownStopsEverythingAndRefusesNewJobs) {
   EXPECT_EQ(engine().GetBuild("a")->state, BuildState::kDead);
   EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kDead);
   EXPECT_TRUE(absl::IsUnavailable(engine().Submit("c", {Spec({"x"})}, Caller{}).status()));
+}
+
+// Lazy cancellation (the notes in engine.cc): the dying step detaches the queue, and the sweep
+// finishes its records later. Each test below forces one order of the sweep and something else.
+
+// Collects what OnJobsCancelled reported, to check that each job is reported exactly once.
+class CancelLedger : public EngineObserver {
+ public:
+  void OnJobsCancelled(absl::string_view build, absl::Span<const JobId> ids) override {
+    chunks.push_back(ids.size());
+    for (JobId id : ids) ++reports[id];
+    builds.insert(std::string(build));
+  }
+  void OnBuildDying(const BuildInfo&) override { order.push_back("dying"); }
+  void OnBuildClosed(absl::string_view) override {
+    order.push_back("closed after " + std::to_string(chunks.size()) + " reports");
+  }
+  // True if every id in `ids` was reported exactly once, and nothing else.
+  bool EachOnce(const std::vector<JobId>& ids) const {
+    if (reports.size() != ids.size()) return false;
+    for (JobId id : ids) {
+      auto it = reports.find(id);
+      if (it == reports.end() || it->second != 1) return false;
+    }
+    return true;
+  }
+  size_t reported() const { return reports.size(); }
+
+  std::vector<size_t> chunks;
+  std::map<JobId, int> reports;
+  std::set<std::string> builds;
+  std::vector<std::string> order;
+};
+
+class LazyCancelTest : public EngineTest {
+ protected:
+  // Two running, `n` queued behind them, then an abort, while the clock's thread lags: the
+  // sweep is due but has not run. Returns the queued ids.
+  std::vector<JobId> AbortWithQueue(int n) {
+    engine().AddObserver(&ledger_);
+    std::vector<JobId> ids = SubmitMany("b", 2 + n);
+    died_at_ = clock().Now();
+    Answer abort;
+    engine().AbortAsync("b", Reason("stop"), abort.Callback());
+    EXPECT_EQ(spawner().DeliverSignals(), 2);
+    EXPECT_TRUE(abort.done());
+    EXPECT_EQ(abort.result()->state, BuildState::kDead);
+    clock().Lag(absl::Seconds(7));  // a sweep that used Now() would be seen
+    EXPECT_EQ(ledger_.reported(), 0u);
+    return std::vector<JobId>(ids.begin() + 2, ids.end());
+  }
+  void TearDown() override { engine().RemoveObserver(&ledger_); }
+
+  void ExpectCancelledByTheBuild(const JobInfo& job) {
+    EXPECT_EQ(job.state, JobState::kFinished);
+    EXPECT_EQ(job.result.outcome, Outcome::kCancelled);
+    EXPECT_EQ(job.result.exit_code, -1);
+    EXPECT_FALSE(job.result.stopped);
+    EXPECT_EQ(job.result.message, "cancelled: the build was stopped before the job started");
+    EXPECT_EQ(job.started_at, absl::InfinitePast());
+    EXPECT_EQ(job.ended_at, died_at_);  // the dying time, not the time of the lookup or sweep
+    EXPECT_EQ(job.build, "b");
+  }
+
+  CancelLedger ledger_;
+  absl::Time died_at_;
+};
+
+// The daemon delays the sweep (EngineOptions::sweep_delay) so that it does not compete with
+// the abort's own answer: nothing is swept before the delay, everything after it, and a
+// lookup meanwhile still sees the job cancelled.
+TEST(SweepDelayTest, TheSweepWaitsForTheDelayAndLookupsDoNot) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.sweep_delay = absl::Milliseconds(100);
+  FakeEngine fake(options);
+  CancelLedger ledger;
+  fake.engine->AddObserver(&ledger);
+  std::vector<JobSpec> specs(5, Spec({"x"}));
+  auto ids = fake.engine->Submit("b", std::move(specs), Caller{});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  Answer abort;
+  fake.engine->AbortAsync("b", Reason("stop"), abort.Callback());
+  fake.spawner->DeliverSignals();
+  ASSERT_TRUE(abort.done());
+  fake.clock->Advance(absl::Milliseconds(99));
+  EXPECT_TRUE(ledger.reports.empty());
+  EXPECT_EQ(fake.engine->GetJob((*ids)[1])->result.outcome, Outcome::kCancelled);
+  EXPECT_EQ(ledger.reports.size(), 1u);  // the lookup finished that one
+  fake.clock->Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(ledger.EachOnce({(*ids)[1], (*ids)[2], (*ids)[3], (*ids)[4]}));
+  fake.engine->RemoveObserver(&ledger);
+}
+
+TEST_F(LazyCancelTest, TheDyingStepCountsTheWholeQueueAtOnce) {
+  std::vector<JobId> queued = AbortWithQueue(100);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+  BuildInfo build = *engine().GetBuild("b");
+  EXPECT_EQ(build.queued, 0u);
+  EXPECT_EQ(build.cancelled, 102u);  // the queue and the two stopped
+  EXPECT_EQ(build.submitted, 102u);
+  EXPECT_EQ(spawner().started(), 2u);
+  clock().Advance(absl::ZeroDuration());
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  EXPECT_EQ(engine().GetBuild("b")->cancelled, 102u);
+  EXPECT_EQ(spawner().started(), 2u);
+  ExpectCancelledByTheBuild(*engine().GetJob(queued.back()));
+}
+
+TEST_F(LazyCancelTest, GetJobOfADoomedJobBeforeTheSweepSeesItCancelled) {
+  std::vector<JobId> queued = AbortWithQueue(10);
+  absl::StatusOr<JobInfo> job = engine().GetJob(queued[4]);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ExpectCancelledByTheBuild(*job);
+  // Resolved on the spot, and reported then: once.
+  EXPECT_THAT(ledger_.chunks, ElementsAre(1u));
+  EXPECT_EQ(ledger_.reports[queued[4]], 1);
+  absl::StatusOr<JobOutput> output = engine().GetJobOutput(queued[5]);
+  ASSERT_TRUE(output.ok()) << output.status();
+  ExpectCancelledByTheBuild(output->job);
+  EXPECT_EQ(output->stdout_text, "");
+  clock().Advance(absl::ZeroDuration());  // the sweep skips both
+  EXPECT_THAT(ledger_.chunks, ElementsAre(1u, 1u, 8u));
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  for (JobId id : queued) ExpectCancelledByTheBuild(*engine().GetJob(id));
+  EXPECT_EQ(engine().GetBuild("b")->cancelled, 12u);
+}
+
+TEST_F(LazyCancelTest, CancelJobOfADoomedJobBeforeTheSweepIsOkAndCountsItOnce) {
+  std::vector<JobId> queued = AbortWithQueue(10);
+  EXPECT_TRUE(engine().CancelJob(queued[0]).ok());  // already cancelled by the build: fine
+  ExpectCancelledByTheBuild(*engine().GetJob(queued[0]));
+  EXPECT_EQ(engine().GetBuild("b")->cancelled, 12u);
+  clock().Advance(absl::ZeroDuration());
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  EXPECT_EQ(engine().GetBuild("b")->cancelled, 12u);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+}
+
+TEST_F(LazyCancelTest, WatchJobOfADoomedJobAnswersItFinishedWithoutAttaching) {
+  std::vector<JobId> queued = AbortWithQueue(10);
+  OutputCollector watcher;
+  absl::StatusOr<JobOutput> snapshot = engine().WatchJob(queued[9], &watcher);
+  ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+  ExpectCancelledByTheBuild(snapshot->job);
+  clock().Advance(absl::ZeroDuration());
+  // Finished before the call, so never attached: the sweep does not call it either.
+  EXPECT_EQ(watcher.outcome, Outcome::kNone);
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  engine().Unwatch(queued[9], &watcher);  // harmless
+}
+
+TEST_F(LazyCancelTest, QueuedWatchersAreToldInTheDyingStep) {
+  engine().AddObserver(&ledger_);
+  std::vector<JobId> ids = SubmitMany("b", 2 + 100);  // 2 run, 100 queue
+  OutputCollector foreground, follower, gone;
+  JobSpec spec = Spec({"fg"});
+  spec.background = false;
+  auto fg = engine().Submit("b", {spec}, Caller{}, &foreground);  // a `distctl run` waiting
+  ASSERT_TRUE(fg.ok());
+  ASSERT_TRUE(engine().WatchJob(ids[50], &follower).ok());  // `logs --follow` of a queued job
+  ASSERT_TRUE(engine().WatchJob(ids[60], &gone).ok());
+  engine().Unwatch(ids[60], &gone);  // its client went away
+  // A watched job that starts before the abort is stopped, not cancelled.
+  OutputCollector runner;
+  ASSERT_TRUE(engine().WatchJob(ids[2], &runner).ok());
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  EXPECT_TRUE(runner.started);
+  const absl::Time died_at = clock().Now();
+
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop"), abort.Callback());
+  // Told now, with no help from the clock.
+  EXPECT_EQ(foreground.outcome, Outcome::kCancelled);
+  EXPECT_FALSE(foreground.started);
+  EXPECT_EQ(follower.outcome, Outcome::kCancelled);
+  EXPECT_EQ(gone.outcome, Outcome::kNone);
+  EXPECT_EQ(runner.outcome, Outcome::kNone);
+  EXPECT_THAT(spawner().Signals(ids[2]), ElementsAre(SIGTERM));
+  // And reported to observers in the same step, before the build's dying event.
+  EXPECT_THAT(ledger_.chunks, ElementsAre(2u));
+  EXPECT_EQ(ledger_.reports[fg->front()], 1);
+  EXPECT_EQ(ledger_.reports[ids[50]], 1);
+  EXPECT_THAT(ledger_.order, ElementsAre("dying"));
+  EXPECT_EQ(engine().GetJob(fg->front())->ended_at, died_at);
+
+  ASSERT_EQ(spawner().DeliverSignals(), 2);
+  EXPECT_TRUE(abort.done());
+  EXPECT_EQ(runner.outcome, Outcome::kKilled);
+  clock().Advance(absl::Seconds(1));
+  std::vector<JobId> cancelled(ids.begin() + 3, ids.end());
+  cancelled.push_back(fg->front());
+  EXPECT_TRUE(ledger_.EachOnce(cancelled));
+  EXPECT_EQ(foreground.finished, 1);  // not again by the sweep
+  EXPECT_EQ(follower.finished, 1);
+  EXPECT_EQ(engine().GetJob(ids[60])->ended_at, died_at);
+  EXPECT_EQ(engine().GetBuild("b")->cancelled, 99u + 1 + 2);  // the queue, fg, the two stopped
+}
+
+TEST_F(LazyCancelTest, CloseBeforeTheSweepFinishesEveryRecordFirst) {
+  std::vector<JobId> queued = AbortWithQueue(5000);
+  ASSERT_TRUE(clock().RunOneDue());  // one chunk swept, the rest not yet
+  ASSERT_LT(ledger_.reported(), queued.size());
+  ASSERT_TRUE(engine().Close("b").ok());
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  ASSERT_EQ(ledger_.order.size(), 2u);
+  EXPECT_EQ(ledger_.order[1], "closed after " + std::to_string(ledger_.chunks.size()) + " reports");
+  // The name is free, the records stay (for logs), each finished and still naming the build.
+  EXPECT_TRUE(absl::IsNotFound(engine().GetBuild("b").status()));
+  ExpectCancelledByTheBuild(*engine().GetJob(queued.back()));
+  // The sweep that was due finds nothing left to do.
+  const size_t chunks = ledger_.chunks.size();
+  clock().Advance(absl::Seconds(1));
+  EXPECT_EQ(ledger_.chunks.size(), chunks);
+  EXPECT_EQ(clock().pending(), 0u);
+}
+
+// Nothing queued, but the barrier holds the ids of jobs that finished behind a long one: the
+// sweep has the barrier to free, and Close must take the build off the sweep's list.
+TEST_F(LazyCancelTest, CloseBeforeTheSweepOfABuildWithoutAQueue) {
+  engine().AddObserver(&ledger_);
+  std::vector<JobId> ids = SubmitMany("b", 200);
+  for (size_t i = 1; i < ids.size(); ++i) ASSERT_TRUE(spawner().Exit(ids[i], 0));
+  EXPECT_EQ(engine().GetBuild("b")->queued, 0u);
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop"), abort.Callback());
+  ASSERT_EQ(spawner().DeliverSignals(), 1);
+  ASSERT_TRUE(abort.done());
+  EXPECT_EQ(clock().pending(), 1u);  // the sweep, for the barrier
+  ASSERT_TRUE(engine().Close("b").ok());
+  std::vector<JobId> fresh = SubmitMany("b", 3);
+  clock().Advance(absl::ZeroDuration());  // under ASan, a freed Build here would be caught
+  EXPECT_EQ(clock().pending(), 0u);
+  EXPECT_EQ(ledger_.reported(), 0u);
+  EXPECT_EQ(engine().GetBuild("b")->queued, 1u);
+  EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kRunning);
+}
+
+TEST_F(LazyCancelTest, SweepRacingANewBuildOfTheSameNameAfterClose) {
+  std::vector<JobId> old_queue = AbortWithQueue(5000);
+  ASSERT_TRUE(clock().RunOneDue());  // partly swept
+  ASSERT_TRUE(engine().Close("b").ok());
+  // A new build "b": two run, three queue. The old sweep, still due, must not touch it.
+  std::vector<JobId> fresh = SubmitMany("b", 5);
+  clock().Advance(absl::ZeroDuration());
+  BuildInfo build = *engine().GetBuild("b");
+  EXPECT_EQ(build.state, BuildState::kRunning);
+  EXPECT_EQ(build.queued, 3u);
+  EXPECT_EQ(build.cancelled, 0u);
+  EXPECT_EQ(engine().GetJob(fresh.back())->state, JobState::kQueued);
+  EXPECT_EQ(engine().Pool().queued, 3u);
+  EXPECT_TRUE(ledger_.EachOnce(old_queue));
+
+  // The new build dies too; its own sweep runs while a third one is being made.
+  Answer abort;
+  engine().AbortAsync("b", Reason("again"), abort.Callback());
+  ASSERT_EQ(spawner().DeliverSignals(), 2);
+  ASSERT_TRUE(abort.done());
+  ASSERT_TRUE(engine().Close("b").ok());
+  std::vector<JobId> third = SubmitMany("b", 3);
+  clock().Advance(absl::ZeroDuration());
+  std::vector<JobId> all = old_queue;
+  all.insert(all.end(), fresh.begin() + 2, fresh.end());
+  EXPECT_TRUE(ledger_.EachOnce(all));
+  EXPECT_EQ(engine().GetBuild("b")->queued, 1u);
+  EXPECT_EQ(engine().GetJob(third.back())->state, JobState::kQueued);
+  EXPECT_EQ(engine().GetJob(fresh.back())->result.outcome, Outcome::kCancelled);
+}
+
+TEST_F(LazyCancelTest, SweepGoesInChunksAndReportsEveryJobOnce) {
+  constexpr int kQueued = 10'000;
+  std::vector<JobId> queued = AbortWithQueue(kQueued);
+  // A lookup ahead of the sweep: finished now, skipped by the sweep.
+  ExpectCancelledByTheBuild(*engine().GetJob(queued[kQueued - 1]));
+  int steps = 0;
+  while (clock().RunOneDue()) {
+    ++steps;
+    // Between chunks the counts add up, whatever has been swept.
+    PoolInfo pool = engine().Pool();
+    EXPECT_EQ(pool.queued, 0u);
+    EXPECT_EQ(pool.running, 0u);
+    BuildInfo build = *engine().GetBuild("b");
+    EXPECT_EQ(build.cancelled, kQueued + 2u);
+    EXPECT_EQ(build.queued + build.running + build.succeeded + build.failed + build.cancelled,
+              build.submitted);
+    ASSERT_LT(steps, 100) << "the sweep does not end";
+  }
+  EXPECT_GT(steps, 1);  // more than one hold of the lock
+  ASSERT_GT(ledger_.chunks.size(), 2u);
+  EXPECT_EQ(ledger_.chunks.front(), 1u);  // the lookup
+  for (size_t chunk : ledger_.chunks) EXPECT_LE(chunk, 4096u);
+  EXPECT_TRUE(ledger_.EachOnce(queued));
+  EXPECT_THAT(ledger_.builds, ElementsAre("b"));
+  EXPECT_EQ(clock().pending(), 0u);
+  for (JobId id : {queued[0], queued[4095], queued[4096], queued[kQueued - 2]}) {
+    ExpectCancelledByTheBuild(*engine().GetJob(id));
+  }
+}
+
+TEST_F(LazyCancelTest, DoomedJobsAreNeverSpawnedWhateverFreesASlot) {
+  std::vector<JobId> ids = SubmitMany("b", 2 + 10);
+  std::vector<JobId> other = SubmitMany("o", 3);
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop", AbortMode::kDrain), abort.Callback());
+  // Slots free up before the sweep: they go to the other build only.
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  ASSERT_TRUE(spawner().Exit(ids[1], 0));
+  EXPECT_TRUE(abort.done());
+  EXPECT_THAT(spawner().Running(), ElementsAre(other[0], other[1]));
+  clock().Advance(absl::ZeroDuration());
+  ASSERT_TRUE(spawner().Exit(other[0], 0));
+  EXPECT_THAT(spawner().Running(), ElementsAre(other[1], other[2]));
+  EXPECT_EQ(spawner().started(), 5u);
+}
+
+TEST_F(LazyCancelTest, ShutdownFinishesEveryRecordBeforeReturning) {
+  engine().AddObserver(&ledger_);
+  SubmitMany("a", 2);
+  std::vector<JobId> queued = SubmitMany("b", 2 * 4096 + 10);
+  std::thread stopper([&] { engine().Shutdown("bye"); });
+  while (engine().Pool().running > 0) {
+    spawner().DeliverSignals();
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  stopper.join();
+  EXPECT_TRUE(ledger_.EachOnce(queued));  // without the clock's help
 }
 
 }  // namespace

@@ -38,6 +38,23 @@ void FakeClock::Advance(absl::Duration d) {
   mu_.Unlock();
 }
 
+bool FakeClock::RunOneDue() {
+  mu_.Lock();
+  if (timers_.empty() || timers_.begin()->first.first > now_) {
+    mu_.Unlock();
+    return false;
+  }
+  auto node = timers_.extract(timers_.begin());
+  mu_.Unlock();
+  node.mapped()();
+  return true;
+}
+
+void FakeClock::Lag(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  now_ += d;
+}
+
 size_t FakeClock::pending() {
   absl::MutexLock lock(&mu_);
   return timers_.size();

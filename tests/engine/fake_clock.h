@@ -20,6 +20,13 @@ class FakeClock : public Clock {
   // Moves time forward by `d`, running every timer that falls due, including timers that
   // those callbacks schedule within the new time.
   void Advance(absl::Duration d);
+  // Runs the earliest timer that is due (deadline <= Now()), and only that one: a test can
+  // stop between a task and the one it schedules for the same moment. False if none was due.
+  bool RunOneDue();
+  // Moves time forward by `d` without running the timers that fall due, as a real clock
+  // thread that is late (busy, or not scheduled) would; the next Advance or RunOneDue runs
+  // them, at the new time.
+  void Lag(absl::Duration d);
   size_t pending();
 
  private:

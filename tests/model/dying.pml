@@ -213,7 +213,11 @@ inline AddWaiterLocked(w, barrier) {
 
 /* Engine::StartDyingLocked: running -> dying in one step under mu_.  It records the first
    failure, leaves the ring, cancels the whole queue, and moves every barrier waiter to the
-   death waiters (clearing the barrier), so that no waiter waits for queued work any more. */
+   death waiters (clearing the barrier), so that no waiter waits for queued work any more.
+   The engine detaches the queue in O(1) (Build::doomed) and finishes the job records later
+   (the sweep, or the first lookup of a job); but from this step on no doomed job can be
+   spawned and every lookup sees it cancelled, so the per-job loop below is exactly the
+   state everyone observes.  The records themselves are not modelled. */
 inline StartDyingLocked(f) {
   assert(bstate == B_RUNNING && bfailure == F_NONE && gfail == F_NONE);  /* P4: only once */
   bstate = B_DYING;

@@ -444,8 +444,12 @@ class Result:
         for subject, ref, op, bound in self.targets:
             ratio = self.value(subject) / self.value(ref)
             met = ratio <= bound if op == "<=" else ratio >= bound
-            ref_name = ref if isinstance(ref, str) else f"{ref} {self.unit}".strip()
-            out.append((f"{subject} / {ref_name} {op} {bound}", ratio, met))
+            if ref == 1.0:
+                text = f"{subject} {op} {bound}"
+            else:
+                ref_name = ref if isinstance(ref, str) else f"{ref} {self.unit}".strip()
+                text = f"{subject} / {ref_name} {op} {bound}"
+            out.append((text, ratio, met))
         return out
 
 

@@ -92,7 +92,8 @@ def generate(root: pathlib.Path, count: int) -> None:
 
 def main() -> int:
     if len(sys.argv) not in (2, 3):
-        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        usage = next(line for line in __doc__.splitlines() if line.startswith("Usage:"))
+        print(usage, file=sys.stderr)
         return 2
     count = int(sys.argv[2]) if len(sys.argv) == 3 else 300
     if count < 1:

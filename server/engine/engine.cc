@@ -29,7 +29,8 @@
 // finished in that step, since a client waits on them: each build keeps the set of its queued
 // jobs with watchers for this. The other records are finished later by the sweep, a task on
 // the clock that finishes kSweepChunk of them per hold of mu_, reports each chunk in one
-// OnJobsCancelled and re-schedules itself until no build has doomed jobs. Every promise above
+// OnJobsCancelled, forgets as many records beyond max_finished_jobs, and re-schedules itself
+// until no build has doomed jobs and no record beyond the cap is left. Every promise above
 // stays true because nobody can tell a doomed record from a finished one:
 //   - FindJobLocked, the one door to a job for every lookup (GetJob, GetJobOutput, WatchJob,
 //     CancelJob, Unwatch...), finishes a doomed job on the spot and reports it; the sweep
@@ -544,7 +545,7 @@ void Engine::SweepLocked(size_t max_jobs) {
 }
 
 void Engine::ScheduleSweepLocked(absl::Duration delay) {
-  if (sweep_scheduled_ || sweeping_.empty()) return;
+  if (sweep_scheduled_ || (sweeping_.empty() && !OverRememberedLocked())) return;
   sweep_scheduled_ = true;
   // On the clock's thread: never in the caller's request.
   clock_->Schedule(clock_->Now() + delay, [this] { OnSweepTimer(); });
@@ -554,7 +555,9 @@ void Engine::OnSweepTimer() {
   absl::MutexLock lock(&mu_);
   sweep_scheduled_ = false;
   SweepLocked(kSweepChunk);
-  EvictLocked();
+  // The records the chunk finished, and any left over from earlier chunks, leave memory here
+  // rather than 256 per request: after a large cancel, requests stay as cheap as before it.
+  EvictLocked(kSweepChunk);
   // Releasing mu_ between chunks lets requests in; the next chunk is a new task, due at once.
   ScheduleSweepLocked(absl::ZeroDuration());
 }
@@ -815,6 +818,7 @@ absl::Status Engine::Close(absl::string_view build_name) {
     // the close.
     SweepBuildLocked(build, build->doomed.size());
     sweeping_.erase(it);
+    ScheduleSweepLocked(absl::ZeroDuration());  // to forget the records beyond the cap
   }
   for (EngineObserver* o : observers_) o->OnBuildClosed(build_name);
   spdlog::info("build {} closed", std::string(build_name));
@@ -1050,11 +1054,12 @@ JobOutput Engine::OutputLocked(const Job& job) const {
   return out;
 }
 
-void Engine::EvictLocked() {
-  // Bounded per call, so that forgetting the records of a large cancelled queue never lands
-  // on one request's latency.
-  constexpr int kMaxPerCall = 256;
-  for (int i = 0; i < kMaxPerCall && finished_order_.size() > options_.max_finished_jobs; ++i) {
+bool Engine::OverRememberedLocked() const {
+  return finished_order_.size() > options_.max_finished_jobs;
+}
+
+void Engine::EvictLocked(size_t max_jobs) {
+  for (size_t i = 0; i < max_jobs && OverRememberedLocked(); ++i) {
     jobs_.erase(finished_order_.front());
     finished_order_.pop_front();
   }

@@ -927,6 +927,38 @@ TEST_F(LazyCancelTest, SweepGoesInChunksAndReportsEveryJobOnce) {
   }
 }
 
+// Past max_finished_jobs, the sweep also forgets the records it finished, chunk by chunk,
+// rather than leave them to be forgotten 256 per later request; and a Close that finishes the
+// records itself leaves that work to the sweep too.
+TEST(SweepEvictionTest, TheSweepForgetsWhatIsBeyondTheCap) {
+  for (bool close_first : {false, true}) {
+    SCOPED_TRACE(close_first ? "closed before the sweep" : "swept");
+    EngineOptions options;
+    options.jobs = 1;
+    options.max_finished_jobs = 10;
+    FakeEngine fake(options);
+    constexpr int kQueued = 20'000;
+    auto ids = fake.engine->Submit("b", std::vector<JobSpec>(kQueued, Spec({"x"})), Caller{});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    Answer abort;
+    fake.engine->AbortAsync("b", Reason("stop"), abort.Callback());
+    fake.spawner->DeliverSignals();
+    ASSERT_TRUE(abort.done());
+    if (close_first) {
+      ASSERT_TRUE(fake.engine->Close("b").ok());
+    }
+    int steps = 0;
+    while (fake.clock->RunOneDue()) {
+      ASSERT_LT(++steps, 100) << "the sweep does not end";
+    }
+    EXPECT_EQ(fake.clock->pending(), 0u);
+    int remembered = 0;
+    for (JobId id : *ids) remembered += fake.engine->GetJob(id).ok() ? 1 : 0;
+    EXPECT_EQ(remembered, 10);
+    EXPECT_TRUE(fake.engine->GetJob(ids->back()).ok());  // the newest are the ones kept
+  }
+}
+
 TEST_F(LazyCancelTest, DoomedJobsAreNeverSpawnedWhateverFreesASlot) {
   std::vector<JobId> ids = SubmitMany("b", 2 + 10);
   std::vector<JobId> other = SubmitMany("o", 3);

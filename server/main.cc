@@ -17,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
 #include "server/listener.h"
+#include "server/service/queue_keeper.h"
 #include "server/service/service.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -144,6 +145,7 @@ int Run(const Options& options) {
     spdlog::error("cannot start the gRPC server");
     return kExitBuildFailed;
   }
+  auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;
   for (auto& listener : listeners) {
     listener->Start(server.get(), &peers);
@@ -166,6 +168,7 @@ int Run(const Options& options) {
   // Abort every build and wait for every process group first, so that waiting clients get
   // their answers; then end the calls that are left.
   engine.Shutdown(absl::StrCat("distd received ", strsignal(sig)));
+  keeper.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.reset();
   spdlog::info("stopped");

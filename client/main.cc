@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
@@ -130,6 +131,12 @@ int main(int argc, char** argv) {
       (void)open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // takes the lowest free fd
     }
   }
+#ifdef NDEBUG
+  // Debian's abseil is built with its mutex deadlock detection on: every Lock taken while
+  // another is held records an edge in a global lock graph, under a global lock. The debug
+  // and sanitizer builds (the tests) keep it; a release build does not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   distd::client::BlockSignals();
   // gRPC logs its own errors to stderr ("E1129 ... grpc_ares_wrapper.cc: ..."); distctl says
   // what went wrong itself, in lines that start with "distctl: ". GRPC_VERBOSITY brings

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/address.h"
 #include "common/exit_codes.h"
@@ -186,6 +187,12 @@ int main(int argc, char** argv) {
   // reused from the heap instead of being mapped and faulted in afresh each time.
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, 32 << 20);
+#ifdef NDEBUG
+  // Debian's abseil is built with its mutex deadlock detection on: every Lock taken while
+  // another is held records an edge in a global lock graph, under a global lock. The debug
+  // and sanitizer builds (the tests) keep it; a release build does not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   // Before any thread starts, so that every thread inherits the mask and the signals reach
   // only sigwait. Jobs get an empty mask and default dispositions from the spawner.
   sigset_t signals;

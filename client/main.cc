@@ -2,6 +2,7 @@
 // in this order: signals blocked before any thread exists (gRPC starts threads with its
 // first channel, and they must inherit the mask), then the one thread that receives them.
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -131,6 +132,10 @@ int main(int argc, char** argv) {
       (void)open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // takes the lowest free fd
     }
   }
+  // A job's output arrives in messages of up to 1 MiB: with malloc's default threshold
+  // (128 KiB) each would get a fresh mapping, faulted in page by page and unmapped again.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
 #ifdef NDEBUG
   // Debian's abseil is built with its mutex deadlock detection on: every Lock taken while
   // another is held records an edge in a global lock graph, under a global lock. The debug

@@ -12,11 +12,6 @@
 namespace distd::service {
 namespace {
 
-void SetOutput(engine::OutputStream stream, absl::string_view data, v1::Output* out) {
-  out->set_stream(ToProto(stream));
-  out->set_data(data.data(), data.size());
-}
-
 v1::RunEvent ErrorEvent(const absl::Status& status) {
   v1::RunEvent event;
   *event.mutable_error() = ToError(status);
@@ -57,9 +52,7 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
   }
 
   void OnJobOutput(engine::JobId, engine::OutputStream stream, absl::string_view data) override {
-    v1::RunEvent event;
-    SetOutput(stream, data, event.mutable_output());
-    Send(std::move(event));
+    SendOutput(ToProto(stream), data);
   }
 
   bool Backlogged() override { return Overloaded(); }
@@ -222,9 +215,7 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
   }
 
   void OnJobOutput(engine::JobId, engine::OutputStream stream, absl::string_view data) override {
-    v1::LogsEvent event;
-    SetOutput(stream, data, event.mutable_output());
-    Send(std::move(event));
+    SendOutput(ToProto(stream), data);
   }
 
   bool Backlogged() override { return Overloaded(); }

@@ -10,6 +10,7 @@
 //    waiter) has finished with it before OnDone.
 //  - Lifetime is reference-counted: OnDone drops gRPC's reference, and a timer that may still
 //    fire holds one of its own (Ref/Unref).
+//  - Output in small pieces is merged while it waits (SendOutput).
 //  - Flow control: Overloaded() says when the queue holds more than kHighWater bytes (the
 //    producer should stop), and OnCaughtUp() runs once it is below kLowWater again.
 //
@@ -24,10 +25,25 @@
 #include <deque>
 #include <utility>
 
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "distd/v1/distd.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace distd::service {
+
+// The largest output message that merging makes: distctl takes messages of up to 4 MiB and
+// HTTP/2 frames of up to 1 MiB.
+inline constexpr size_t kMergeBytes = 1 << 20;
+
+// Whether `size` more bytes of `stream` may be appended to the queued message `back`: only
+// to output of the same stream (so the order of everything else is kept), and only up to
+// kMergeBytes.
+template <typename Message>
+bool CanAppendOutput(const Message& back, v1::Stream stream, size_t size) {
+  return back.has_output() && back.output().stream() == stream &&
+         back.output().data().size() + size <= kMergeBytes;
+}
 
 template <typename Message>
 class StreamWriter : public grpc::ServerWriteReactor<Message> {
@@ -45,6 +61,31 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
         queue_.push_back(std::move(message));
       }
       finishing_ = last;
+      op = PumpLocked();
+    }
+    Start(op);
+  }
+
+  // Queues output of `stream` (for messages with an `output` field), merged into the last
+  // queued message where AppendOutput allows: a job that writes in small pieces (a 1 GiB
+  // `head -c` arrives in reads of ~6 KiB) then costs a message per write gRPC completes
+  // rather than one per piece.
+  void SendOutput(v1::Stream stream, absl::string_view data) {
+    Op op;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || broken_) return;
+      if (!queue_.empty() && CanAppendOutput(queue_.back(), stream, data.size())) {
+        queued_bytes_ -= queue_.back().ByteSizeLong();
+        queue_.back().mutable_output()->mutable_data()->append(data.data(), data.size());
+        queued_bytes_ += queue_.back().ByteSizeLong();
+      } else {
+        Message message;
+        message.mutable_output()->set_stream(stream);
+        message.mutable_output()->set_data(data.data(), data.size());
+        queued_bytes_ += message.ByteSizeLong();
+        queue_.push_back(std::move(message));
+      }
       op = PumpLocked();
     }
     Start(op);

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "server/listener.h"
 #include "server/service/queue_keeper.h"
+#include "server/service/stream_writer.h"
 
 namespace distd {
 namespace {
@@ -405,6 +407,40 @@ TEST_F(ServiceTest, StatusListAndClose) {
   grpc::ClientContext list_context;
   ASSERT_TRUE(stub_->ListBuilds(&list_context, v1::ListBuildsRequest(), &list).ok());
   EXPECT_EQ(list.builds_size(), 0);
+}
+
+// Output in many small pieces, on both streams at once: every byte arrives, each stream in
+// its order, however the pieces were merged on the way.
+TEST_F(ServiceTest, RunDeliversManySmallPiecesOfBothStreamsInOrder) {
+  RunResult run =
+      RunJob(Shell("i=0; while [ $i -lt 2000 ]; do echo o$i; echo e$i >&2; "
+                   "i=$((i+1)); done"));
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  std::string out, err;
+  for (int i = 0; i < 2000; ++i) {
+    absl::StrAppend(&out, "o", i, "\n");
+    absl::StrAppend(&err, "e", i, "\n");
+  }
+  EXPECT_EQ(run.out, out);
+  EXPECT_EQ(run.err, err);
+  ASSERT_TRUE(run.events.back().has_result());
+  EXPECT_EQ(run.events.back().result().exit_code(), 0);
+}
+
+TEST(MergeOutputTest, OnlyOutputOfTheSameStreamAndOnlyUpToTheLimit) {
+  v1::RunEvent out;
+  out.mutable_output()->set_stream(v1::STDOUT);
+  out.mutable_output()->set_data("abc");
+  EXPECT_TRUE(service::CanAppendOutput(out, v1::STDOUT, 10));
+  EXPECT_FALSE(service::CanAppendOutput(out, v1::STDERR, 10));  // the streams stay apart
+  EXPECT_TRUE(service::CanAppendOutput(out, v1::STDOUT, service::kMergeBytes - 3));
+  EXPECT_FALSE(service::CanAppendOutput(out, v1::STDOUT, service::kMergeBytes - 2));
+  v1::RunEvent started;
+  started.mutable_started()->set_job_id(1);
+  EXPECT_FALSE(service::CanAppendOutput(started, v1::STDOUT, 1));  // nor past another event
+  v1::LogsEvent logs;
+  logs.mutable_output()->set_stream(v1::STDERR);
+  EXPECT_TRUE(service::CanAppendOutput(logs, v1::STDERR, 1));
 }
 
 TEST(PeersTest, OnlyTheOwnerAndRootAreServed) {

@@ -236,7 +236,15 @@ class PosixSpawner final : public Spawner {
         Job& job = *it->second;
         const int kind = static_cast<int>(data & 3);
         if (kind < 2 && job.fds[kind] >= 0) Drain(job, kind);
-        if (kind == 2 && !job.leader_exited) OnLeaderExit(key, job);
+        if (kind == 2 && !job.leader_exited) {
+          OnLeaderExit(key, job);
+          // Usually nothing else holds the pipes by now: take their rest and their EOF here
+          // rather than in another round of epoll_wait. Whatever still holds them (a
+          // descendant the group kill has not ended yet) is waited for as before.
+          for (int stream : {0, 1}) {
+            if (job.fds[stream] >= 0) Drain(job, stream);
+          }
+        }
         if (job.leader_exited && job.fds[0] < 0 && job.fds[1] < 0) Reap(key, true);
       }
       // A descendant that escaped the group kill holds these pipes: take what is there
@@ -329,7 +337,7 @@ class PosixSpawner final : public Spawner {
       } while (reaped < 0 && errno == EINTR);
       job->reaped = true;
     }
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
+    if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
     CloseFd(job->pidfd);
     ExitStatus exit;
     if (reaped != job->pid) {

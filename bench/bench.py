@@ -150,6 +150,16 @@ def write_lines(path, lines):
 # --- unit and a note; samples are seconds unless the unit says otherwise.
 
 
+def distd_batch(d, cmds, build):
+    """Seconds for distd to run the commands of file `cmds` as one batch, then wait."""
+    start = time.perf_counter()
+    run(d.ctl("run", "--bg", "-f", str(cmds), build=build), env=d.env)
+    run(d.ctl("wait", build=build), env=d.env)
+    seconds = time.perf_counter() - start
+    run(d.ctl("build", "close", build))
+    return seconds
+
+
 def w1_dispatch(ctx):
     n = ctx.sizes["w1_jobs"]
     work = ctx.dir("w1")
@@ -167,12 +177,7 @@ def w1_dispatch(ctx):
     series = {k: [] for k in ("distd", "ninja -j2", "make -j2", "xargs -P2", "parallel -j2",
                               "tsp (2 slots)")}
     for r in ctx.rounds():
-        build = f"w1-{r}"
-        start = time.perf_counter()
-        run(d.ctl("run", "--bg", "-f", str(cmds), build=build), env=d.env)
-        run(d.ctl("wait", build=build), env=d.env)
-        series["distd"].append(time.perf_counter() - start)
-        run(d.ctl("build", "close", build))
+        series["distd"].append(distd_batch(d, cmds, f"w1-{r}"))
         series["ninja -j2"].append(timed(["ninja", "-C", str(work), "-j2"]))
         series["make -j2"].append(timed(["make", "-C", str(work), "-j2", "-s"]))
         series["xargs -P2"].append(timed(["xargs", "-P2", "-n1", "-a", str(xs), "true"]))
@@ -180,7 +185,6 @@ def w1_dispatch(ctx):
             timed(["parallel", "--will-cite", "-j2", "-a", str(cmds)]))
         tsp.restart()
         series["tsp (2 slots)"].append(timed(["sh", "-c", tsp_loop], env=tsp.env))
-    ctx.w1_distd_throughput = n / statistics.median(series["distd"])
     return Result(f"{n} x `true`, pool of 2: submit all, then wait", series, "s",
                   target=("distd", "ninja -j2", "<=", 1.10),
                   note="xargs runs `true x` (one argument a line); ninja and parallel run "
@@ -310,8 +314,13 @@ def w7_many_clients(ctx):
     d = ctx.daemon
     clients, batches, batch = (ctx.sizes[k] for k in ("w7_clients", "w7_batches", "w7_batch"))
     f = write_lines(work / "batch", ["true"] * batch)
-    series = {"throughput (jobs/s)": [], "slowest build / mean": []}
+    # W1's distd figure, taken again in each round just before the clients: compared with a
+    # W1 measured minutes earlier, the ratio would swing with the machine's neighbours.
+    ref_jobs = ctx.sizes["w1_jobs"]
+    ref = write_lines(work / "w1", ["true"] * ref_jobs)
+    series = {"throughput (jobs/s)": [], "slowest build / mean": [], "W1 throughput (jobs/s)": []}
     for r in ctx.rounds():
+        series["W1 throughput (jobs/s)"].append(ref_jobs / distd_batch(d, ref, f"w7-w1-{r}"))
         finished = [None] * clients
         errors = []
         gate = threading.Barrier(clients + 1)
@@ -345,9 +354,6 @@ def w7_many_clients(ctx):
             if int(b["succeeded"]) != batches * batch:
                 raise BenchError(f"W7: build {c} ran {b['succeeded']} of {batches * batch}")
             run(d.ctl("build", "close", f"w7-{r}-{c}"))
-    if not hasattr(ctx, "w1_distd_throughput"):
-        raise BenchError("W7 compares with W1; run W1 too")
-    series["W1 throughput (jobs/s)"] = [ctx.w1_distd_throughput]
     return Result(f"{clients} clients at once, each its own build of {batches} x {batch} "
                   "`true` submitted in batches, then wait", series, "",
                   higher_is_better=True,

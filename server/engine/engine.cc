@@ -30,8 +30,9 @@
 // jobs with watchers for this. The other records are finished later by the sweep, a task on
 // the clock that finishes kSweepChunk of them per hold of mu_, reports each chunk in one
 // OnJobsCancelled, forgets as many records beyond max_finished_jobs, and re-schedules itself
-// until no build has doomed jobs and no record beyond the cap is left. Every promise above
-// stays true because nobody can tell a doomed record from a finished one:
+// until no build has doomed jobs and no record beyond the cap is left, or the engine is
+// shutting down. Every promise above stays true because nobody can tell a doomed record
+// from a finished one:
 //   - FindJobLocked, the one door to a job for every lookup (GetJob, GetJobOutput, WatchJob,
 //     CancelJob, Unwatch...), finishes a doomed job on the spot and reports it; the sweep
 //     skips a job already finished. So each job gets exactly one outcome report.
@@ -97,9 +98,15 @@
 namespace distd::engine {
 namespace {
 
-// Doomed records finished per hold of mu_ by the sweep: about 0.1-0.2 ms, short enough for a
-// request queued behind it, long enough that 100,000 records take a few dozen tasks.
+// Doomed records finished, and finished records forgotten, per hold of mu_ by the sweep:
+// short enough for a request queued behind it, long enough that 100,000 records take a few
+// dozen tasks.
 constexpr size_t kSweepChunk = 4096;
+
+// Finished records beyond max_finished_jobs forgotten by a request that finishes jobs:
+// bounded, so that a large cancel's records never land on one request (the sweep takes the
+// bulk, kSweepChunk per task).
+constexpr size_t kEvictPerRequest = 256;
 
 // The message of a job cancelled because its build died: supplied by InfoLocked, not stored.
 constexpr char kBuildStoppedMessage[] = "cancelled: the build was stopped before the job started";
@@ -332,7 +339,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     build->in_ring = true;
   }
   DispatchLocked(deferred);
-  EvictLocked();
+  EvictLocked(kEvictPerRequest);
   Unlock(deferred);
   return ids;
 }
@@ -545,7 +552,11 @@ void Engine::SweepLocked(size_t max_jobs) {
 }
 
 void Engine::ScheduleSweepLocked(absl::Duration delay) {
-  if (sweep_scheduled_ || (sweeping_.empty() && !OverRememberedLocked())) return;
+  // Once shutting down, never: Shutdown finishes the records itself, and the clock is about
+  // to go with the engine, possibly while a sweep task is still running.
+  if (shutting_down_ || sweep_scheduled_ || (sweeping_.empty() && !OverRememberedLocked())) {
+    return;
+  }
   sweep_scheduled_ = true;
   // On the clock's thread: never in the caller's request.
   clock_->Schedule(clock_->Now() + delay, [this] { OnSweepTimer(); });
@@ -728,7 +739,7 @@ WaiterId Engine::AbortAsync(absl::string_view build_name, const AbortOptions& op
   id = AddWaiterLocked(build, /*barrier=*/false, "", std::move(done), deferred);
   MaybeDeadLocked(build, deferred);
   id = waiters_.contains(id) ? id : 0;
-  EvictLocked();
+  EvictLocked(kEvictPerRequest);
   Unlock(deferred);
   return id;
 }
@@ -818,7 +829,8 @@ absl::Status Engine::Close(absl::string_view build_name) {
     // the close.
     SweepBuildLocked(build, build->doomed.size());
     sweeping_.erase(it);
-    ScheduleSweepLocked(absl::ZeroDuration());  // to forget the records beyond the cap
+    // The records beyond max_finished_jobs are left to the sweep task, which is scheduled
+    // whenever sweeping_ is not empty.
   }
   for (EngineObserver* o : observers_) o->OnBuildClosed(build_name);
   spdlog::info("build {} closed", std::string(build_name));
@@ -881,7 +893,7 @@ void Engine::OnProcessExit(JobId id, ExitStatus status) {
   if (result.stopped && result.message.empty()) result.message = job->stop_reason;
   FinishLocked(job, std::move(result), deferred);
   DispatchLocked(deferred);
-  EvictLocked();
+  EvictLocked(kEvictPerRequest);
   Unlock(deferred);
 }
 

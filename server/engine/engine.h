@@ -231,10 +231,8 @@ class Engine final : public ProcessEvents {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<JobInfo> RunningLocked(absl::string_view only) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Forgets the oldest finished records beyond max_finished_jobs, at most max_jobs of them:
-  // bounded, so that forgetting a large cancelled queue never lands on one request's latency
-  // (the sweep takes the bulk, a chunk per task).
-  void EvictLocked(size_t max_jobs = 256) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the oldest finished records beyond max_finished_jobs, at most max_jobs of them.
+  void EvictLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OverRememberedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);

@@ -1,18 +1,19 @@
-// Keeps gRPC's callback completion queue awake, so that a call after an idle second is not
-// held back by up to 100 ms.
+// Keeps gRPC's callback completion queue awake, so that a call after an idle second is not held
+// back by up to 100 ms.
 //
 // gRPC 1.51 on Linux serves every callback-API call (all of Service's) from one process-wide
-// completion queue, polled by two "nexting" threads. A nexting thread that gets no event for
-// 1 s sleeps 100 ms before it polls again, and a call that arrives while both sleep waits for
-// them: a `distctl run -- true` that takes 5 ms took 40-100 ms about two times in three when
-// it came 1.0-1.1 s after the daemon's last call. Nothing public changes that loop, so the
-// keeper gives the queue an event every kInterval (a Ping through an in-process channel): the
-// thread that took the latest event is then back in its poll, its 1 s not yet run out, when
-// the next event comes, whether that is the keeper's or a client's.
+// completion queue, polled by "nexting" threads (half the cores, at least two). A nexting
+// thread that gets no event for 1 s sleeps 100 ms before it polls again, and a call that
+// arrives while they all sleep waits for them: a `distctl run -- true` that takes 5 ms took
+// 40-100 ms about two times in three when it came 1.0-1.1 s after the daemon's last call.
+// Nothing public changes that loop, so the keeper gives the queue an event every kInterval (a
+// Ping through an in-process channel): the thread that took the latest event is then back in
+// its poll, its 1 s not yet run out, when the next event comes, whether that is the keeper's or
+// a client's.
 //
-// The in-process Ping is refused by Peers (it did not come through the checked socket) and
-// its answer ignored: only its completion on the queue matters. Cost, measured on an idle
-// daemon: about 0.7 ms of CPU a second and a dozen more thread wake-ups.
+// The in-process Ping is refused by Peers (it did not come through the checked socket) and its
+// answer ignored: only its completion on the queue matters. Cost, measured on an idle daemon:
+// about 0.7 ms of CPU a second and a dozen more thread wake-ups.
 #ifndef DISTD_SERVER_SERVICE_QUEUE_KEEPER_H_
 #define DISTD_SERVER_SERVICE_QUEUE_KEEPER_H_
 

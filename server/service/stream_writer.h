@@ -32,8 +32,9 @@
 
 namespace distd::service {
 
-// The largest output message that merging makes: distctl takes messages of up to 4 MiB and
-// HTTP/2 frames of up to 1 MiB.
+// The largest output message that merging makes: a frame's worth for distctl, which takes
+// HTTP/2 frames of up to 1 MiB, and well under gRPC's default limit of 4 MiB a message for
+// any other client.
 inline constexpr size_t kMergeBytes = 1 << 20;
 
 // Whether `size` more bytes of `stream` may be appended to the queued message `back`: only
@@ -67,7 +68,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   }
 
   // Queues output of `stream` (for messages with an `output` field), merged into the last
-  // queued message where AppendOutput allows: a job that writes in small pieces (a 1 GiB
+  // queued message where CanAppendOutput allows: a job that writes in small pieces (a 1 GiB
   // `head -c` arrives in reads of ~6 KiB) then costs a message per write gRPC completes
   // rather than one per piece.
   void SendOutput(v1::Stream stream, absl::string_view data) {

@@ -252,5 +252,22 @@ TEST_F(EngineRealTest, ManyShortJobsAllSucceed) {
   EXPECT_EQ(build->succeeded, 200u);
 }
 
+// After an abort of a large queue, the sweep forgets the records beyond max_finished_jobs in
+// a chain of tasks on the clock's thread. Destroying the engine in the middle of that chain
+// must end it cleanly: no task may schedule the next one once the engine is shutting down,
+// when its clock is about to go.
+TEST(EngineRealShutdownTest, DestroyedWhileTheSweepForgetsRecords) {
+  for (int round = 0; round < 3; ++round) {
+    EngineOptions options;
+    options.jobs = 1;
+    options.max_finished_jobs = 10;
+    auto engine = std::make_unique<Engine>(options, NewPosixSpawner(), NewRealClock());
+    ASSERT_TRUE(
+        engine->Submit("b", std::vector<JobSpec>(200'000, Shell("sleep 60")), Caller{}).ok());
+    ASSERT_TRUE(engine->Abort("b", AbortOptions{"stop", AbortMode::kKill, std::nullopt}).ok());
+    engine.reset();  // the sweep's chain is still running on the clock's thread
+  }
+}
+
 }  // namespace
 }  // namespace distd::engine

@@ -477,9 +477,10 @@ TEST_F(ServiceTest, ACallAfterAnIdleSecondIsNotHeldBack) {
     absl::Time start = absl::Now();
     ASSERT_TRUE(stub_->Ping(&context, request, &response).ok());
     ms.push_back(absl::ToInt64Milliseconds(absl::Now() - start));
-    if (ms.back() >= 40) ++held_back;
+    if (ms.back() >= 60) ++held_back;
   }
-  EXPECT_LE(held_back, 1) << "call latencies (ms): " << absl::StrJoin(ms, " ");
+  // Two slow calls are allowed for a loaded machine; held back, all six take ~90 ms.
+  EXPECT_LE(held_back, 2) << "call latencies (ms): " << absl::StrJoin(ms, " ");
 }
 
 }  // namespace

@@ -13,40 +13,15 @@
 //      gets SIGTERM, with SIGKILL after the grace period (an abort in drain mode lets them
 //      finish instead, and so does a checked failure that happens during such a drain).
 //      The step's cost does not grow with the queue, only with the queued jobs that have a
-//      watcher (see "Lazy cancellation").
+//      watcher (see sweep.cc).
 //   3. The build becomes dead when its last running job has been reaped; that step completes
 //      every death waiter: each abort and each barrier that reports the failure returns only
 //      once no process of the build's process groups runs, so its caller may delete the work
 //      tree. (A descendant that left its job's process group with setsid is beyond reach.)
 //   4. A dead build keeps its first failure and refuses new jobs, naming it, until Close.
 //
-// Lazy cancellation. The dying step detaches the queue whole (a deque swap into
-// Build::doomed), records the dying time and counts the jobs as cancelled (queued_,
-// Build::cancelled), so that status, barriers and the pool are right at once and no doomed
-// job can ever be spawned: the ring no longer holds the build and nothing reads doomed to
-// start a job. (The barriers' id lists, as long as the queue, are moved aside too, not freed.)
-// Jobs with a watcher (a foreground `distctl run` waiting for a slot, `logs --follow`) are
-// finished in that step, since a client waits on them: each build keeps the set of its queued
-// jobs with watchers for this. The other records are finished later by the sweep, a task on
-// the clock that finishes kSweepChunk of them per hold of mu_, reports each chunk in one
-// OnJobsCancelled, forgets as many records beyond max_finished_jobs, and re-schedules itself
-// until no build has doomed jobs and no record beyond the cap is left, or the engine is
-// shutting down. Every promise above stays true because nobody can tell a doomed record
-// from a finished one:
-//   - FindJobLocked, the one door to a job for every lookup (GetJob, GetJobOutput, WatchJob,
-//     CancelJob, Unwatch...), finishes a doomed job on the spot and reports it; the sweep
-//     skips a job already finished. So each job gets exactly one outcome report.
-//   - Its ended_at is the dying time, wherever it is finished; its result message is left
-//     empty (a heap string per job was one of the old step's main costs) and InfoLocked
-//     supplies the standard text.
-//   - A doomed job enters finished_order_ only when the sweep passes it, so eviction never
-//     frees a Job that a doomed list still points to.
-//   - Close finishes the build's doomed jobs itself, in its one step, before the Build goes:
-//     no Job points to a freed Build, and OnBuildClosed follows every OnJobsCancelled of the
-//     build. The sweep finds builds only through sweeping_, which Close leaves, so a stale
-//     sweep never touches a later build of the same name.
-//   - Shutdown finishes every doomed job before it returns (chunk by chunk, releasing mu_ in
-//     between), so that observers hear of every job before the engine and its clock go.
+// Lazy cancellation: the dying step detaches the queue in O(1); the records are finished
+// later by a sweep on the clock, or on the spot by a lookup. Its notes are in sweep.cc.
 //
 // The races it handles, all serialised by the one mutex, so each is one of two orders:
 //   - A failure while a barrier waits behind a long queue (the 2015 cmd/dist deadlock): the
@@ -63,7 +38,7 @@
 //     and do nothing unless it still runs; signals go through Process::Signal, which refuses
 //     once the job has been reaped, so a recycled process group is never hit.
 //   - A lookup, a cancel or a Close racing the sweep: whichever comes first finishes the
-//     record, and the other finds it finished (see "Lazy cancellation").
+//     record, and the other finds it finished (see sweep.cc).
 //
 // Rejected designs:
 //   - Waking barrier waiters with a condition variable and letting each re-check: the waiter
@@ -93,15 +68,11 @@
 #include "absl/synchronization/notification.h"
 #include "common/exit_codes.h"
 #include "common/shell_words.h"
+#include "server/engine/records.h"
 #include "spdlog/spdlog.h"
 
 namespace distd::engine {
 namespace {
-
-// Doomed records finished, and finished records forgotten, per hold of mu_ by the sweep:
-// short enough for a request queued behind it, long enough that 100,000 records take a few
-// dozen tasks.
-constexpr size_t kSweepChunk = 4096;
 
 // Finished records beyond max_finished_jobs forgotten by a request that finishes jobs:
 // bounded, so that a large cancel's records never land on one request (the sweep takes the
@@ -151,68 +122,6 @@ std::string DescribeResult(const JobResult& result) {
 }
 
 }  // namespace
-
-struct Engine::Job {
-  JobId id = 0;
-  Build* build = nullptr;  // while queued, doomed or running
-  std::shared_ptr<const std::string> build_name;
-  JobSpec spec;
-  std::shared_ptr<const Caller> caller;
-  JobState state = JobState::kQueued;
-  JobResult result;
-  int pid = 0;
-  absl::Time queued_at;
-  absl::Time started_at = absl::InfinitePast();
-  absl::Time ended_at = absl::InfinitePast();
-  std::unique_ptr<Process> process;
-  std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
-  std::unique_ptr<OutputBuffer> err;
-  std::vector<JobWatcher*> watchers;
-  std::vector<JobWatcher*> backlogged;  // watchers holding the output back
-  TimerId timeout_timer = 0;
-  TimerId kill_timer = 0;
-  bool timed_out = false;
-  bool stopping = false;            // SIGTERM sent
-  bool stopped_on_request = false;  // by an abort or a cancel: never fails the build
-  std::string stop_reason;          // why, for its result's message
-};
-
-struct Engine::Waiter {
-  WaiterId id = 0;
-  Build* build = nullptr;
-  bool barrier = false;  // else a death waiter (an abort)
-  std::string group;
-  JobId target = 0;    // the barrier covers jobs with ids up to this
-  BuildCallback done;  // empty for a blocking waiter, which reads `result`
-  bool completed = false;
-  std::optional<absl::StatusOr<BuildInfo>> result;
-};
-
-struct Engine::Build {
-  std::shared_ptr<const std::string> name;
-  BuildState state = BuildState::kRunning;
-  std::deque<Job*> queue;
-  // Queued jobs with a watcher: the dying step finishes these at once (a client waits on them).
-  absl::flat_hash_set<Job*> watched_queued;
-  // The queue as it was when the build died, until the sweep or Close has passed each job.
-  std::deque<Job*> doomed;
-  absl::Time died_at = absl::InfinitePast();
-  // The barriers as they were when the build died (their waiters moved to death_waiters),
-  // for the sweep to free.
-  std::deque<JobId> dead_unfinished;
-  absl::flat_hash_map<std::string, Barrier> dead_groups;
-  absl::flat_hash_set<Job*> running;
-  Barrier barrier;
-  absl::flat_hash_map<std::string, Barrier> groups;
-  std::vector<Waiter*> death_waiters;
-  std::optional<Failure> failure;
-  bool in_ring = false;
-  std::list<Build*>::iterator ring_pos;
-  uint64_t submitted = 0;
-  uint64_t succeeded = 0;
-  uint64_t failed = 0;
-  uint64_t cancelled = 0;
-};
 
 Engine::Engine(const EngineOptions& options, std::unique_ptr<Spawner> spawner,
                std::unique_ptr<Clock> clock)
@@ -499,78 +408,6 @@ void Engine::StartDyingLocked(Build* build, Failure failure) {
     BuildInfo info = InfoLocked(*build);
     for (EngineObserver* o : observers_) o->OnBuildDying(info);
   }
-}
-
-void Engine::FinishDoomedLocked(Job* job, absl::Time ended_at) {
-  job->state = JobState::kFinished;
-  job->result.outcome = Outcome::kCancelled;  // message: kBuildStoppedMessage, by InfoLocked
-  job->ended_at = ended_at;
-  job->build = nullptr;
-  if (!job->watchers.empty()) {
-    JobInfo info = InfoLocked(*job);
-    for (JobWatcher* w : job->watchers) w->OnJobFinished(info);
-    job->watchers.clear();
-  }
-}
-
-void Engine::ReportCancelledLocked(absl::string_view build, absl::Span<const JobId> ids) {
-  if (ids.empty()) return;
-  for (EngineObserver* o : observers_) o->OnJobsCancelled(build, ids);
-}
-
-size_t Engine::SweepBuildLocked(Build* build, size_t max_jobs) {
-  if (!build->dead_unfinished.empty() || !build->dead_groups.empty()) {
-    // About one free per 64 ids: less than finishing a chunk of records.
-    std::deque<JobId>().swap(build->dead_unfinished);
-    absl::flat_hash_map<std::string, Barrier>().swap(build->dead_groups);
-  }
-  const size_t n = std::min(max_jobs, build->doomed.size());
-  std::vector<JobId> ids;
-  if (!observers_.empty()) ids.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    Job* job = build->doomed.front();
-    build->doomed.pop_front();
-    // A job finished on the spot (a lookup, or a watcher in the dying step) was reported then.
-    if (job->state != JobState::kFinished) {
-      FinishDoomedLocked(job, build->died_at);
-      if (!observers_.empty()) ids.push_back(job->id);
-    }
-    finished_order_.push_back(job->id);
-  }
-  ReportCancelledLocked(*build->name, ids);
-  return build->doomed.size();
-}
-
-void Engine::SweepLocked(size_t max_jobs) {
-  while (max_jobs > 0 && !sweeping_.empty()) {
-    Build* build = sweeping_.front();
-    const size_t before = build->doomed.size();
-    const size_t left = SweepBuildLocked(build, max_jobs);
-    max_jobs -= before - left;
-    if (left == 0) sweeping_.pop_front();
-  }
-}
-
-void Engine::ScheduleSweepLocked(absl::Duration delay) {
-  // Once shutting down, never: Shutdown finishes the records itself, and the clock is about
-  // to go with the engine, possibly while a sweep task is still running.
-  if (shutting_down_ || sweep_scheduled_ || (sweeping_.empty() && !OverRememberedLocked())) {
-    return;
-  }
-  sweep_scheduled_ = true;
-  // On the clock's thread: never in the caller's request.
-  clock_->Schedule(clock_->Now() + delay, [this] { OnSweepTimer(); });
-}
-
-void Engine::OnSweepTimer() {
-  absl::MutexLock lock(&mu_);
-  sweep_scheduled_ = false;
-  SweepLocked(kSweepChunk);
-  // The records the chunk finished, and any left over from earlier chunks, leave memory here
-  // rather than 256 per request: after a large cancel, requests stay as cheap as before it.
-  EvictLocked(kSweepChunk);
-  // Releasing mu_ between chunks lets requests in; the next chunk is a new task, due at once.
-  ScheduleSweepLocked(absl::ZeroDuration());
 }
 
 void Engine::StopRunningLocked(Build* build, absl::Duration grace) {
@@ -1064,17 +901,6 @@ JobOutput Engine::OutputLocked(const Job& job) const {
     out.stderr_bytes = job.err->total();
   }
   return out;
-}
-
-bool Engine::OverRememberedLocked() const {
-  return finished_order_.size() > options_.max_finished_jobs;
-}
-
-void Engine::EvictLocked(size_t max_jobs) {
-  for (size_t i = 0; i < max_jobs && OverRememberedLocked(); ++i) {
-    jobs_.erase(finished_order_.front());
-    finished_order_.pop_front();
-  }
 }
 
 }  // namespace distd::engine

@@ -173,9 +173,14 @@ class Engine final : public ProcessEvents {
   void OnProcessExit(JobId id, ExitStatus status) override;
 
  private:
-  struct Build;
+  struct Build;  // records.h
   struct Job;
   struct Waiter;
+
+  // Doomed records finished, and finished records forgotten, per hold of mu_ by the sweep:
+  // short enough for a request queued behind it, long enough that 100,000 records take a
+  // few dozen tasks.
+  static constexpr size_t kSweepChunk = 4096;
   // Work to do once the lock is released: waiter callbacks.
   using Deferred = std::vector<absl::AnyInvocable<void()>>;
 

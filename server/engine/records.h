@@ -1,0 +1,90 @@
+// The engine's records of jobs, waiters and builds: private to the engine, shared by its
+// .cc files (engine.cc, sweep.cc). Every field is guarded by Engine::mu_.
+#ifndef DISTD_SERVER_ENGINE_RECORDS_H_
+#define DISTD_SERVER_ENGINE_RECORDS_H_
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/engine/clock.h"
+#include "server/engine/engine.h"
+#include "server/engine/output_buffer.h"
+#include "server/engine/spawner.h"
+#include "server/engine/types.h"
+
+namespace distd::engine {
+
+struct Engine::Job {
+  JobId id = 0;
+  Build* build = nullptr;  // while queued, doomed or running
+  std::shared_ptr<const std::string> build_name;
+  JobSpec spec;
+  std::shared_ptr<const Caller> caller;
+  JobState state = JobState::kQueued;
+  JobResult result;
+  int pid = 0;
+  absl::Time queued_at;
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time ended_at = absl::InfinitePast();
+  std::unique_ptr<Process> process;
+  std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
+  std::unique_ptr<OutputBuffer> err;
+  std::vector<JobWatcher*> watchers;
+  std::vector<JobWatcher*> backlogged;  // watchers holding the output back
+  TimerId timeout_timer = 0;
+  TimerId kill_timer = 0;
+  bool timed_out = false;
+  bool stopping = false;            // SIGTERM sent
+  bool stopped_on_request = false;  // by an abort or a cancel: never fails the build
+  std::string stop_reason;          // why, for its result's message
+};
+
+struct Engine::Waiter {
+  WaiterId id = 0;
+  Build* build = nullptr;
+  bool barrier = false;  // else a death waiter (an abort)
+  std::string group;
+  JobId target = 0;    // the barrier covers jobs with ids up to this
+  BuildCallback done;  // empty for a blocking waiter, which reads `result`
+  bool completed = false;
+  std::optional<absl::StatusOr<BuildInfo>> result;
+};
+
+struct Engine::Build {
+  std::shared_ptr<const std::string> name;
+  BuildState state = BuildState::kRunning;
+  std::deque<Job*> queue;
+  // Queued jobs with a watcher: the dying step finishes these at once (a client waits on them).
+  absl::flat_hash_set<Job*> watched_queued;
+  // The queue as it was when the build died, until the sweep or Close has passed each job.
+  std::deque<Job*> doomed;
+  absl::Time died_at = absl::InfinitePast();
+  // The barriers as they were when the build died (their waiters moved to death_waiters),
+  // for the sweep to free.
+  std::deque<JobId> dead_unfinished;
+  absl::flat_hash_map<std::string, Barrier> dead_groups;
+  absl::flat_hash_set<Job*> running;
+  Barrier barrier;
+  absl::flat_hash_map<std::string, Barrier> groups;
+  std::vector<Waiter*> death_waiters;
+  std::optional<Failure> failure;
+  bool in_ring = false;
+  std::list<Build*>::iterator ring_pos;
+  uint64_t submitted = 0;
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  uint64_t cancelled = 0;
+};
+
+}  // namespace distd::engine
+
+#endif  // DISTD_SERVER_ENGINE_RECORDS_H_

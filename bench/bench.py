@@ -45,10 +45,9 @@ class BenchError(Exception):
     pass
 
 
-def run(argv, env=None, cwd=None, check=True, stdin=None, stdout=subprocess.DEVNULL):
+def run(argv, env=None, check=True, stdout=subprocess.DEVNULL):
     """Runs argv to completion; returns its CompletedProcess. Raises BenchError on failure."""
-    proc = subprocess.run(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
     if check and proc.returncode != 0:
         raise BenchError(f"{' '.join(map(str, argv))} exited {proc.returncode}: "
                          f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
@@ -78,6 +77,8 @@ class Daemon:
         deadline = time.monotonic() + 30
         while run(self.ctl("status"), check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
                 raise BenchError(f"distd did not start; see {self.dir / 'distd.log'}")
             time.sleep(0.02)
 
@@ -417,17 +418,17 @@ def w8_launcher(ctx):
         series["ninja -j16, distctl run, pool 2"].append(build(launched, 16, f"w8-{r}"))
         series["ninja -j2"].append(build(plain, 2, f"w8-plain-{r}"))
     # Not timed: the same builds with every compiler counted.
-    ctx.w8_max = max_at_once(probed, 16)
+    w8_max = max_at_once(probed, 16)
     plain_max = max_at_once(probed_plain, 2)
-    if ctx.w8_max > 2:
-        raise BenchError(f"W8: {ctx.w8_max} compilers ran at once through a pool of 2")
+    if not 1 <= w8_max <= 2:
+        raise BenchError(f"W8: {w8_max} compilers ran at once through a pool of 2")
     if plain_max != 2 and files >= 4:
         raise BenchError(f"W8: the probe counted {plain_max} under ninja -j2; it is broken")
     return Result(f"{files} generated C files built by ninja through "
                   "`CMAKE_C_COMPILER_LAUNCHER=distctl;run;--`, distd's pool at 2, against "
                   "plain `ninja -j2`", series, "s",
                   target=("ninja -j16, distctl run, pool 2", "ninja -j2", "<=", 1.15),
-                  note=f"At most {ctx.w8_max} compilers ran at once through distd "
+                  note=f"At most {w8_max} compilers ran at once through distd "
                        f"({plain_max} under plain ninja -j2), counted in an extra untimed "
                        "build of each.")
 
@@ -564,9 +565,12 @@ def report(ctx, results, elapsed):
             lines.append(row)
         if res.note:
             lines += ["", res.note]
-    notes = HERE / "RESULTS.notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().rstrip()]
+    # Linked, not copied: the notes are written by hand for one recorded run, and a copy in
+    # every report would put them next to figures they were not written for.
+    lines += ["", "## Reading the results", "",
+              "What changed to reach these figures, why the missed targets are missed, and the "
+              "profiles behind that: [RESULTS.notes.md](RESULTS.notes.md), written by hand for "
+              "the run it names."]
     return "\n".join(lines) + "\n"
 
 
@@ -582,6 +586,7 @@ def main():
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     only = set(args.only.upper().split(",")) if args.only else None
+    os.environ.pop("DISTD_BUILD", None)  # every distctl here names its build, or means default
     for tool in ("ninja", "make", "xargs", "parallel", "tsp", "cmake", "flock"):
         if not shutil.which(tool):
             print(f"bench.py: {tool} is not installed (bench/run.sh installs the peers)",
@@ -592,9 +597,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="distd-bench-") as tmp:
         work = pathlib.Path(tmp)
         ctx = Context(args, work)
-        ctx.daemon = Daemon(ctx.bin_dir, work, jobs=2)
-        ctx.tsp = TaskSpooler(work, slots=2)
+        ctx.daemon = ctx.tsp = None
         try:
+            ctx.daemon = Daemon(ctx.bin_dir, work, jobs=2)
+            ctx.tsp = TaskSpooler(work, slots=2)
             for wid, name, fn in WORKLOADS:
                 if only and wid not in only:
                     continue
@@ -608,8 +614,10 @@ def main():
             print(f"bench.py: {e}", file=sys.stderr)
             return 1
         finally:
-            ctx.tsp.kill()
-            ctx.daemon.stop()
+            if ctx.tsp:
+                ctx.tsp.kill()
+            if ctx.daemon:
+                ctx.daemon.stop()
         text = report(ctx, results, time.perf_counter() - started)
     if args.out:
         args.out.write_text(text)

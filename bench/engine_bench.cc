@@ -70,6 +70,14 @@ void BM_SubmitQueued(benchmark::State& state) {
 }
 BENCHMARK(BM_SubmitQueued)->Arg(1000)->Arg(100'000)->Unit(benchmark::kMillisecond);
 
+// The queue lengths of the abort and fail-fast rows, at a fixed count: the untimed set-up
+// (queueing N jobs, tearing the engine down) dwarfs the timed part, and the library would
+// otherwise run it until the timed part adds up to its minimum time. Each iteration starts
+// with cold caches, as a request arriving at a busy daemon would.
+void QueueLengths(benchmark::internal::Benchmark* b) {
+  b->Arg(0)->Arg(10'000)->Arg(100'000)->Iterations(100)->Unit(benchmark::kMicrosecond);
+}
+
 // Abort a build with N queued jobs and 2 running: from the call until the abort answers
 // (the running jobs die as soon as they are signalled). Must not grow with N: the queue is
 // detached in one step and its records are finished later by the sweep (BM_SweepAfterAbort).
@@ -90,16 +98,7 @@ void BM_AbortWithQueue(benchmark::State& state) {
     state.ResumeTiming();
   }
 }
-// A fixed count: the untimed set-up (queueing N jobs, tearing the engine down) dwarfs the
-// timed part, and the library would otherwise run it until the timed part adds up to its
-// minimum time. Each iteration starts with cold caches, as a request arriving at a busy
-// daemon would.
-BENCHMARK(BM_AbortWithQueue)
-    ->Arg(0)
-    ->Arg(10'000)
-    ->Arg(100'000)
-    ->Iterations(100)
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AbortWithQueue)->Apply(QueueLengths);
 
 // Fail-fast: a checked job fails with N queued behind it and a barrier waiting; from the
 // failure until the barrier answers (the other running job dies as soon as it is signalled).
@@ -121,12 +120,7 @@ void BM_FailWithQueue(benchmark::State& state) {
     state.ResumeTiming();
   }
 }
-BENCHMARK(BM_FailWithQueue)
-    ->Arg(0)
-    ->Arg(10'000)
-    ->Arg(100'000)
-    ->Iterations(100)
-    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FailWithQueue)->Apply(QueueLengths);
 
 // What the abort no longer pays: the sweep that finishes the N cancelled records afterwards,
 // all its chunks (each its own hold of the lock, on the clock's thread in the daemon).

@@ -11,7 +11,7 @@ cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build-bench distd distctl
 args=("$@")
 case " $* " in
-  *" --out "*) ;;
+  *" --out "* | *" --out="* | *" --smoke "*) ;;
   *) args+=(--out bench/RESULTS.md) ;;
 esac
 python3 bench/bench.py --bin-dir build-bench/bin "${args[@]}"

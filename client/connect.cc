@@ -116,25 +116,22 @@ int ConnectUnixSocket(const std::string& path) {
 // Waits until the server on `fd` has sent its first HTTP/2 frame, a SETTINGS frame (the
 // server's connection preface, RFC 9113 3.4), and leaves it to be read. That is what
 // gRPC's own connect waits for before it calls a connection READY: a gRPC server is there
-// and serves this connection, not just something that accepted it. False if it does not
-// come before `deadline`, or if the server closed the connection or sent something else.
+// and serves this connection, not just something that accepted it. False if it has not
+// come by `deadline`, or if anything else came (the caller then takes the slow way, which
+// is always right): distd writes the frame in one write. Looks at least once, so that a
+// deadline already past (a slow gRPC start) only limits the waiting.
 bool AwaitServerPreface(int fd, absl::Time deadline) {
-  while (true) {
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    pollfd readable = {fd, POLLIN, 0};
-    // Rounded up: a timeout of 0 would not wait at all.
-    const int ready = poll(&readable, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
-    if (ready < 0 && errno != EINTR) return false;
-    if (ready <= 0) continue;
-    constexpr ssize_t kFrameHeaderSize = 9;  // length (3 bytes), type, flags, stream id (4)
-    unsigned char header[kFrameHeaderSize];
-    const ssize_t n = recv(fd, header, sizeof(header), MSG_PEEK);
-    if (n == kFrameHeaderSize) return header[3] == 0x4;  // the type: SETTINGS
-    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return false;
-    // Part of a frame header (a server never sends one so): give the rest a moment.
-    absl::SleepFor(absl::Milliseconds(1));
+  pollfd readable = {fd, POLLIN, 0};
+  const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+  if (poll(&readable, 1,
+           static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))))) <=
+      0) {
+    return false;
   }
+  constexpr ssize_t kFrameHeaderSize = 9;  // length (3 bytes), type, flags, stream id (4)
+  unsigned char header[kFrameHeaderSize];
+  return recv(fd, header, sizeof(header), MSG_PEEK) == kFrameHeaderSize &&
+         header[3] == 0x4;  // the type: SETTINGS
 }
 
 // The fast way in, for a command's calls on a unix socket: distctl connects the socket

@@ -22,8 +22,9 @@ struct Connection {
 
 // Whether a Connection's channel reconnects by itself when its connection breaks.
 enum class Reconnect {
-  // No: the channel is the connection Connect made (at a unix socket), for the calls of one
-  // command. If distd goes away, they fail. The fast way in (see connect.cc).
+  // No need: for the calls of one command. At a unix socket the channel is then the
+  // connection Connect made (the fast way in, see connect.cc), which fails if distd goes
+  // away; otherwise it is gRPC's ordinary channel.
   kNo,
   // Yes: for calls spread over time (status --watch), that find a distd restarted meanwhile.
   kYes,

@@ -2,7 +2,6 @@
 // in this order: signals blocked before any thread exists (gRPC starts threads with its
 // first channel, and they must inherit the mask), then the one thread that receives them.
 #include <fcntl.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,13 +11,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
 #include "client/signals.h"
 #include "common/exit_codes.h"
+#include "common/process_setup.h"
 #include "grpc/support/log.h"
 
 // Under AddressSanitizer, which checks for leaks when the process exits normally, distctl
@@ -132,16 +131,7 @@ int main(int argc, char** argv) {
       (void)open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);  // takes the lowest free fd
     }
   }
-  // A job's output arrives in messages of up to 1 MiB: with malloc's default threshold
-  // (128 KiB) each would get a fresh mapping, faulted in page by page and unmapped again.
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  mallopt(M_TRIM_THRESHOLD, 32 << 20);
-#ifdef NDEBUG
-  // Debian's abseil is built with its mutex deadlock detection on: every Lock taken while
-  // another is held records an edge in a global lock graph, under a global lock. The debug
-  // and sanitizer builds (the tests) keep it; a release build does not pay for it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
+  distd::SetUpProcess();
   distd::client::BlockSignals();
   // gRPC logs its own errors to stderr ("E1129 ... grpc_ares_wrapper.cc: ..."); distctl says
   // what went wrong itself, in lines that start with "distctl: ". GRPC_VERBOSITY brings

@@ -1,5 +1,4 @@
 // distd: flags -> Options -> run. See PRODUCT.md for the contract.
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,10 +10,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/address.h"
 #include "common/exit_codes.h"
+#include "common/process_setup.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
 #include "server/listener.h"
@@ -180,19 +179,7 @@ int Run(const Options& options) {
 }  // namespace distd
 
 int main(int argc, char** argv) {
-  // Pinned malloc thresholds (glibc otherwise raises them after each large free): blocks of
-  // 4 MiB or more, such as the arena blocks of a large request, get mappings of their own
-  // that go back to the system when freed, so that the daemon does not stay as large as its
-  // biggest request made it; smaller ones, such as the 1 MiB output chunks in flight, are
-  // reused from the heap instead of being mapped and faulted in afresh each time.
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
-  mallopt(M_TRIM_THRESHOLD, 32 << 20);
-#ifdef NDEBUG
-  // Debian's abseil is built with its mutex deadlock detection on: every Lock taken while
-  // another is held records an edge in a global lock graph, under a global lock. The debug
-  // and sanitizer builds (the tests) keep it; a release build does not pay for it.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-#endif
+  distd::SetUpProcess();
   // Before any thread starts, so that every thread inherits the mask and the signals reach
   // only sigwait. Jobs get an empty mask and default dispositions from the spawner.
   sigset_t signals;

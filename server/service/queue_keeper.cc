@@ -1,46 +1,26 @@
 #include "server/service/queue_keeper.h"
 
-#include <utility>
-
 namespace distd::service {
 
 QueueKeeper::QueueKeeper(grpc::Server* server)
     : stub_(v1::Distd::NewStub(server->InProcessChannel(grpc::ChannelArguments()))),
-      clock_(engine::NewRealClock()) {
-  absl::MutexLock lock(&mu_);
-  timer_ = clock_->Schedule(clock_->Now() + kInterval, [this] { Tick(); });
-}
+      thread_([this] { Run(); }) {}
 
 QueueKeeper::~QueueKeeper() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    clock_->Cancel(timer_);  // a Tick already running sees stopping_
-    mu_.Await(absl::Condition(
-        +[](bool* in_flight) { return !*in_flight; }, &in_flight_));
-  }
-  clock_.reset();  // joins its thread: no Tick runs after this
+  stop_.Notify();
+  thread_.join();
 }
 
-void QueueKeeper::Tick() {
-  grpc::ClientContext* context;
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_) return;
-    in_flight_ = true;
-    context_ = std::make_unique<grpc::ClientContext>();
-    context_->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-    context = context_.get();  // not replaced while in flight
+void QueueKeeper::Run() {
+  while (!stop_.WaitForNotificationWithTimeout(kInterval)) {
+    // The server handles the call on the callback queue: that is the event. Its answer (a
+    // refusal) does not matter.
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::PingRequest request;
+    v1::PingResponse response;
+    (void)stub_->Ping(&context, request, &response);
   }
-  // Without mu_: gRPC may run the callback on this thread before Ping returns.
-  stub_->async()->Ping(context, &request_, &response_,
-                       [this](const grpc::Status&) { OnPingDone(); });
-}
-
-void QueueKeeper::OnPingDone() {
-  absl::MutexLock lock(&mu_);
-  in_flight_ = false;
-  if (!stopping_) timer_ = clock_->Schedule(clock_->Now() + kInterval, [this] { Tick(); });
 }
 
 }  // namespace distd::service

@@ -57,10 +57,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
-      if (!broken_) {
-        queued_bytes_ += message.ByteSizeLong();
-        queue_.push_back(std::move(message));
-      }
+      if (!broken_) QueueLocked(std::move(message));
       finishing_ = last;
       op = PumpLocked();
     }
@@ -77,16 +74,17 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       absl::MutexLock lock(&mu_);
       if (finishing_ || broken_) return;
       if (!queue_.empty() && CanAppendOutput(queue_.back(), stream, data.size())) {
+        // A queue that is not empty waits for the write in flight (or the cork): nothing
+        // to start.
         queued_bytes_ -= queue_.back().ByteSizeLong();
         queue_.back().mutable_output()->mutable_data()->append(data.data(), data.size());
         queued_bytes_ += queue_.back().ByteSizeLong();
-      } else {
-        Message message;
-        message.mutable_output()->set_stream(stream);
-        message.mutable_output()->set_data(data.data(), data.size());
-        queued_bytes_ += message.ByteSizeLong();
-        queue_.push_back(std::move(message));
+        return;
       }
+      Message message;
+      message.mutable_output()->set_stream(stream);
+      message.mutable_output()->set_data(data.data(), data.size());
+      QueueLocked(std::move(message));
       op = PumpLocked();
     }
     Start(op);
@@ -184,6 +182,11 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     enum Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = kNone;
     grpc::Status status;
   };
+
+  void QueueLocked(Message message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    queued_bytes_ += message.ByteSizeLong();
+    queue_.push_back(std::move(message));
+  }
 
   Op PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (corked_ || writing_ || finished_) return Op();

@@ -13,7 +13,7 @@
 //      gets SIGTERM, with SIGKILL after the grace period (an abort in drain mode lets them
 //      finish instead, and so does a checked failure that happens during such a drain).
 //      The step's cost does not grow with the queue, only with the queued jobs that have a
-//      watcher (see sweep.cc).
+//      watcher and with the build's groups (see sweep.cc).
 //   3. The build becomes dead when its last running job has been reaped; that step completes
 //      every death waiter: each abort and each barrier that reports the failure returns only
 //      once no process of the build's process groups runs, so its caller may delete the work
@@ -395,12 +395,10 @@ void Engine::StartDyingLocked(Build* build, Failure failure) {
   };
   release(build->barrier);
   for (auto& [name, barrier] : build->groups) release(barrier);
-  // Retire the barriers rather than free them here: their lists hold an id per background job
+  // The barriers' id lists are left for the sweep to free: they hold an id per background job
   // not yet dropped, at least one per queued job, and would cost as much to free as the queue.
-  // (Swapped with the empty ones made with the Build: no allocation in this step either.)
-  build->dead_unfinished.swap(build->barrier.unfinished);
-  build->dead_groups.swap(build->groups);
-  if (!build->doomed.empty() || !build->dead_unfinished.empty() || !build->dead_groups.empty()) {
+  // Nothing reads them once the build is dying.
+  if (!build->doomed.empty() || !build->barrier.unfinished.empty() || !build->groups.empty()) {
     sweeping_.push_back(build);
     ScheduleSweepLocked(options_.sweep_delay);
   }

@@ -52,7 +52,7 @@ struct EngineOptions {
   // Records of finished jobs kept for logs and status; the oldest are forgotten first.
   size_t max_finished_jobs = 10'000;
   // How long after a build dies the sweep of its cancelled queue begins (see the notes in
-  // engine.cc). The daemon waits a little, so that the sweep's work does not compete for the
+  // sweep.cc). The daemon waits a little, so that the sweep's work does not compete for the
   // CPU with the dying step's own latency: stopping and reaping the running jobs, answering
   // the aborts and barriers. Nothing but the time of OnJobsCancelled tells the difference.
   absl::Duration sweep_delay = absl::ZeroDuration();
@@ -137,7 +137,7 @@ class Engine final : public ProcessEvents {
   // Forgets a dead build, or an idle running one, so that its name can be used afresh.
   // FailedPrecondition while it has jobs queued or running; NotFound if unknown. The records
   // of its cancelled queue that the sweep has not finished yet are finished first (see the
-  // notes in engine.cc), so this one call may cost O(that queue).
+  // notes in sweep.cc), so this one call may cost O(that queue).
   absl::Status Close(absl::string_view build);
 
   // Attaches `watcher` to a job and returns what it has printed so far, in one step, so that
@@ -208,7 +208,7 @@ class Engine final : public ProcessEvents {
   void StopRunningLocked(Build* build, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeDeadLocked(Build* build, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // The lazy end of a cancelled queue (see the notes in engine.cc): a doomed job is one whose
+  // The lazy end of a cancelled queue (see the notes in sweep.cc): a doomed job is one whose
   // build died while it was queued and whose record has not been finished yet.
   void FinishDoomedLocked(Job* job, absl::Time ended_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportCancelledLocked(absl::string_view build, absl::Span<const JobId> ids)

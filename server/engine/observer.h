@@ -36,7 +36,7 @@ class EngineObserver : public JobWatcher {
   // These queued jobs of `build` were cancelled because it died (an abort or a failure); their
   // outcome is kCancelled, with the time the build died as ended_at. OnJobFinished is not
   // called for them: every such job is reported exactly once, here. The engine finishes a
-  // dead build's queue lazily (see the notes in engine.cc), so one dying build's jobs come in
+  // dead build's queue lazily (see the notes in sweep.cc), so one dying build's jobs come in
   // several calls, in chunks, and may come after OnBuildDying and OnBuildDead: jobs with a
   // watcher before OnBuildDying, the rest as the sweep reaches them or when one is looked up
   // first. Every call for a build comes before its OnBuildClosed. (The build's counts in

@@ -408,8 +408,10 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("pipe2: ", strerror(errno)));
   }
-  // Best effort: beyond pipe-max-size, or over the user's pipe page limit, the pipe simply
-  // keeps its default size.
+  // Best effort: beyond pipe-max-size the pipe keeps its default size. Each running job holds
+  // up to 1 MiB of pipe pages: an unprivileged user past pipe-user-pages-soft (64 MiB by
+  // default, so more than ~60 running jobs) gets only small pipes from then on, its jobs'
+  // own pipes included.
   fcntl(out[0], F_SETPIPE_SZ, static_cast<int>(options_.read_chunk));
   std::vector<char*> argv, envp;
   for (const std::string& arg : *request.argv) argv.push_back(const_cast<char*>(arg.c_str()));

@@ -68,11 +68,8 @@ struct Engine::Build {
   // The queue as it was when the build died, until the sweep or Close has passed each job.
   std::deque<Job*> doomed;
   absl::Time died_at = absl::InfinitePast();
-  // The barriers as they were when the build died (their waiters moved to death_waiters),
-  // for the sweep to free.
-  std::deque<JobId> dead_unfinished;
-  absl::flat_hash_map<std::string, Barrier> dead_groups;
   absl::flat_hash_set<Job*> running;
+  // The barriers; once the build is dying nothing reads them, and the sweep frees them.
   Barrier barrier;
   absl::flat_hash_map<std::string, Barrier> groups;
   std::vector<Waiter*> death_waiters;

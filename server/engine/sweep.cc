@@ -6,7 +6,7 @@
 // Build::doomed), records the dying time and counts the jobs as cancelled (queued_,
 // Build::cancelled), so that status, barriers and the pool are right at once and no doomed
 // job can ever be spawned: the ring no longer holds the build and nothing reads doomed to
-// start a job. (The barriers' id lists, as long as the queue, are moved aside too, not freed.)
+// start a job. (The barriers' id lists, as long as the queue, are left for the sweep to free.)
 // Jobs with a watcher (a foreground `distctl run` waiting for a slot, `logs --follow`) are
 // finished in that step, since a client waits on them: each build keeps the set of its queued
 // jobs with watchers for this. The other records are finished later by the sweep, a task on
@@ -60,11 +60,10 @@ void Engine::ReportCancelledLocked(absl::string_view build, absl::Span<const Job
 }
 
 size_t Engine::SweepBuildLocked(Build* build, size_t max_jobs) {
-  if (!build->dead_unfinished.empty() || !build->dead_groups.empty()) {
-    // About one free per 64 ids: less than finishing a chunk of records.
-    std::deque<JobId>().swap(build->dead_unfinished);
-    absl::flat_hash_map<std::string, Barrier>().swap(build->dead_groups);
-  }
+  // The dead barriers' id lists, left by the dying step: about one free per 64 ids, less
+  // than finishing a chunk of records.
+  std::deque<JobId>().swap(build->barrier.unfinished);
+  absl::flat_hash_map<std::string, Barrier>().swap(build->groups);
   const size_t n = std::min(max_jobs, build->doomed.size());
   std::vector<JobId> ids;
   if (!observers_.empty()) ids.reserve(n);

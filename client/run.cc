@@ -249,6 +249,7 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
     for (std::string& entry : Environment()) request.add_env(std::move(entry));
     *request.mutable_command() = common;
     for (const std::string& word : flags.argv) request.mutable_command()->add_argv(word);
+    OfferOwnFiles(&request);
     return RunForeground(*connection, request);
   }
 

@@ -17,6 +17,10 @@ namespace distd::client {
 // that goes away (EPIPE) does the same with SIGPIPE, as for the command run directly.
 int RunForeground(const Connection& connection, const v1::RunRequest& request);
 
+// Offers our stdout and stderr (pipes, terminals, /dev/null) for distd to write the job's
+// output to directly, where it can: those streams then never pass through distctl.
+void OfferOwnFiles(v1::RunRequest* request);
+
 // -C DIR against the client's `cwd`, as an absolute path resolved lexically: "." and ".."
 // without looking at the disk, because the directory is the job's business (distd reports
 // a missing one as 126) and a symlinked cwd should mean what the shell's `cd` meant.

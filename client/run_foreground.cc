@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -110,6 +111,17 @@ int ExitCodeOf(const v1::JobResult& result) {
 }
 
 }  // namespace
+
+void OfferOwnFiles(v1::RunRequest* request) {
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) continue;
+    v1::ClientFile* file =
+        fd == STDOUT_FILENO ? request->mutable_stdout_file() : request->mutable_stderr_file();
+    file->set_dev(st.st_dev);
+    file->set_ino(st.st_ino);
+  }
+}
 
 int RunForeground(const Connection& connection, const v1::RunRequest& request) {
   grpc::ClientContext context;

@@ -224,6 +224,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     job->spec = std::move(spec);
     job->caller = shared_caller;
     job->queued_at = now;
+    if (job->spec.targets != nullptr) job->owner = watcher;
     if (watcher != nullptr) {
       job->watchers.push_back(watcher);
       build->watched_queued.insert(job.get());
@@ -278,8 +279,14 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   request.argv = &job->spec.argv;
   request.cwd = &job->spec.cwd;
   request.env = job->spec.env != nullptr ? job->spec.env.get() : &EmptyEnv();
+  request.targets = std::move(job->spec.targets);  // the spawner's from now on
+  if (request.targets != nullptr) {
+    job->forwarded[0] = request.targets->fd(OutputStream::kStdout) >= 0;
+    job->forwarded[1] = request.targets->fd(OutputStream::kStderr) >= 0;
+  }
   absl::StatusOr<std::unique_ptr<Process>> process = spawner_->Start(request, this);
   if (!process.ok()) {
+    request.targets.reset();  // closed before anyone hears the job ended
     JobResult result;
     result.outcome = Outcome::kCannotStart;
     result.exit_code = absl::IsNotFound(process.status()) ? kExitNotFound : kExitCannotRun;
@@ -318,6 +325,7 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
   job->result = std::move(result);
   job->ended_at = clock_->Now();
   job->process.reset();
+  job->spec.targets.reset();  // a queued job's, closed before anyone hears it ended
   job->build = nullptr;
   if (job->timeout_timer != 0) clock_->Cancel(job->timeout_timer);
   if (job->kill_timer != 0) clock_->Cancel(job->kill_timer);
@@ -643,6 +651,9 @@ absl::Status Engine::CancelJob(JobId id) {
       job->stopped_on_request = true;
       job->stop_reason = "stopped: cancelled by its client";
     }
+    // The client gave up on the job: a target it no longer reads must not hold the job's
+    // end back.
+    if (job->forwarded[0] || job->forwarded[1]) job->process->StopForwarding();
     StopJobLocked(job, options_.grace);
   }
   Unlock(deferred);
@@ -677,8 +688,11 @@ void Engine::OnProcessOutput(JobId id, OutputStream stream, absl::string_view da
   absl::MutexLock lock(&mu_);
   Job* job = FindJobLocked(id);
   if (job == nullptr || job->state != JobState::kRunning) return;
-  (stream == OutputStream::kStdout ? job->out : job->err)->Append(data);
+  const bool is_stdout = stream == OutputStream::kStdout;
+  (is_stdout ? job->out : job->err)->Append(data);
+  const bool forwarded = job->forwarded[is_stdout ? 0 : 1];
   for (JobWatcher* w : job->watchers) {
+    if (forwarded && w == job->owner) continue;  // its client has it already
     w->OnJobOutput(id, stream, data);
     if (w->Backlogged() &&
         std::find(job->backlogged.begin(), job->backlogged.end(), w) == job->backlogged.end()) {
@@ -748,6 +762,13 @@ void Engine::Unwatch(JobId id, JobWatcher* watcher) {
     w.erase(std::remove(w.begin(), w.end(), watcher), w.end());
     if (job->state == JobState::kQueued && w.empty()) job->build->watched_queued.erase(job);
     ReleaseOutputLocked(job, watcher);
+    if (watcher == job->owner) {
+      job->owner = nullptr;
+      job->spec.targets.reset();  // if still queued
+      if (job->state == JobState::kRunning && (job->forwarded[0] || job->forwarded[1])) {
+        job->process->StopForwarding();
+      }
+    }
   }
 }
 

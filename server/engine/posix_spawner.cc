@@ -9,6 +9,12 @@
 //    escaped the group (setsid) is given orphan_drain, then its pipes are closed.
 //  - waitpid by pid under the job's mutex marks it reaped; Process::Signal checks under the
 //    same mutex, so a signal never reaches a recycled pgid.
+//  - Output for a target is written as it is read, and what the target does not take at
+//    once waits in `pending` while that pipe is not read: the job then blocks on its full pipe
+//    as it would on the target itself, and the daemon holds one chunk per stream (plus, once
+//    the leader is gone, what is left in the pipe). The exit is reported once the pending
+//    output is written (or given up): a client that has the result has all the output, and
+//    the targets are closed by then.
 // Events come from the I/O thread only, with no spawner lock held: the engine calls Start and
 // Signal under its own lock, and a lock held across a callback would deadlock.
 
@@ -146,7 +152,16 @@ struct Job {
   int fds[2] = {-1, -1};  // read ends of stdout and stderr
   int pidfd = -1;
   bool leader_exited = false;
+  bool paused = false;  // by the engine (Process::SetOutputPaused)
   absl::Time drain_deadline;
+  std::shared_ptr<const OutputTargets> targets;  // held until the exit is reported
+  struct Forward {
+    int fd = -1;          // the stream's target; -1 when there is none, or no longer
+    std::string pending;  // read but not yet taken by the target, from `written` on
+    size_t written = 0;
+    bool watched = false;  // fd is in the epoll set, waiting for EPOLLOUT
+  };
+  Forward forward[2];
 };
 
 class PosixSpawner;
@@ -161,6 +176,7 @@ class PosixProcess final : public Process {
     if (!job_->reaped) kill(-job_->pid, sig);
   }
   void SetOutputPaused(bool paused) override;
+  void StopForwarding() override;
 
  private:
   PosixSpawner* const spawner_;  // outlives every process handle
@@ -184,11 +200,13 @@ class PosixSpawner final : public Spawner {
   absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
                                                  ProcessEvents* events) override;
 
+  enum class Request { kPause, kResume, kStopForwarding };
+
   // Applied by the I/O thread, which owns the epoll set and the fds.
-  void RequestPause(uint64_t key, bool paused) {
+  void Ask(uint64_t key, Request request) {
     {
       absl::MutexLock lock(&mu_);
-      pause_requests_.emplace_back(key, paused);
+      requests_.emplace_back(key, request);
     }
     Wake();
   }
@@ -201,19 +219,26 @@ class PosixSpawner final : public Spawner {
   }
 
   void Run() {
+    // A write to a target whose reader is gone raises SIGPIPE in this thread. Blocked, it
+    // only stays pending here, and the write fails with EPIPE, whatever the process does
+    // with SIGPIPE. (The jobs start with an empty mask and no pending signals.)
+    sigset_t sigpipe;
+    sigemptyset(&sigpipe);
+    sigaddset(&sigpipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigpipe, nullptr);
     buffer_.resize(std::max<size_t>(options_.read_chunk, 1));
     epoll_event ready[kMaxEvents];
     while (true) {
       if (stopping_.load()) break;
       std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> fresh;
-      std::vector<std::pair<uint64_t, bool>> pauses;
+      std::vector<std::pair<uint64_t, Request>> requests;
       {
         absl::MutexLock lock(&mu_);
         fresh.swap(new_jobs_);
-        pauses.swap(pause_requests_);
+        requests.swap(requests_);
       }
       for (auto& [key, job] : fresh) Adopt(key, std::move(job));
-      for (auto [key, paused] : pauses) ApplyPause(key, paused);
+      for (auto [key, request] : requests) Apply(key, request);
       int timeout_ms = -1;
       if (!draining_.empty()) {
         absl::Duration left = std::clamp(draining_.begin()->first - absl::Now(),
@@ -230,12 +255,13 @@ class PosixSpawner final : public Spawner {
           [[maybe_unused]] ssize_t r = read(wake_fd_, &count, sizeof(count));
           continue;
         }
-        const uint64_t key = data >> 2;
+        const uint64_t key = data >> 3;
         auto it = jobs_.find(key);
         if (it == jobs_.end()) continue;  // reaped earlier in this batch
         Job& job = *it->second;
-        const int kind = static_cast<int>(data & 3);
+        const int kind = static_cast<int>(data & 7);
         if (kind < 2 && job.fds[kind] >= 0) Drain(job, kind);
+        if (kind >= 3) Flush(job, kind - 3);
         if (kind == 2 && !job.leader_exited) {
           OnLeaderExit(key, job);
           // Usually nothing else holds the pipes by now: take their rest and their EOF here
@@ -245,17 +271,19 @@ class PosixSpawner final : public Spawner {
             if (job.fds[stream] >= 0) Drain(job, stream);
           }
         }
-        if (job.leader_exited && job.fds[0] < 0 && job.fds[1] < 0) Reap(key, true);
+        if (Finished(job)) Reap(key, true);
       }
       // A descendant that escaped the group kill holds these pipes: take what is there
       // and stop waiting for an EOF that may never come.
       while (!draining_.empty() && draining_.begin()->first <= absl::Now()) {
         const uint64_t key = draining_.begin()->second;
+        draining_.erase(draining_.begin());
+        Job& job = *jobs_[key];
         for (int stream : {0, 1}) {
-          if (jobs_[key]->fds[stream] >= 0) Drain(*jobs_[key], stream);
-          CloseStream(*jobs_[key], stream);
+          if (job.fds[stream] >= 0) Drain(job, stream);
+          CloseStream(job, stream);
         }
-        Reap(key, true);
+        if (Finished(job)) Reap(key, true);
       }
     }
     Shutdown();
@@ -266,7 +294,7 @@ class PosixSpawner final : public Spawner {
     bool ok = true;
     const int fds[3] = {j.fds[0], j.fds[1], j.pidfd};
     for (uint64_t kind = 0; kind < 3; ++kind) {
-      epoll_event ev = {.events = EPOLLIN, .data = {.u64 = key << 2 | kind}};
+      epoll_event ev = {.events = EPOLLIN, .data = {.u64 = key << 3 | kind}};
       ok = ok && epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fds[kind], &ev) == 0;
     }
     if (ok) return;
@@ -276,19 +304,31 @@ class PosixSpawner final : public Spawner {
     Reap(key, true);
   }
 
-  // A paused job's pipes are not read, so the job blocks once they are full, as it would at
-  // a slow terminal; its output waits in the pipe instead of in our memory. Once the leader
-  // has exited the pipes are drained regardless (at most a pipe's capacity each), and events
-  // for a paused fd (EPOLLHUP is reported whatever the interest) are drained too.
-  void ApplyPause(uint64_t key, bool paused) {
+  void Apply(uint64_t key, Request request) {
     auto it = jobs_.find(key);
-    if (it == jobs_.end() || it->second->leader_exited) return;
-    for (uint64_t kind = 0; kind < 2; ++kind) {
-      if (it->second->fds[kind] < 0) continue;
-      epoll_event ev = {.events = paused ? 0u : static_cast<uint32_t>(EPOLLIN),
-                        .data = {.u64 = key << 2 | kind}};
-      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, it->second->fds[kind], &ev);
+    if (it == jobs_.end()) return;
+    Job& job = *it->second;
+    if (request == Request::kStopForwarding) {
+      for (int stream : {0, 1}) StopForward(job, stream);
+      if (Finished(job)) Reap(key, true);
+      return;
     }
+    if (job.leader_exited) return;  // drained regardless from then on
+    job.paused = request == Request::kPause;
+    for (int stream : {0, 1}) UpdateInterest(job, stream);
+  }
+
+  // A pipe is read unless the engine paused the job or the stream's target has not taken
+  // the last chunk yet: the job blocks once the pipe is full, as it would at a slow terminal,
+  // and its output waits in the pipe instead of in our memory. Once the leader has exited
+  // the engine's pause no longer counts (the rest is at most a pipe's capacity), and events
+  // for an fd that is not read (EPOLLHUP is reported whatever the interest) are drained too.
+  void UpdateInterest(Job& job, int stream) {
+    if (job.fds[stream] < 0) return;
+    const bool read = (!job.paused || job.leader_exited) && job.forward[stream].pending.empty();
+    epoll_event ev = {.events = read ? static_cast<uint32_t>(EPOLLIN) : 0u,
+                      .data = {.u64 = job.key << 3 | static_cast<uint64_t>(stream)}};
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, job.fds[stream], &ev);
   }
 
   void Drain(Job& job, int stream) {
@@ -300,10 +340,80 @@ class PosixSpawner final : public Spawner {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;
       if (n <= 0) return CloseStream(job, stream);  // EOF, or an error no retry fixes
-      if (!stopping_.load()) {
-        job.events->OnProcessOutput(job.id, which, absl::string_view(buffer_.data(), n));
+      const absl::string_view chunk(buffer_.data(), n);
+      Forward(job, stream, chunk);
+      if (!stopping_.load()) job.events->OnProcessOutput(job.id, which, chunk);
+      if (job.fds[stream] < 0) return;  // its target failed
+      if (!job.forward[stream].pending.empty()) return UpdateInterest(job, stream);
+    }
+  }
+
+  // Writes what `data` the target takes now; 0, or the errno that stopped it.
+  static int WriteNow(int fd, absl::string_view& data) {
+    while (!data.empty()) {
+      ssize_t n = write(fd, data.data(), data.size());
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+      } else if (n < 0 && errno == EAGAIN) {
+        return 0;
+      } else if (n == 0 || errno != EINTR) {
+        return n == 0 ? EIO : errno;
       }
     }
+    return 0;
+  }
+
+  // Sends a chunk just read to the stream's target; what it does not take waits for Flush.
+  void Forward(Job& job, int stream, absl::string_view data) {
+    Job::Forward& f = job.forward[stream];
+    if (f.fd < 0) return;
+    if (!f.pending.empty()) {  // a drain at the end, while the target is still full
+      f.pending.append(data.data(), data.size());
+      return;
+    }
+    if (int err = WriteNow(f.fd, data); err != 0) return TargetFailed(job, stream);
+    if (data.empty()) return;
+    f.pending.assign(data.data(), data.size());
+    f.written = 0;
+    epoll_event ev = {.events = EPOLLOUT,
+                      .data = {.u64 = job.key << 3 | static_cast<uint64_t>(3 + stream)}};
+    // A file that cannot be polled (EPERM) but made us wait could never be written again.
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, f.fd, &ev) != 0) return TargetFailed(job, stream);
+    f.watched = true;
+  }
+
+  // The target can take more.
+  void Flush(Job& job, int stream) {
+    Job::Forward& f = job.forward[stream];
+    if (f.fd < 0 || f.pending.empty()) return;
+    absl::string_view rest = absl::string_view(f.pending).substr(f.written);
+    if (int err = WriteNow(f.fd, rest); err != 0) return TargetFailed(job, stream);
+    f.written = f.pending.size() - rest.size();
+    if (!rest.empty()) return;
+    f.pending.clear();
+    f.written = 0;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f.fd, nullptr);
+    f.watched = false;
+    UpdateInterest(job, stream);
+  }
+
+  void StopForward(Job& job, int stream) {
+    Job::Forward& f = job.forward[stream];
+    if (f.watched) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f.fd, nullptr);
+    f = Job::Forward();
+    UpdateInterest(job, stream);
+  }
+
+  // Its reader is gone (EPIPE), or it failed otherwise: the job finds its pipe closed, as it
+  // would at a broken pipe (SIGPIPE), and what it still writes there is lost as it would be.
+  void TargetFailed(Job& job, int stream) {
+    StopForward(job, stream);
+    CloseStream(job, stream);
+  }
+
+  bool Finished(const Job& job) const {
+    return job.leader_exited && job.fds[0] < 0 && job.fds[1] < 0 &&
+           job.forward[0].pending.empty() && job.forward[1].pending.empty();
   }
 
   void CloseStream(Job& job, int stream) {
@@ -315,8 +425,8 @@ class PosixSpawner final : public Spawner {
   }
 
   void OnLeaderExit(uint64_t key, Job& job) {
-    ApplyPause(key, false);  // drain what is left even if paused
     job.leader_exited = true;
+    for (int stream : {0, 1}) UpdateInterest(job, stream);  // drain what is left even if paused
     kill(-job.pid, SIGKILL);  // the leader is an unreaped zombie: the pgid is still the job's
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job.pidfd, nullptr);  // it would stay readable
     job.drain_deadline = absl::Now() + options_.orphan_drain;
@@ -339,6 +449,8 @@ class PosixSpawner final : public Spawner {
     }
     if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
     CloseFd(job->pidfd);
+    for (int stream : {0, 1}) StopForward(*job, stream);
+    job->targets.reset();  // before the exit is told: nobody waits on our copy of the fds
     ExitStatus exit;
     if (reaped != job->pid) {
       exit.exit_code = -1;  // reaped behind our back (SIGCHLD ignored?): status lost
@@ -370,10 +482,11 @@ class PosixSpawner final : public Spawner {
   uint64_t next_key_ ABSL_GUARDED_BY(mu_) = 1;
   // Started but not yet adopted: only the I/O thread touches epoll and the maps below.
   std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> new_jobs_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<uint64_t, bool>> pause_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<uint64_t, Request>> requests_ ABSL_GUARDED_BY(mu_);
 
   // Keyed by a serial that is never reused (not by JobId), so that a stale epoll event of
-  // a reaped job finds nothing. Epoll data is key << 2 | 0 stdout, 1 stderr, 2 pidfd.
+  // a reaped job finds nothing. Epoll data is key << 3 | 0 stdout, 1 stderr, 2 pidfd,
+  // 3 stdout's target, 4 stderr's target.
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;
   std::set<std::pair<absl::Time, uint64_t>> draining_;  // leader gone: until when to wait
   std::vector<char> buffer_;
@@ -471,6 +584,11 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   job->fds[1] = std::exchange(err[0], -1);
   job->pidfd = pidfd;
   for (int fd : job->fds) fcntl(fd, F_SETFL, O_NONBLOCK);
+  if (request.targets != nullptr) {
+    job->targets = request.targets;
+    job->forward[0].fd = job->targets->fd(OutputStream::kStdout);
+    job->forward[1].fd = job->targets->fd(OutputStream::kStderr);
+  }
   {
     absl::MutexLock lock(&mu_);
     job->key = next_key_++;
@@ -480,7 +598,13 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   return std::make_unique<PosixProcess>(this, std::move(job));
 }
 
-void PosixProcess::SetOutputPaused(bool paused) { spawner_->RequestPause(job_->key, paused); }
+void PosixProcess::SetOutputPaused(bool paused) {
+  spawner_->Ask(job_->key, paused ? PosixSpawner::Request::kPause : PosixSpawner::Request::kResume);
+}
+
+void PosixProcess::StopForwarding() {
+  spawner_->Ask(job_->key, PosixSpawner::Request::kStopForwarding);
+}
 
 }  // namespace
 

@@ -40,6 +40,10 @@ struct Engine::Job {
   std::unique_ptr<OutputBuffer> err;
   std::vector<JobWatcher*> watchers;
   std::vector<JobWatcher*> backlogged;  // watchers holding the output back
+  // A job with targets: its client, which gets no OnJobOutput for the streams written to
+  // them (forwarded, by stream), since it has that output already.
+  JobWatcher* owner = nullptr;
+  bool forwarded[2] = {false, false};
   TimerId timeout_timer = 0;
   TimerId kill_timer = 0;
   bool timed_out = false;

@@ -21,10 +21,14 @@ struct SpawnRequest {
   const std::vector<std::string>* argv = nullptr;
   const std::string* cwd = nullptr;
   const std::vector<std::string>* env = nullptr;  // never null
+  // Where the job's output is also written as it arrives (null: nowhere). Held until the
+  // job's exit is reported, and let go just before.
+  std::shared_ptr<const OutputTargets> targets;
 };
 
 // Implemented by the engine. For one job, calls arrive on one thread at a time, output in
-// the order it was written, and OnProcessExit last, once all output has been delivered.
+// the order it was written, and OnProcessExit last, once all output has been delivered (and
+// written to the job's targets, or given up on them).
 // Neither method is ever called from inside Spawner::Start.
 class ProcessEvents {
  public:
@@ -44,6 +48,10 @@ class Process {
   // its full pipes instead of filling the daemon's memory. Pending output is still delivered
   // before OnProcessExit.
   virtual void SetOutputPaused(bool /*paused*/) {}
+  // Stops writing the job's output to its targets; what was not written yet is dropped (it is
+  // still delivered as events). For a job whose client is gone or gave up on it: a target
+  // nobody reads must not keep the job's end from being reported.
+  virtual void StopForwarding() {}
 };
 
 class Spawner {
@@ -72,6 +80,10 @@ struct PosixSpawnerOptions {
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains
 // every job's pipes through epoll, reaping by pid. The destructor kills whatever still runs.
+// A job's targets must be open with O_NONBLOCK on file descriptions of their own: the I/O
+// thread never waits for one. A target that is full stops the reading of that stream's pipe
+// until it takes more (the job blocks, as it would writing there itself); one that fails
+// (EPIPE: its reader is gone) closes that pipe, so the job gets SIGPIPE, as in a shell pipe.
 std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options = {});
 
 }  // namespace distd::engine

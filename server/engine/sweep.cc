@@ -47,6 +47,7 @@ void Engine::FinishDoomedLocked(Job* job, absl::Time ended_at) {
   job->result.outcome = Outcome::kCancelled;  // message: kBuildStoppedMessage, by InfoLocked
   job->ended_at = ended_at;
   job->build = nullptr;
+  job->spec.targets.reset();  // closed before anyone hears it ended
   if (!job->watchers.empty()) {
     JobInfo info = InfoLocked(*job);
     for (JobWatcher* w : job->watchers) w->OnJobFinished(info);

@@ -1,6 +1,14 @@
 #include "server/engine/types.h"
 
+#include <unistd.h>
+
 namespace distd::engine {
+
+OutputTargets::~OutputTargets() {
+  for (int fd : fds_) {
+    if (fd >= 0) close(fd);
+  }
+}
 
 const char* OutcomeName(Outcome outcome) {
   switch (outcome) {

@@ -22,6 +22,26 @@ enum class OutputStream { kStdout, kStderr };
 struct Caller {
   uint32_t uid = 0;
   std::string principal;  // human-readable, e.g. "uid:1000"
+  int pid = 0;            // the process that connected, when it is local; else 0
+};
+
+// Files the job's output is written to as it arrives, besides being kept in its record: a
+// local client's own stdout and stderr, opened by the daemon, so that a foreground job's
+// output reaches it without a copy through the client. Owns the fds (two different ones, or
+// -1: that stream is not forwarded) and closes them when the last holder lets go; the engine
+// lets go when the job ends, before anyone hears of its end, so that a reader waiting for
+// EOF is not held up.
+class OutputTargets {
+ public:
+  OutputTargets(int stdout_fd, int stderr_fd) : fds_{stdout_fd, stderr_fd} {}
+  ~OutputTargets();
+  OutputTargets(const OutputTargets&) = delete;
+  OutputTargets& operator=(const OutputTargets&) = delete;
+
+  int fd(OutputStream stream) const { return fds_[stream == OutputStream::kStdout ? 0 : 1]; }
+
+ private:
+  const int fds_[2];
 };
 
 // One command to run. The environment is shared between the jobs of one submission:
@@ -36,6 +56,10 @@ struct JobSpec {
   // Barriers (Engine::Wait) cover background jobs only: a foreground job's client waits for
   // it itself.
   bool background = true;
+  // Foreground jobs only: where the output goes as it arrives (see OutputTargets). The
+  // watcher given with the job's Submit is its client, and gets no OnJobOutput for these
+  // streams: the output is already there.
+  std::shared_ptr<const OutputTargets> targets;
 };
 
 enum class JobState { kQueued, kRunning, kFinished };

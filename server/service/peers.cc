@@ -38,6 +38,7 @@ absl::StatusOr<engine::Caller> Peers::Authorize(const std::string& peer) {
   engine::Caller caller;
   caller.uid = credentials.uid;
   caller.principal = absl::StrCat("uid:", credentials.uid);
+  caller.pid = credentials.pid;
   return caller;
 }
 

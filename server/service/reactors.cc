@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "server/service/client_files.h"
 #include "server/service/convert.h"
 #include "server/service/stream_writer.h"
 
@@ -26,6 +27,7 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
     *commands.Add() = request.command();
     std::vector<engine::JobSpec> specs = ToJobSpecs(request.cwd(), request.env(), commands);
     specs.front().background = false;  // its client waits for it; barriers do not
+    specs.front().targets = OpenClientFiles(caller.pid, request);
     auto ids = engine_->Submit(request.build(), std::move(specs), caller, this);
     if (!ids.ok()) {
       Send(ErrorEvent(ids.status()), /*last=*/true);

@@ -117,6 +117,39 @@ test_streams_apart() {
   [ "$(cat "$T/err")" = "to-err" ] || fail "stderr: $(cat "$T/err")"
 }
 
+# A foreground job's output written by distd straight into distctl's stdout pipe: whole, in
+# order with what follows distctl, and the pipe's reader sees EOF when distctl exits.
+test_output_into_a_pipe() {
+  start_daemon
+  local got
+  got=$({ timeout 60 "$DISTCTL" run -- sh -c 'echo one; echo err >&2; echo two'; echo after; } \
+    2>"$T/err" | cat)
+  [ "$got" = "one
+two
+after" ] || fail "stdout through a pipe: $got"
+  [ "$(cat "$T/err")" = err ] || fail "stderr: $(cat "$T/err")"
+  got=$(timeout 60 "$DISTCTL" run -- head -c 50000000 /dev/zero | wc -c)
+  [ "$got" -eq 50000000 ] || fail "50 MB through a pipe came as $got bytes"
+  # What went to the pipe is still kept for logs (job ids count up: the first job is id-2).
+  local id
+  id=$(distctl run --bg -- true)
+  expect_code 0 distctl logs "$((id - 2))"
+  [ "$(cat "$T/out")" = "one
+two" ] || fail "logs of the piped job: $(cat "$T/out")"
+}
+
+# The reader of distctl's stdout goes away: the job gets SIGPIPE, as in a shell pipe, and
+# distctl exits 141 for it.
+test_reader_goes_away() {
+  start_daemon
+  local first codes
+  first=$(timeout 60 "$DISTCTL" run -- yes distd-pipe-test | head -n 1; echo "${PIPESTATUS[*]}" >"$T/codes")
+  codes=$(cat "$T/codes")
+  [ "$first" = distd-pipe-test ] || fail "first line: $first"
+  [ "$codes" = "141 0" ] || fail "exit codes of distctl and head: $codes"
+  no_survivor "yes distd-pipe-test"
+}
+
 test_cwd_and_env() {
   start_daemon
   mkdir -p "$T/work/sub"

@@ -13,9 +13,11 @@
 // stayed attached told once.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -114,6 +116,21 @@ class WatchLedger : public JobWatcher {
   void OnJobFinished(const JobInfo& job) override {
     absl::MutexLock lock(&mu_);
     ++jobs_[job.id].finished;
+    if (job.argv.size() < 2) return;
+    if (auto it = targets_.find(job.argv[1]); it != targets_.end()) {
+      if (!it->second.expired()) ++held_at_finish_;
+      targets_.erase(it);
+    }
+  }
+  // A foreground job's targets, found by the tag in its argv: the engine and the spawner
+  // must have let go of them by the time the job's client hears that it ended.
+  void ExpectReleased(const std::string& tag, std::weak_ptr<const OutputTargets> targets) {
+    absl::MutexLock lock(&mu_);
+    targets_.emplace(tag, std::move(targets));
+  }
+  int held_at_finish() {
+    absl::MutexLock lock(&mu_);
+    return held_at_finish_;
   }
   int started(JobId id) {
     absl::MutexLock lock(&mu_);
@@ -139,6 +156,8 @@ class WatchLedger : public JobWatcher {
   };
   absl::Mutex mu_;
   std::map<JobId, Heard> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::weak_ptr<const OutputTargets>> targets_ ABSL_GUARDED_BY(mu_);
+  int held_at_finish_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // The counts of the pool and of each build add up, wherever the sweep has got to.
@@ -202,6 +221,12 @@ class Driver {
           JobSpec spec = Spec({Pick(20) == 0 ? "missing" : "cc"}, Pick(4) != 0, Group());
           if (Pick(5) == 0) spec.timeout = absl::Seconds(1 + Pick(5));
           spec.background = !foreground;
+          if (foreground && Pick(2) == 0) {  // a client whose stdout distd writes to
+            const std::string tag = absl::StrCat("t", ++tags_);
+            spec.argv.push_back(tag);
+            spec.targets = std::make_shared<const OutputTargets>(-1, -1);
+            watchers_.ExpectReleased(tag, spec.targets);
+          }
           specs.push_back(std::move(spec));
         }
         const std::string build = Build();
@@ -268,7 +293,13 @@ class Driver {
         (void)engine.Close(Build());
         break;
       case 11:
-        if (LastId() > 0) (void)engine.CancelJob(RandomId());
+        // Half the time the client of a recent foreground job (perhaps still queued) gives up.
+        if (Pick(2) == 0 && !watched_.empty()) {
+          const int recent = std::min<int>(16, static_cast<int>(watched_.size()));
+          (void)engine.CancelJob(std::next(watched_.rbegin(), Pick(recent))->first);
+        } else if (LastId() > 0) {
+          (void)engine.CancelJob(RandomId());
+        }
         break;
       case 12: {
         // A lookup, perhaps of a doomed job the sweep has not reached.
@@ -313,6 +344,8 @@ class Driver {
   // A watcher of a job still queued is told in the very step that cancels it: as long as it
   // has heard nothing, the job's build still runs. A detached watcher hears nothing more.
   void CheckWatchers() {
+    ASSERT_EQ(watchers_.held_at_finish(), 0) << "a job's client heard of its end before its "
+                                                "targets were let go of";
     for (const auto& [id, w] : watched_) {
       const int finished = watchers_.finished(id);
       ASSERT_LE(finished, 1) << "job " << id;
@@ -423,6 +456,7 @@ class Driver {
   std::vector<std::unique_ptr<Expectation>> expectations_;
   FakeEngine fake_;
   uint64_t submitted_ = 0;
+  uint64_t tags_ = 0;
 };
 
 TEST(EngineStressTest, RandomInterleavingsKeepEveryPromise) {

@@ -2,12 +2,15 @@
 // hoped for.
 #include "server/engine/engine.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -614,6 +617,120 @@ TEST_F(EngineTest, QueuedWatcherHearsOfItsCancellation) {
   ASSERT_TRUE(spawner().Exit(ids[0], 1));
   EXPECT_EQ(watcher.outcome, Outcome::kCancelled);
   EXPECT_FALSE(watcher.started);
+}
+
+// A pipe whose write end a job's OutputTargets own, so that the test can tell whether anyone
+// still holds that end.
+class TargetEnd {
+ public:
+  TargetEnd() {
+    int fds[2];
+    EXPECT_EQ(pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+  }
+  ~TargetEnd() {
+    close(read_fd_);
+    if (write_fd_ >= 0) close(write_fd_);
+  }
+  std::shared_ptr<const OutputTargets> StdoutTarget() {
+    return std::make_shared<OutputTargets>(std::exchange(write_fd_, -1), -1);
+  }
+  // EOF: no write end is open anywhere (nothing is written to it in these tests).
+  bool Closed() const {
+    char c;
+    return read(read_fd_, &c, 1) == 0;
+  }
+
+ private:
+  int read_fd_ = -1;
+  int write_fd_ = -1;
+};
+
+// A foreground job's client: notes whether the job's targets were closed by the time it
+// hears that the job ended (a reader of them must see EOF before the client exits).
+class ClientWatcher : public OutputCollector {
+ public:
+  explicit ClientWatcher(const TargetEnd* target) : target_(target) {}
+  void OnJobFinished(const JobInfo& job) override {
+    closed_when_finished = target_->Closed();
+    OutputCollector::OnJobFinished(job);
+  }
+  bool closed_when_finished = false;
+
+ private:
+  const TargetEnd* target_;
+};
+
+class ForwardingTest : public EngineTest {
+ protected:
+  // A foreground job whose stdout goes to `target`, submitted by `client`.
+  JobId SubmitForwarded(TargetEnd& target, ClientWatcher& client) {
+    JobSpec spec = Spec({"fg"});
+    spec.background = false;
+    spec.targets = target.StdoutTarget();
+    std::vector<JobSpec> specs;
+    specs.push_back(std::move(spec));
+    auto ids = engine().Submit("b", std::move(specs), Caller{}, &client);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? ids->front() : 0;
+  }
+};
+
+TEST_F(ForwardingTest, ForwardedOutputSkipsOnlyItsClientAndIsStillKept) {
+  TargetEnd target;
+  ClientWatcher client(&target);
+  const JobId id = SubmitForwarded(target, client);
+  EXPECT_TRUE(spawner().Forwarding(id));
+  EXPECT_FALSE(target.Closed());  // the spawner holds it while the job runs
+  OutputCollector follower;       // `distctl logs --follow`
+  ASSERT_TRUE(engine().WatchJob(id, &follower).ok());
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStdout, "forwarded"));
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStderr, "sent"));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+  EXPECT_EQ(client.out, "");  // it has that output already, from the target
+  EXPECT_EQ(client.err, "sent");
+  EXPECT_EQ(follower.out, "forwarded");
+  EXPECT_EQ(follower.err, "sent");
+  EXPECT_EQ(engine().GetJobOutput(id)->stdout_text, "forwarded");
+  EXPECT_EQ(client.outcome, Outcome::kSucceeded);
+  EXPECT_TRUE(client.closed_when_finished);
+}
+
+TEST_F(ForwardingTest, ItsClientsCancelStopsTheForwarding) {
+  TargetEnd target;
+  ClientWatcher client(&target);
+  const JobId id = SubmitForwarded(target, client);
+  ASSERT_TRUE(engine().CancelJob(id).ok());
+  // Else a target nobody reads any more could keep the stopped job from ever ending.
+  EXPECT_FALSE(spawner().Forwarding(id));
+  EXPECT_THAT(spawner().Signals(id), ElementsAre(SIGTERM));
+  EXPECT_EQ(spawner().DeliverSignals(), 1);
+  EXPECT_EQ(client.outcome, Outcome::kKilled);
+}
+
+TEST_F(ForwardingTest, AClientThatLeavesStopsTheForwarding) {
+  TargetEnd target;
+  ClientWatcher client(&target);
+  const JobId id = SubmitForwarded(target, client);
+  engine().Unwatch(id, &client);
+  EXPECT_FALSE(spawner().Forwarding(id));
+  ASSERT_TRUE(spawner().Exit(id, 0));
+}
+
+TEST_F(ForwardingTest, AQueuedJobLetsGoOfItsTargetsWhenItEnds) {
+  std::vector<JobId> ids = SubmitMany("b", 2);  // the pool is full
+  TargetEnd cancelled_target, doomed_target;
+  ClientWatcher cancelled(&cancelled_target), doomed(&doomed_target);
+  const JobId first = SubmitForwarded(cancelled_target, cancelled);
+  SubmitForwarded(doomed_target, doomed);
+  EXPECT_FALSE(cancelled_target.Closed());  // held while queued
+  ASSERT_TRUE(engine().CancelJob(first).ok());
+  EXPECT_EQ(cancelled.outcome, Outcome::kCancelled);
+  EXPECT_TRUE(cancelled.closed_when_finished);
+  ASSERT_TRUE(spawner().Exit(ids[0], 1));  // the build dies with the other one queued
+  EXPECT_EQ(doomed.outcome, Outcome::kCancelled);
+  EXPECT_TRUE(doomed.closed_when_finished);
 }
 
 TEST_F(EngineTest, ShutdownStopsEverythingAndRefusesNewJobs) {

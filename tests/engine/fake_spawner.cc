@@ -11,6 +11,8 @@ struct FakeSpawner::Proc {
   int pid = 0;
   std::vector<std::string> argv;
   ProcessEvents* events = nullptr;
+  // Held while it runs and let go before its exit is reported, as the real spawner does.
+  std::shared_ptr<const OutputTargets> targets;
 };
 
 class FakeSpawner::Handle : public Process {
@@ -25,6 +27,12 @@ class FakeSpawner::Handle : public Process {
   void SetOutputPaused(bool paused) override {
     absl::MutexLock lock(spawner_->mu_.get());
     spawner_->paused_[id_] = paused;
+  }
+  void StopForwarding() override {
+    absl::MutexLock lock(spawner_->mu_.get());
+    if (auto it = spawner_->running_.find(id_); it != spawner_->running_.end()) {
+      it->second->targets.reset();
+    }
   }
 
  private:
@@ -45,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& 
   proc->pid = next_pid_++;
   proc->argv = *request.argv;
   proc->events = events;
+  proc->targets = request.targets;
   running_.emplace(request.id, proc);
   ++started_;
   max_running_ = std::max(max_running_, running_.size());
@@ -79,6 +88,12 @@ bool FakeSpawner::OutputPaused(JobId id) {
   absl::MutexLock lock(mu_.get());
   auto it = paused_.find(id);
   return it != paused_.end() && it->second;
+}
+
+bool FakeSpawner::Forwarding(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it != running_.end() && it->second->targets != nullptr;
 }
 
 size_t FakeSpawner::started() {

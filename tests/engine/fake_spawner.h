@@ -34,6 +34,8 @@ class FakeSpawner : public Spawner {
   std::vector<std::string> Argv(JobId id);
   std::vector<int> Signals(JobId id);
   bool OutputPaused(JobId id);
+  // Running, with targets it has not been told to stop writing to.
+  bool Forwarding(JobId id);
   size_t started();
   size_t max_running();
 

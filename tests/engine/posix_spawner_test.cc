@@ -27,6 +27,7 @@ extern "C" {
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -79,6 +80,10 @@ class Recorder : public ProcessEvents {
 
   bool AwaitExit(JobId id) {
     return AwaitJob(id, [](const JobRecord& j) { return j.exit; });
+  }
+  // Waits for anything on stdout.
+  bool AwaitOutput(JobId id) {
+    return AwaitJob(id, [](const JobRecord& j) { return !j.out.empty(); });
   }
   // Waits for a full first line on stdout.
   bool AwaitLine(JobId id) {
@@ -175,7 +180,8 @@ class PosixSpawnerTest : public ::testing::Test {
   absl::StatusOr<std::unique_ptr<Process>> Start(JobId id, const std::vector<std::string>& argv,
                                                  const std::string& cwd = "/",
                                                  const std::vector<std::string>& env = kEnv) {
-    SpawnRequest request{id, &argv, &cwd, &env};
+    SpawnRequest request{id, &argv, &cwd, &env, targets_for_next_};
+    targets_for_next_.reset();  // the test keeps no copy of the fds
     t_in_start = true;
     auto process = spawner_->Start(request, &events_);
     t_in_start = false;
@@ -211,6 +217,7 @@ class PosixSpawnerTest : public ::testing::Test {
 
   std::string dir_;
   JobId next_id_ = 1;
+  std::shared_ptr<const OutputTargets> targets_for_next_;  // for the next Start
   Recorder events_;  // declared before spawner_: it must outlive it
   std::unique_ptr<Spawner> spawner_ = NewPosixSpawner();
 };
@@ -359,7 +366,7 @@ TEST_F(PosixSpawnerTest, DeliversOneHundredMegabytesIntact) {
   const std::vector<std::string> argv = Sh(
       absl::StrCat("yes ", absl::StripSuffix(PatternChecker::kLine, "\n"), " | head -c ", kBytes));
   const std::string cwd = "/";
-  auto process = spawner_->Start({1, &argv, &cwd, &kEnv}, &checker);
+  auto process = spawner_->Start({1, &argv, &cwd, &kEnv, nullptr}, &checker);
   ASSERT_TRUE(process.ok()) << process.status();
   ASSERT_TRUE(checker.AwaitExit());
   absl::MutexLock lock(&checker.mu_);
@@ -368,6 +375,114 @@ TEST_F(PosixSpawnerTest, DeliversOneHundredMegabytesIntact) {
   EXPECT_EQ(checker.first_mismatch_, -1);
   EXPECT_EQ(checker.hash_, expected_hash);
   EXPECT_EQ(checker.stderr_bytes_, 0);
+}
+
+// A pipe to forward a job's output to: its write end goes into the job's OutputTargets
+// (non-blocking, as the spawner requires), the test keeps the read end.
+class TargetPipe {
+ public:
+  explicit TargetPipe(int capacity = 0) {
+    int fds[2];
+    EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    fcntl(write_fd_, F_SETFL, O_NONBLOCK);
+    if (capacity > 0) fcntl(write_fd_, F_SETPIPE_SZ, capacity);
+  }
+  ~TargetPipe() {
+    if (read_fd_ >= 0) close(read_fd_);
+    if (write_fd_ >= 0) close(write_fd_);
+  }
+  int TakeWriteEnd() { return std::exchange(write_fd_, -1); }
+  void CloseReadEnd() {
+    close(read_fd_);
+    read_fd_ = -1;
+  }
+  // What arrives until EOF; nullopt if EOF does not come within kTimeout (a writer is left).
+  std::optional<std::string> ReadToEof() {
+    std::string data;
+    const absl::Time deadline = absl::Now() + kTimeout;
+    char buffer[65536];
+    while (true) {
+      pollfd p = {read_fd_, POLLIN, 0};
+      const int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+      if (left <= 0 || poll(&p, 1, left) != 1) return std::nullopt;
+      ssize_t n = read(read_fd_, buffer, sizeof(buffer));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n == 0 ? std::optional<std::string>(data) : std::nullopt;
+      data.append(buffer, n);
+    }
+  }
+
+ private:
+  int read_fd_ = -1;
+  int write_fd_ = -1;
+};
+
+TEST_F(PosixSpawnerTest, ForwardsOutputToTheTargetsAndStillReportsIt) {
+  TargetPipe out, err;
+  targets_for_next_ = std::make_shared<OutputTargets>(out.TakeWriteEnd(), err.TakeWriteEnd());
+  JobRecord job = Run(Sh("echo out1; echo err1 >&2; echo out2"));
+  EXPECT_EQ(job.exit->exit_code, 0);
+  EXPECT_EQ(job.out, "out1\nout2\n");
+  EXPECT_EQ(job.err, "err1\n");
+  // EOF now: the spawner let go of the targets before it reported the exit.
+  EXPECT_EQ(out.ReadToEof(), "out1\nout2\n");
+  EXPECT_EQ(err.ReadToEof(), "err1\n");
+}
+
+TEST_F(PosixSpawnerTest, OnlyTheStreamsWithATargetAreForwarded) {
+  TargetPipe err;
+  targets_for_next_ = std::make_shared<OutputTargets>(-1, err.TakeWriteEnd());
+  JobRecord job = Run(Sh("echo out; echo err >&2"));
+  EXPECT_EQ(job.out, "out\n");
+  EXPECT_EQ(err.ReadToEof(), "err\n");
+}
+
+TEST_F(PosixSpawnerTest, AFullTargetHoldsTheJobBackAndTheExitWaitsForTheLastByte) {
+  constexpr size_t kBytes = 4 << 20;  // far more than the pipe, the target and a chunk hold
+  TargetPipe out(4096);
+  targets_for_next_ = std::make_shared<OutputTargets>(out.TakeWriteEnd(), -1);
+  auto process = Start(1, Sh("head -c 4194304 /dev/zero"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  // A negative check, so bounded by time: nobody reads the target, so the job cannot write
+  // 4 MiB, and the daemon holds no more than a chunk of it.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(events_.Get(1).exit.has_value()) << "the job finished while its target was full";
+  EXPECT_LE(events_.Get(1).out.size(), PosixSpawnerOptions().read_chunk);
+  std::optional<std::string> forwarded = out.ReadToEof();
+  ASSERT_TRUE(forwarded.has_value()) << "the target was never closed";
+  EXPECT_EQ(forwarded->size(), kBytes);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_EQ(events_.Get(1).out.size(), kBytes);
+  EXPECT_EQ(events_.Get(1).exit->exit_code, 0);
+}
+
+TEST_F(PosixSpawnerTest, ATargetWhoseReaderIsGoneGivesTheJobSigpipe) {
+  TargetPipe out;
+  out.CloseReadEnd();
+  targets_for_next_ = std::make_shared<OutputTargets>(out.TakeWriteEnd(), -1);
+  // `yes` ends only when its stdout breaks; stderr has no target and goes on being read.
+  JobRecord job = Run(Sh("echo before >&2; yes; echo \"after $?\" >&2"));
+  EXPECT_EQ(job.err, "before\nafter 141\n");
+  EXPECT_EQ(job.exit->exit_code, 0);
+}
+
+TEST_F(PosixSpawnerTest, StopForwardingLetsAJobWithAFullTargetEnd) {
+  TargetPipe out(4096);
+  targets_for_next_ = std::make_shared<OutputTargets>(out.TakeWriteEnd(), -1);
+  auto process = Start(1, Sh("head -c 4194304 /dev/zero"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  // The first chunk is read and does not fit in the target: from here the job waits for a
+  // reader that never comes, unless forwarding stops.
+  ASSERT_TRUE(events_.AwaitOutput(1));
+  (*process)->StopForwarding();
+  ASSERT_TRUE(events_.AwaitExit(1)) << "the job was still held back by its target";
+  EXPECT_EQ(events_.Get(1).out.size(), 4u << 20);
+  EXPECT_EQ(events_.Get(1).exit->exit_code, 0);
+  std::optional<std::string> forwarded = out.ReadToEof();
+  ASSERT_TRUE(forwarded.has_value());
+  EXPECT_LT(forwarded->size(), 4u << 20);
 }
 
 TEST_F(PosixSpawnerTest, MissingProgramIsNotFound) {

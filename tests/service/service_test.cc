@@ -2,9 +2,13 @@
 // socket in a temporary directory, driven through the generated stub.
 #include "server/service/service.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -100,8 +104,15 @@ class ServiceTest : public ::testing::Test {
   }
 
   RunResult RunJob(const v1::Command& command, const std::string& build = "b") {
+    v1::RunRequest request;
+    Fill(&request, build);
+    *request.mutable_command() = command;
+    return RunJob(request);
+  }
+
+  RunResult RunJob(const v1::RunRequest& request) {
     grpc::ClientContext context;
-    auto reader = StartRun(&context, command, build);
+    auto reader = stub_->Run(&context, request);
     RunResult result;
     v1::RunEvent event;
     while (reader->Read(&event)) {
@@ -425,6 +436,86 @@ TEST_F(ServiceTest, RunDeliversManySmallPiecesOfBothStreamsInOrder) {
   EXPECT_EQ(run.err, err);
   ASSERT_TRUE(run.events.back().has_result());
   EXPECT_EQ(run.events.back().result().exit_code(), 0);
+}
+
+// A pipe in place of this process's fd 1 (the client's pid that distd sees is ours), as a
+// shell sets up `distctl run ... | reader`.
+class StdoutPipe {
+ public:
+  StdoutPipe() {
+    int fds[2];
+    EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    read_fd_ = fds[0];
+    fflush(stdout);
+    saved_ = dup(STDOUT_FILENO);
+    dup2(fds[1], STDOUT_FILENO);
+    close(fds[1]);
+  }
+  ~StdoutPipe() {
+    Restore();
+    close(read_fd_);
+  }
+  v1::ClientFile File() const {
+    struct stat st;
+    EXPECT_EQ(fstat(STDOUT_FILENO, &st), 0);
+    v1::ClientFile file;
+    file.set_dev(st.st_dev);
+    file.set_ino(st.st_ino);
+    return file;
+  }
+  // Puts fd 1 back: from then on, only a copy held elsewhere keeps the pipe's EOF away.
+  void Restore() {
+    if (saved_ < 0) return;
+    dup2(saved_, STDOUT_FILENO);
+    close(saved_);
+    saved_ = -1;
+  }
+  // What arrives until EOF; "<no EOF>" if another writer stays for 10 s.
+  std::string ReadToEof() {
+    std::string data;
+    char buffer[4096];
+    pollfd p = {read_fd_, POLLIN, 0};
+    while (poll(&p, 1, 10'000) == 1) {
+      ssize_t n = read(read_fd_, buffer, sizeof(buffer));
+      if (n == 0) return data;
+      if (n > 0) data.append(buffer, n);
+    }
+    return "<no EOF>";
+  }
+
+ private:
+  int read_fd_ = -1;
+  int saved_ = -1;
+};
+
+TEST_F(ServiceTest, RunWritesToTheClientsOwnPipeInsteadOfSendingOutput) {
+  StdoutPipe pipe;
+  v1::RunRequest request;
+  Fill(&request, "b");
+  *request.mutable_command() = Shell("echo direct; echo sent >&2");
+  *request.mutable_stdout_file() = pipe.File();
+  RunResult run = RunJob(request);
+  pipe.Restore();
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.events.back().result().exit_code(), 0);
+  EXPECT_EQ(run.out, "");  // no Output event for stdout
+  EXPECT_EQ(run.err, "sent\n");
+  // All of it, and EOF: distd closed its copy before it sent the result.
+  EXPECT_EQ(pipe.ReadToEof(), "direct\n");
+}
+
+TEST_F(ServiceTest, AFileOtherThanTheOneTheClientNamedIsNotWritten) {
+  StdoutPipe pipe;
+  v1::RunRequest request;
+  Fill(&request, "b");
+  *request.mutable_command() = Shell("echo streamed");
+  v1::ClientFile other = pipe.File();
+  other.set_ino(other.ino() + 1);  // as if fd 1 of that pid were another file by now
+  *request.mutable_stdout_file() = other;
+  RunResult run = RunJob(request);
+  pipe.Restore();
+  EXPECT_EQ(run.out, "streamed\n");
+  EXPECT_EQ(pipe.ReadToEof(), "");
 }
 
 TEST(MergeOutputTest, OnlyOutputOfTheSameStreamAndOnlyUpToTheLimit) {

@@ -1,0 +1,29 @@
+// A local client's own stdout and stderr, opened by the daemon so that a foreground job's
+// output is written there directly (engine::OutputTargets) instead of travelling in Output
+// events and being copied again by distctl.
+//
+// The files are opened anew through /proc/PID/fd/N of the process that connected (its pid
+// comes from SO_PEERCRED), which gives the daemon file descriptions of its own: they can be
+// non-blocking without touching the client's. Only pipes (and FIFOs), terminals and
+// /dev/null are taken, where opening has no side effect; a regular file would get a fresh
+// offset, and a socket cannot be opened this way. The file must be the one the client named
+// (device and inode), which catches a pid recycled since the connection was made. Opening
+// needs the client's uid (or root), as reading /proc/PID/fd does.
+#ifndef DISTD_SERVER_SERVICE_CLIENT_FILES_H_
+#define DISTD_SERVER_SERVICE_CLIENT_FILES_H_
+
+#include <memory>
+
+#include "distd/v1/distd.pb.h"
+#include "server/engine/types.h"
+
+namespace distd::service {
+
+// The targets for the files `request` offers, or null when none could be opened (that
+// stream then travels as Output). `pid` 0: the client is not local.
+std::shared_ptr<const engine::OutputTargets> OpenClientFiles(int pid,
+                                                             const v1::RunRequest& request);
+
+}  // namespace distd::service
+
+#endif  // DISTD_SERVER_SERVICE_CLIENT_FILES_H_

@@ -12,9 +12,11 @@
 namespace distd::client {
 
 // Runs `request` with the Run call: relays the job's stdout and stderr to ours as they
-// arrive and returns its exit code. SIGINT/SIGTERM/SIGHUP cancel the job (its result is
-// still awaited, so that it is gone when distctl exits) and make it 128+signal; a reader
-// that goes away (EPIPE) does the same with SIGPIPE, as for the command run directly.
+// arrive (those that distd does not write to our files itself, see OfferOwnFiles) and
+// returns its exit code. SIGINT/SIGTERM/SIGHUP cancel the job (its result is still awaited,
+// so that it is gone when distctl exits) and make it 128+signal; a reader of what we relay
+// that goes away (EPIPE) does the same with SIGPIPE. (Where distd writes to our file, the
+// job itself gets SIGPIPE, as in a shell pipe, and its code is passed through.)
 int RunForeground(const Connection& connection, const v1::RunRequest& request);
 
 // Offers our stdout and stderr (pipes, terminals, /dev/null) for distd to write the job's

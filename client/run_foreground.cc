@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,8 +115,13 @@ int ExitCodeOf(const v1::JobResult& result) {
 
 void OfferOwnFiles(v1::RunRequest* request) {
   for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    // distd checks the type again, and more closely; a file we may not write is not offered.
     struct stat st;
-    if (fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) continue;
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY || fstat(fd, &st) != 0 ||
+        !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+      continue;
+    }
     v1::ClientFile* file =
         fd == STDOUT_FILENO ? request->mutable_stdout_file() : request->mutable_stderr_file();
     file->set_dev(st.st_dev);

@@ -447,7 +447,15 @@ void Engine::OnStopTimer(JobId id, bool timeout) {
   } else {
     job->kill_timer = 0;
     job->process->Signal(SIGKILL);
+    // A target that nobody reads (a pipeline's reader stopped with Ctrl-Z, say) would keep
+    // the killed job's end from ever being reported: an abort, a timeout and the daemon's
+    // shutdown would then wait forever. Whatever it had not taken by now is dropped.
+    StopForwardingLocked(job);
   }
+}
+
+void Engine::StopForwardingLocked(Job* job) {
+  if (job->forwarded[0] || job->forwarded[1]) job->process->StopForwarding();
 }
 
 void Engine::MaybeDeadLocked(Build* build, Deferred& deferred) {
@@ -623,7 +631,7 @@ void Engine::CancelWaiter(WaiterId id) {
   Unlock(deferred);
 }
 
-absl::Status Engine::CancelJob(JobId id) {
+absl::Status Engine::CancelJob(JobId id, bool client_gone) {
   mu_.Lock();
   Deferred deferred;
   absl::Status status;
@@ -651,9 +659,7 @@ absl::Status Engine::CancelJob(JobId id) {
       job->stopped_on_request = true;
       job->stop_reason = "stopped: cancelled by its client";
     }
-    // The client gave up on the job: a target it no longer reads must not hold the job's
-    // end back.
-    if (job->forwarded[0] || job->forwarded[1]) job->process->StopForwarding();
+    if (client_gone) StopForwardingLocked(job);
     StopJobLocked(job, options_.grace);
   }
   Unlock(deferred);
@@ -765,9 +771,7 @@ void Engine::Unwatch(JobId id, JobWatcher* watcher) {
     if (watcher == job->owner) {
       job->owner = nullptr;
       job->spec.targets.reset();  // if still queued
-      if (job->state == JobState::kRunning && (job->forwarded[0] || job->forwarded[1])) {
-        job->process->StopForwarding();
-      }
+      if (job->state == JobState::kRunning) StopForwardingLocked(job);
     }
   }
 }

@@ -131,8 +131,10 @@ class Engine final : public ProcessEvents {
 
   // Stops one job on behalf of its client: a queued job is cancelled, a running one gets
   // SIGTERM, then SIGKILL after the grace period. A job stopped this way never fails its
-  // build. OK if it had already finished; NotFound if unknown.
-  absl::Status CancelJob(JobId id);
+  // build. OK if it had already finished; NotFound if unknown. `client_gone`: its client
+  // went away (rather than pressing Ctrl-C and reading on), so nothing more is written to
+  // the job's targets (see JobSpec::targets); what it prints is still kept.
+  absl::Status CancelJob(JobId id, bool client_gone = false);
 
   // Forgets a dead build, or an idle running one, so that its name can be used afresh.
   // FailedPrecondition while it has jobs queued or running; NotFound if unknown. The records
@@ -200,6 +202,7 @@ class Engine final : public ProcessEvents {
   void FinishLocked(Job* job, JobResult result, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopJobLocked(Job* job, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopForwardingLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStopTimer(JobId id, bool timeout);
 
   // The dying protocol (see the notes in engine.cc).

@@ -10,11 +10,13 @@
 //  - waitpid by pid under the job's mutex marks it reaped; Process::Signal checks under the
 //    same mutex, so a signal never reaches a recycled pgid.
 //  - Output for a target is written as it is read, and what the target does not take at
-//    once waits in `pending` while that pipe is not read: the job then blocks on its full pipe
-//    as it would on the target itself, and the daemon holds one chunk per stream (plus, once
-//    the leader is gone, what is left in the pipe). The exit is reported once the pending
-//    output is written (or given up): a client that has the result has all the output, and
-//    the targets are closed by then.
+//    once waits in `pending` while the pipes feeding that target are not read: the job then
+//    blocks on its full pipe as it would on the target itself, and the daemon holds about a
+//    chunk per target (plus, once the job has closed its end, what was left in the pipe).
+//    Two streams with one file for target (`2>&1`, a terminal) share one queue, so that
+//    neither is written into the middle of the other's chunk. The exit is reported once the
+//    pending output is written (or given up): a client that has the result has all the
+//    output, and the targets are closed by then.
 // Events come from the I/O thread only, with no spawner lock held: the engine calls Start and
 // Signal under its own lock, and a lock held across a callback would deadlock.
 
@@ -155,14 +157,19 @@ struct Job {
   bool paused = false;  // by the engine (Process::SetOutputPaused)
   absl::Time drain_deadline;
   std::shared_ptr<const OutputTargets> targets;  // held until the exit is reported
+  // Output on its way to a target: one queue per stream, or, when both streams have the same
+  // file (`shared`), queue 0 for both.
   struct Forward {
-    int fd = -1;          // the stream's target; -1 when there is none, or no longer
+    int fd = -1;          // the target; -1 when there is none, or no longer
     std::string pending;  // read but not yet taken by the target, from `written` on
     size_t written = 0;
     bool watched = false;  // fd is in the epoll set, waiting for EPOLLOUT
   };
   Forward forward[2];
+  bool shared = false;
 };
+
+int QueueOf(const Job& job, int stream) { return job.shared ? 0 : stream; }
 
 class PosixSpawner;
 
@@ -220,8 +227,8 @@ class PosixSpawner final : public Spawner {
 
   void Run() {
     // A write to a target whose reader is gone raises SIGPIPE in this thread. Blocked, it
-    // only stays pending here, and the write fails with EPIPE, whatever the process does
-    // with SIGPIPE. (The jobs start with an empty mask and no pending signals.)
+    // cannot kill the process (if SIGPIPE is not ignored anyway), and the write fails with
+    // EPIPE. (The jobs start with an empty mask and no pending signals.)
     sigset_t sigpipe;
     sigemptyset(&sigpipe);
     sigaddset(&sigpipe, SIGPIPE);
@@ -309,7 +316,8 @@ class PosixSpawner final : public Spawner {
     if (it == jobs_.end()) return;
     Job& job = *it->second;
     if (request == Request::kStopForwarding) {
-      for (int stream : {0, 1}) StopForward(job, stream);
+      for (int queue : {0, 1}) StopForward(job, queue);
+      job.targets.reset();  // a reader of them need not wait for the job's end
       if (Finished(job)) Reap(key, true);
       return;
     }
@@ -325,7 +333,8 @@ class PosixSpawner final : public Spawner {
   // for an fd that is not read (EPOLLHUP is reported whatever the interest) are drained too.
   void UpdateInterest(Job& job, int stream) {
     if (job.fds[stream] < 0) return;
-    const bool read = (!job.paused || job.leader_exited) && job.forward[stream].pending.empty();
+    const bool read =
+        (!job.paused || job.leader_exited) && job.forward[QueueOf(job, stream)].pending.empty();
     epoll_event ev = {.events = read ? static_cast<uint32_t>(EPOLLIN) : 0u,
                       .data = {.u64 = job.key << 3 | static_cast<uint64_t>(stream)}};
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, job.fds[stream], &ev);
@@ -344,7 +353,15 @@ class PosixSpawner final : public Spawner {
       Forward(job, stream, chunk);
       if (!stopping_.load()) job.events->OnProcessOutput(job.id, which, chunk);
       if (job.fds[stream] < 0) return;  // its target failed
-      if (!job.forward[stream].pending.empty()) return UpdateInterest(job, stream);
+      const int queue = QueueOf(job, stream);
+      if (!job.forward[queue].pending.empty()) return UpdateQueue(job, queue);
+    }
+  }
+
+  // The interest of the pipes that feed `queue`.
+  void UpdateQueue(Job& job, int queue) {
+    for (int stream : {0, 1}) {
+      if (QueueOf(job, stream) == queue) UpdateInterest(job, stream);
     }
   }
 
@@ -365,50 +382,54 @@ class PosixSpawner final : public Spawner {
 
   // Sends a chunk just read to the stream's target; what it does not take waits for Flush.
   void Forward(Job& job, int stream, absl::string_view data) {
-    Job::Forward& f = job.forward[stream];
+    const int queue = QueueOf(job, stream);
+    Job::Forward& f = job.forward[queue];
     if (f.fd < 0) return;
-    if (!f.pending.empty()) {  // a drain at the end, while the target is still full
+    if (!f.pending.empty()) {  // the other stream of a shared file, or a drain at the end
       f.pending.append(data.data(), data.size());
       return;
     }
-    if (int err = WriteNow(f.fd, data); err != 0) return TargetFailed(job, stream);
+    if (int err = WriteNow(f.fd, data); err != 0) return TargetFailed(job, queue);
     if (data.empty()) return;
     f.pending.assign(data.data(), data.size());
     f.written = 0;
     epoll_event ev = {.events = EPOLLOUT,
-                      .data = {.u64 = job.key << 3 | static_cast<uint64_t>(3 + stream)}};
+                      .data = {.u64 = job.key << 3 | static_cast<uint64_t>(3 + queue)}};
     // A file that cannot be polled (EPERM) but made us wait could never be written again.
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, f.fd, &ev) != 0) return TargetFailed(job, stream);
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, f.fd, &ev) != 0) return TargetFailed(job, queue);
     f.watched = true;
   }
 
-  // The target can take more.
-  void Flush(Job& job, int stream) {
-    Job::Forward& f = job.forward[stream];
+  // The target of `queue` can take more.
+  void Flush(Job& job, int queue) {
+    Job::Forward& f = job.forward[queue];
     if (f.fd < 0 || f.pending.empty()) return;
     absl::string_view rest = absl::string_view(f.pending).substr(f.written);
-    if (int err = WriteNow(f.fd, rest); err != 0) return TargetFailed(job, stream);
+    if (int err = WriteNow(f.fd, rest); err != 0) return TargetFailed(job, queue);
     f.written = f.pending.size() - rest.size();
     if (!rest.empty()) return;
     f.pending.clear();
     f.written = 0;
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f.fd, nullptr);
     f.watched = false;
-    UpdateInterest(job, stream);
+    UpdateQueue(job, queue);
   }
 
-  void StopForward(Job& job, int stream) {
-    Job::Forward& f = job.forward[stream];
+  void StopForward(Job& job, int queue) {
+    Job::Forward& f = job.forward[queue];
     if (f.watched) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f.fd, nullptr);
     f = Job::Forward();
-    UpdateInterest(job, stream);
+    UpdateQueue(job, queue);
   }
 
-  // Its reader is gone (EPIPE), or it failed otherwise: the job finds its pipe closed, as it
-  // would at a broken pipe (SIGPIPE), and what it still writes there is lost as it would be.
-  void TargetFailed(Job& job, int stream) {
-    StopForward(job, stream);
-    CloseStream(job, stream);
+  // Its reader is gone (EPIPE), or it failed otherwise: the job finds the pipes that fed it
+  // closed, as it would at a broken pipe (SIGPIPE), and what it still writes there is lost
+  // as it would be.
+  void TargetFailed(Job& job, int queue) {
+    StopForward(job, queue);
+    for (int stream : {0, 1}) {
+      if (QueueOf(job, stream) == queue) CloseStream(job, stream);
+    }
   }
 
   bool Finished(const Job& job) const {
@@ -449,7 +470,7 @@ class PosixSpawner final : public Spawner {
     }
     if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
     CloseFd(job->pidfd);
-    for (int stream : {0, 1}) StopForward(*job, stream);
+    for (int queue : {0, 1}) StopForward(*job, queue);
     job->targets.reset();  // before the exit is told: nobody waits on our copy of the fds
     ExitStatus exit;
     if (reaped != job->pid) {
@@ -486,7 +507,7 @@ class PosixSpawner final : public Spawner {
 
   // Keyed by a serial that is never reused (not by JobId), so that a stale epoll event of
   // a reaped job finds nothing. Epoll data is key << 3 | 0 stdout, 1 stderr, 2 pidfd,
-  // 3 stdout's target, 4 stderr's target.
+  // 3 the target of queue 0, 4 that of queue 1.
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;
   std::set<std::pair<absl::Time, uint64_t>> draining_;  // leader gone: until when to wait
   std::vector<char> buffer_;
@@ -586,8 +607,9 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   for (int fd : job->fds) fcntl(fd, F_SETFL, O_NONBLOCK);
   if (request.targets != nullptr) {
     job->targets = request.targets;
+    job->shared = job->targets->shared();
     job->forward[0].fd = job->targets->fd(OutputStream::kStdout);
-    job->forward[1].fd = job->targets->fd(OutputStream::kStderr);
+    if (!job->shared) job->forward[1].fd = job->targets->fd(OutputStream::kStderr);
   }
   {
     absl::MutexLock lock(&mu_);

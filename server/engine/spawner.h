@@ -48,9 +48,10 @@ class Process {
   // its full pipes instead of filling the daemon's memory. Pending output is still delivered
   // before OnProcessExit.
   virtual void SetOutputPaused(bool /*paused*/) {}
-  // Stops writing the job's output to its targets; what was not written yet is dropped (it is
-  // still delivered as events). For a job whose client is gone or gave up on it: a target
-  // nobody reads must not keep the job's end from being reported.
+  // Stops writing the job's output to its targets and lets go of them; what they have not
+  // taken yet never reaches them (it was delivered as events all the same). For a job whose
+  // client is gone, or that was killed: a target nobody reads must not keep the job's end
+  // from being reported.
   virtual void StopForwarding() {}
 };
 

@@ -5,9 +5,8 @@
 namespace distd::engine {
 
 OutputTargets::~OutputTargets() {
-  for (int fd : fds_) {
-    if (fd >= 0) close(fd);
-  }
+  if (fds_[0] >= 0) close(fds_[0]);
+  if (fds_[1] >= 0 && fds_[1] != fds_[0]) close(fds_[1]);
 }
 
 const char* OutcomeName(Outcome outcome) {

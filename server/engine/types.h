@@ -27,10 +27,11 @@ struct Caller {
 
 // Files the job's output is written to as it arrives, besides being kept in its record: a
 // local client's own stdout and stderr, opened by the daemon, so that a foreground job's
-// output reaches it without a copy through the client. Owns the fds (two different ones, or
-// -1: that stream is not forwarded) and closes them when the last holder lets go; the engine
-// lets go when the job ends, before anyone hears of its end, so that a reader waiting for
-// EOF is not held up.
+// output reaches it without a copy through the client. Owns the fds (-1: that stream is not
+// forwarded; the same fd for both: one file, such as `2>&1` or a terminal, which gets the two
+// streams in the order they are read) and closes them when the last holder lets go; the
+// engine lets go when the job ends, before anyone hears of its end, so that a reader waiting
+// for EOF is not held up.
 class OutputTargets {
  public:
   OutputTargets(int stdout_fd, int stderr_fd) : fds_{stdout_fd, stderr_fd} {}
@@ -39,6 +40,7 @@ class OutputTargets {
   OutputTargets& operator=(const OutputTargets&) = delete;
 
   int fd(OutputStream stream) const { return fds_[stream == OutputStream::kStdout ? 0 : 1]; }
+  bool shared() const { return fds_[0] >= 0 && fds_[0] == fds_[1]; }
 
  private:
   const int fds_[2];

@@ -4,11 +4,14 @@
 //
 // The files are opened anew through /proc/PID/fd/N of the process that connected (its pid
 // comes from SO_PEERCRED), which gives the daemon file descriptions of its own: they can be
-// non-blocking without touching the client's. Only pipes (and FIFOs), terminals and
-// /dev/null are taken, where opening has no side effect; a regular file would get a fresh
-// offset, and a socket cannot be opened this way. The file must be the one the client named
-// (device and inode), which catches a pid recycled since the connection was made. Opening
-// needs the client's uid (or root), as reading /proc/PID/fd does.
+// non-blocking without touching the client's. Only pipes (and FIFOs), /dev/null and
+// terminals are taken, and the type is checked with stat before anything is opened: opening
+// a regular file would give a fresh offset, a socket cannot be opened this way, and other
+// devices may act on open (/dev/tty would be the daemon's own terminal, /dev/ptmx a new one,
+// a tape rewinds). The file must be the one the client named (device and inode), which
+// catches a client whose fd changed meanwhile (or, mostly, a pid recycled since it
+// connected). Opening needs the client's uid (or root), as reading /proc/PID/fd does, and
+// the daemon serves no other uid anyway.
 #ifndef DISTD_SERVER_SERVICE_CLIENT_FILES_H_
 #define DISTD_SERVER_SERVICE_CLIENT_FILES_H_
 
@@ -20,7 +23,8 @@
 namespace distd::service {
 
 // The targets for the files `request` offers, or null when none could be opened (that
-// stream then travels as Output). `pid` 0: the client is not local.
+// stream then travels as Output). Both streams naming one file get one fd, shared, so that
+// the file gets them in the order they were read. `pid` 0: the client is not local.
 std::shared_ptr<const engine::OutputTargets> OpenClientFiles(int pid,
                                                              const v1::RunRequest& request);
 

@@ -81,7 +81,8 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
       id = job_id_;
     }
     // The job ends (killed, or cancelled if still queued) and its result finishes the stream.
-    if (id != 0) (void)engine_->CancelJob(id);
+    // Its client is gone: nothing more goes to its stdout and stderr.
+    if (id != 0) (void)engine_->CancelJob(id, /*client_gone=*/true);
   }
 
  private:

@@ -128,25 +128,33 @@ test_output_into_a_pipe() {
 two
 after" ] || fail "stdout through a pipe: $got"
   [ "$(cat "$T/err")" = err ] || fail "stderr: $(cat "$T/err")"
+  # distd wrote it there itself (stderr, a file here, came through distctl).
+  expect_grep "output goes to /proc/[0-9]*/fd/1 directly" "$T/distd.log"
+  got=$(timeout 60 "$DISTCTL" run -- sh -c 'echo one; echo two >&2' 2>&1 | sort | tr '\n' ' ')
+  [ "$got" = "one two " ] || fail "2>&1 through a pipe: $got"
   got=$(timeout 60 "$DISTCTL" run -- head -c 50000000 /dev/zero | wc -c)
   [ "$got" -eq 50000000 ] || fail "50 MB through a pipe came as $got bytes"
-  # What went to the pipe is still kept for logs (job ids count up: the first job is id-2).
+  # What went to the pipe is still kept for logs (job ids count up: the first job is id-3).
   local id
   id=$(distctl run --bg -- true)
-  expect_code 0 distctl logs "$((id - 2))"
+  expect_code 0 distctl logs "$((id - 3))"
   [ "$(cat "$T/out")" = "one
 two" ] || fail "logs of the piped job: $(cat "$T/out")"
 }
 
-# The reader of distctl's stdout goes away: the job gets SIGPIPE, as in a shell pipe, and
-# distctl exits 141 for it.
+# The reader of distctl's stdout goes away: the job gets SIGPIPE, as in a shell pipe (the
+# shell around it lives on to say so), and distctl exits 141 when the job dies of it.
 test_reader_goes_away() {
   start_daemon
   local first codes
-  first=$(timeout 60 "$DISTCTL" run -- yes distd-pipe-test | head -n 1; echo "${PIPESTATUS[*]}" >"$T/codes")
+  first=$(timeout 60 "$DISTCTL" run -- sh -c 'yes distd-pipe-test; echo "yes: $?" >&2' \
+    2>"$T/err" | head -n 1; echo "${PIPESTATUS[*]}" >"$T/codes")
   codes=$(cat "$T/codes")
   [ "$first" = distd-pipe-test ] || fail "first line: $first"
-  [ "$codes" = "141 0" ] || fail "exit codes of distctl and head: $codes"
+  [ "$codes" = "0 0" ] || fail "exit codes of distctl and head: $codes"
+  [ "$(cat "$T/err")" = "yes: 141" ] || fail "the job's stderr: $(cat "$T/err")"
+  first=$(timeout 60 "$DISTCTL" run -- yes distd-pipe-test | head -n 1; echo "${PIPESTATUS[*]}" >"$T/codes")
+  [ "$(cat "$T/codes")" = "141 0" ] || fail "exit codes of distctl and head: $(cat "$T/codes")"
   no_survivor "yes distd-pipe-test"
 }
 

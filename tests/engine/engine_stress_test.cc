@@ -12,6 +12,7 @@
 // runs. Checked at the end: every barrier and abort answered exactly once, every watcher that
 // stayed attached told once.
 #include <signal.h>
+#include <sys/eventfd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -132,6 +133,13 @@ class WatchLedger : public JobWatcher {
     absl::MutexLock lock(&mu_);
     return held_at_finish_;
   }
+  // Once every job has ended, whether its client heard of it or had left.
+  void ExpectAllReleased() {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [tag, targets] : targets_) {
+      EXPECT_TRUE(targets.expired()) << "the targets of the job tagged " << tag;
+    }
+  }
   int started(JobId id) {
     absl::MutexLock lock(&mu_);
     return jobs_[id].started;
@@ -221,10 +229,12 @@ class Driver {
           JobSpec spec = Spec({Pick(20) == 0 ? "missing" : "cc"}, Pick(4) != 0, Group());
           if (Pick(5) == 0) spec.timeout = absl::Seconds(1 + Pick(5));
           spec.background = !foreground;
-          if (foreground && Pick(2) == 0) {  // a client whose stdout distd writes to
+          if (foreground && n <= 6 && Pick(2) == 0) {  // a client whose stdout distd writes to
             const std::string tag = absl::StrCat("t", ++tags_);
             spec.argv.push_back(tag);
-            spec.targets = std::make_shared<const OutputTargets>(-1, -1);
+            // Any fd will do: the fake spawner writes nothing. Its stdout, or both streams.
+            const int fd = eventfd(0, EFD_CLOEXEC);
+            spec.targets = std::make_shared<const OutputTargets>(fd, Pick(2) == 0 ? fd : -1);
             watchers_.ExpectReleased(tag, spec.targets);
           }
           specs.push_back(std::move(spec));
@@ -378,6 +388,7 @@ class Driver {
       if (w.attached) attached.insert(id);
     }
     watchers_.ExpectTold(attached);
+    watchers_.ExpectAllReleased();
     for (const auto& e : expectations_) {
       EXPECT_EQ(e->answer.calls(), 1) << (e->abort ? "abort" : "wait") << " of " << e->build;
     }

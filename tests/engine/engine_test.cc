@@ -697,16 +697,44 @@ TEST_F(ForwardingTest, ForwardedOutputSkipsOnlyItsClientAndIsStillKept) {
   EXPECT_TRUE(client.closed_when_finished);
 }
 
-TEST_F(ForwardingTest, ItsClientsCancelStopsTheForwarding) {
+TEST_F(ForwardingTest, ACtrlCKeepsForwardingWhatTheStoppingJobPrintsUntilTheKill) {
   TargetEnd target;
   ClientWatcher client(&target);
   const JobId id = SubmitForwarded(target, client);
-  ASSERT_TRUE(engine().CancelJob(id).ok());
-  // Else a target nobody reads any more could keep the stopped job from ever ending.
-  EXPECT_FALSE(spawner().Forwarding(id));
+  ASSERT_TRUE(engine().CancelJob(id).ok());  // distctl's Ctrl-C: it reads on to the result
   EXPECT_THAT(spawner().Signals(id), ElementsAre(SIGTERM));
+  EXPECT_TRUE(spawner().Forwarding(id));  // "Interrupted" still reaches the terminal
+  // A job that outlives the grace is killed, and a target that nobody reads (which may be
+  // what keeps it from ending) is given up: the end of a killed job is always reported.
+  clock().Advance(kGrace);
+  EXPECT_THAT(spawner().Signals(id), ElementsAre(SIGTERM, SIGKILL));
+  EXPECT_FALSE(spawner().Forwarding(id));
+  EXPECT_TRUE(target.Closed());
   EXPECT_EQ(spawner().DeliverSignals(), 1);
   EXPECT_EQ(client.outcome, Outcome::kKilled);
+}
+
+TEST_F(ForwardingTest, AClientThatIsGoneGetsNothingMoreWritten) {
+  TargetEnd target;
+  ClientWatcher client(&target);
+  const JobId id = SubmitForwarded(target, client);
+  ASSERT_TRUE(engine().CancelJob(id, /*client_gone=*/true).ok());
+  EXPECT_FALSE(spawner().Forwarding(id));
+  EXPECT_TRUE(target.Closed());
+  EXPECT_EQ(spawner().DeliverSignals(), 1);
+}
+
+TEST_F(ForwardingTest, AnAbortGivesUpTheTargetsOfTheJobsItKills) {
+  TargetEnd target;
+  ClientWatcher client(&target);
+  const JobId id = SubmitForwarded(target, client);
+  Answer abort;
+  engine().AbortAsync("b", Reason("stop"), abort.Callback());
+  EXPECT_TRUE(spawner().Forwarding(id));
+  clock().Advance(kGrace);
+  EXPECT_FALSE(spawner().Forwarding(id));  // so that the abort can come back
+  EXPECT_EQ(spawner().DeliverSignals(), 1);
+  EXPECT_TRUE(abort.done());
 }
 
 TEST_F(ForwardingTest, AClientThatLeavesStopsTheForwarding) {

@@ -287,7 +287,7 @@ class PosixSpawner final : public Spawner {
         draining_.erase(draining_.begin());
         Job& job = *jobs_[key];
         for (int stream : {0, 1}) {
-          if (job.fds[stream] >= 0) Drain(job, stream);
+          if (job.fds[stream] >= 0) Drain(job, stream, /*whatever_is_pending=*/true);
           CloseStream(job, stream);
         }
         if (Finished(job)) Reap(key, true);
@@ -340,7 +340,9 @@ class PosixSpawner final : public Spawner {
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, job.fds[stream], &ev);
   }
 
-  void Drain(Job& job, int stream) {
+  // `whatever_is_pending`: read on even while the target has not taken the last chunk (the
+  // pipe is about to be closed, and what is in it would be lost to the record too).
+  void Drain(Job& job, int stream, bool whatever_is_pending = false) {
     const OutputStream which = stream == 0 ? OutputStream::kStdout : OutputStream::kStderr;
     // Bounded: one job writing gigabytes must not starve the others. Level-triggered epoll
     // reports whatever is left.
@@ -354,7 +356,9 @@ class PosixSpawner final : public Spawner {
       if (!stopping_.load()) job.events->OnProcessOutput(job.id, which, chunk);
       if (job.fds[stream] < 0) return;  // its target failed
       const int queue = QueueOf(job, stream);
-      if (!job.forward[queue].pending.empty()) return UpdateQueue(job, queue);
+      if (!job.forward[queue].pending.empty() && !whatever_is_pending) {
+        return UpdateQueue(job, queue);
+      }
     }
   }
 

@@ -22,7 +22,7 @@ struct SpawnRequest {
   const std::string* cwd = nullptr;
   const std::vector<std::string>* env = nullptr;  // never null
   // Where the job's output is also written as it arrives (null: nowhere). Held until the
-  // job's exit is reported, and let go just before.
+  // job's exit is reported (let go just before) or forwarding stops.
   std::shared_ptr<const OutputTargets> targets;
 };
 
@@ -82,9 +82,10 @@ struct PosixSpawnerOptions {
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains
 // every job's pipes through epoll, reaping by pid. The destructor kills whatever still runs.
 // A job's targets must be open with O_NONBLOCK on file descriptions of their own: the I/O
-// thread never waits for one. A target that is full stops the reading of that stream's pipe
-// until it takes more (the job blocks, as it would writing there itself); one that fails
-// (EPIPE: its reader is gone) closes that pipe, so the job gets SIGPIPE, as in a shell pipe.
+// thread never waits for one. A target that is full stops the reading of the pipes that feed
+// it until it takes more (the job blocks, as it would writing there itself); one that fails
+// (EPIPE: its reader is gone) closes those pipes, so the job gets SIGPIPE, as in a shell
+// pipe.
 std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options = {});
 
 }  // namespace distd::engine

@@ -18,10 +18,11 @@ namespace {
 bool IsDevNull(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); }
 
 // A terminal by its device number, before opening it: the virtual consoles and serial lines
-// (major 4) and the pseudo-terminals' ends that programs write to (136-143). Not major 5:
-// /dev/tty, /dev/console and /dev/ptmx act on open.
+// (major 4) and the pseudo-terminals' ends that programs write to (136-143). Not those that
+// stand for another terminal when opened: /dev/tty0 (4:0, the console in front) and major 5
+// (/dev/tty, /dev/console, /dev/ptmx, which makes a new one).
 bool IsTerminalDevice(const struct stat& st) {
-  if (!S_ISCHR(st.st_mode)) return false;
+  if (!S_ISCHR(st.st_mode) || st.st_rdev == makedev(4, 0)) return false;
   const unsigned int major_number = major(st.st_rdev);
   return major_number == 4 || (major_number >= 136 && major_number <= 143);
 }
@@ -34,24 +35,27 @@ bool Names(const v1::ClientFile& file, const struct stat& st) {
 // to directly; else -1.
 int OpenClientFile(int pid, int number, const v1::ClientFile& file) {
   const std::string path = absl::StrCat("/proc/", pid, "/fd/", number);
+  // A handle on the file that opens nothing (O_PATH), checked, then opened through that
+  // handle: whatever the client's fd points to meanwhile, what is opened is what was checked.
+  const int handle = open(path.c_str(), O_PATH | O_CLOEXEC);
   struct stat st;
-  if (stat(path.c_str(), &st) != 0 || !Names(file, st) ||
+  if (handle < 0 || fstat(handle, &st) != 0 || !Names(file, st) ||
       !(S_ISFIFO(st.st_mode) || IsDevNull(st) || IsTerminalDevice(st))) {
     spdlog::debug("{} is gone, not the file the client named, or not one to write to", path);
+    if (handle >= 0) close(handle);
     return -1;
   }
   // O_NOCTTY: a daemon without a terminal must not acquire the client's.
-  int fd = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  const std::string own = absl::StrCat("/proc/self/fd/", handle);
+  const int fd = open(own.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  const int err = errno;
+  close(handle);
   if (fd < 0) {
     // ENXIO: a FIFO nobody reads; EACCES: another uid. Either way, Output events it is.
-    spdlog::debug("cannot open {}: {}", path, strerror(errno));
+    spdlog::debug("cannot open {}: {}", path, strerror(err));
     return -1;
   }
-  // The fd may have changed between the stat and the open.
-  struct stat opened;
-  if (fstat(fd, &opened) != 0 || !Names(file, opened) ||
-      (IsTerminalDevice(opened) && !isatty(fd))) {
-    spdlog::debug("{} changed while it was opened", path);
+  if (IsTerminalDevice(st) && !isatty(fd)) {
     close(fd);
     return -1;
   }
@@ -67,8 +71,11 @@ std::shared_ptr<const engine::OutputTargets> OpenClientFiles(int pid,
   const v1::ClientFile& out_file = request.stdout_file();
   const v1::ClientFile& err_file = request.stderr_file();
   const int out = out_file.ino() != 0 ? OpenClientFile(pid, STDOUT_FILENO, out_file) : -1;
-  if (out >= 0 && err_file.dev() == out_file.dev() && err_file.ino() == out_file.ino()) {
-    return std::make_shared<const engine::OutputTargets>(out, out);  // one file, one order
+  if (err_file.ino() != 0 && err_file.dev() == out_file.dev() && err_file.ino() == out_file.ino()) {
+    // One file, one order: both streams written here, or both relayed by distctl (one
+    // written here and one by distctl could split each other's chunks).
+    if (out < 0) return nullptr;
+    return std::make_shared<const engine::OutputTargets>(out, out);
   }
   const int err = err_file.ino() != 0 ? OpenClientFile(pid, STDERR_FILENO, err_file) : -1;
   if (out < 0 && err < 0) return nullptr;

@@ -438,17 +438,17 @@ TEST_F(ServiceTest, RunDeliversManySmallPiecesOfBothStreamsInOrder) {
   EXPECT_EQ(run.events.back().result().exit_code(), 0);
 }
 
-// A pipe in place of this process's fd 1 (the client's pid that distd sees is ours), as a
-// shell sets up `distctl run ... | reader`.
+// A pipe in place of this process's fd 1 (or `fd`; the client's pid that distd sees is
+// ours), as a shell sets up `distctl run ... | reader`.
 class StdoutPipe {
  public:
-  StdoutPipe() {
+  explicit StdoutPipe(int fd = STDOUT_FILENO) : fd_(fd) {
     int fds[2];
     EXPECT_EQ(pipe2(fds, O_CLOEXEC), 0);
     read_fd_ = fds[0];
-    fflush(stdout);
-    saved_ = dup(STDOUT_FILENO);
-    dup2(fds[1], STDOUT_FILENO);
+    fflush(nullptr);
+    saved_ = dup(fd_);
+    dup2(fds[1], fd_);
     close(fds[1]);
   }
   ~StdoutPipe() {
@@ -457,7 +457,7 @@ class StdoutPipe {
   }
   v1::ClientFile File() const {
     struct stat st;
-    EXPECT_EQ(fstat(STDOUT_FILENO, &st), 0);
+    EXPECT_EQ(fstat(fd_, &st), 0);
     v1::ClientFile file;
     file.set_dev(st.st_dev);
     file.set_ino(st.st_ino);
@@ -466,7 +466,7 @@ class StdoutPipe {
   // Puts fd 1 back: from then on, only a copy held elsewhere keeps the pipe's EOF away.
   void Restore() {
     if (saved_ < 0) return;
-    dup2(saved_, STDOUT_FILENO);
+    dup2(saved_, fd_);
     close(saved_);
     saved_ = -1;
   }
@@ -484,6 +484,7 @@ class StdoutPipe {
   }
 
  private:
+  const int fd_;
   int read_fd_ = -1;
   int saved_ = -1;
 };
@@ -516,6 +517,23 @@ TEST_F(ServiceTest, BothStreamsIntoOneFileShareIt) {
   EXPECT_EQ(run.out + run.err, "");
   // Two pipes ready at once may be read in either order.
   EXPECT_THAT(pipe.ReadNow(), ::testing::AnyOf("out\nerr\n", "err\nout\n"));
+}
+
+TEST_F(ServiceTest, OneFileForBothStreamsIsWrittenForBothOrForNeither) {
+  // Both streams named as the file on fd 2, but fd 1 is another: stdout cannot be written
+  // directly, so stderr is not either (the two would split each other's chunks).
+  StdoutPipe out(STDOUT_FILENO), err(STDERR_FILENO);
+  v1::RunRequest request;
+  Fill(&request, "b");
+  *request.mutable_command() = Shell("echo out; echo err >&2");
+  *request.mutable_stdout_file() = err.File();
+  *request.mutable_stderr_file() = err.File();
+  RunResult run = RunJob(request);
+  out.Restore();
+  err.Restore();
+  EXPECT_EQ(run.out, "out\n");
+  EXPECT_EQ(run.err, "err\n");
+  EXPECT_EQ(err.ReadNow(), "");
 }
 
 TEST_F(ServiceTest, AFileOtherThanTheOneTheClientNamedIsNotWritten) {

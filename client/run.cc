@@ -32,9 +32,9 @@ constexpr char kUsage[] = R"(usage: distctl run [FLAGS] [--] CMD [ARG...]
 
 Runs CMD on distd's pool, where and as it would run here: in this directory, with this
 environment. In the foreground its output streams live to distctl's (a local distd
-writes it there itself when they are pipes, terminals or /dev/null: a reader of the pipe
-that goes away gives CMD SIGPIPE) and distctl exits with its code (128+N when killed by
-signal N, 124 timed out, 126 could not start, 127 not found); Ctrl-C cancels it. With --bg it is queued, its id printed, and distctl exits 0.
+writes it there itself when they are pipes or /dev/null: a reader of the pipe that goes
+away gives CMD SIGPIPE) and distctl exits with its code (128+N when killed by signal N,
+124 timed out, 126 could not start, 127 not found); Ctrl-C cancels it. With --bg it is queued, its id printed, and distctl exits 0.
 
 flags:
   --bg           queue in the background; `distctl wait` is the barrier

@@ -19,7 +19,7 @@ namespace distd::client {
 // job itself gets SIGPIPE, as in a shell pipe, and its code is passed through.)
 int RunForeground(const Connection& connection, const v1::RunRequest& request);
 
-// Offers our stdout and stderr (pipes, terminals, /dev/null) for distd to write the job's
+// Offers our stdout and stderr (pipes, /dev/null) for distd to write the job's
 // output to directly, where it can: those streams then never pass through distctl.
 void OfferOwnFiles(v1::RunRequest* request);
 

@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -115,11 +116,11 @@ int ExitCodeOf(const v1::JobResult& result) {
 
 void OfferOwnFiles(v1::RunRequest* request) {
   for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
-    // distd checks the type again, and more closely; a file we may not write is not offered.
+    // Pipes and /dev/null (distd checks again); a file we may not write is not offered.
     struct stat st;
     const int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY || fstat(fd, &st) != 0 ||
-        !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+        !(S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)))) {
       continue;
     }
     v1::ClientFile* file =

@@ -189,9 +189,6 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  // A distd started in the background of a terminal with `stty tostop` would be stopped
-  // when it writes a job's output to a client on that terminal (client_files.h).
-  signal(SIGTTOU, SIG_IGN);
 
   distd::Options options = distd::ParseFlags(argc, argv);
   // The log goes to stderr; stdout is not the daemon's to use.

@@ -13,7 +13,7 @@
 //    once waits in `pending` while the pipes feeding that target are not read: the job then
 //    blocks on its full pipe as it would on the target itself, and the daemon holds about a
 //    chunk per target (plus, once the job has closed its end, what was left in the pipe).
-//    Two streams with one file for target (`2>&1`, a terminal) share one queue, so that
+//    Two streams with one file for target (`2>&1` into a pipe) share one queue, so that
 //    neither is written into the middle of the other's chunk. The exit is reported once the
 //    pending output is written (or given up): a client that has the result has all the
 //    output, and the targets are closed by then.

@@ -28,7 +28,7 @@ struct Caller {
 // Files the job's output is written to as it arrives, besides being kept in its record: a
 // local client's own stdout and stderr, opened by the daemon, so that a foreground job's
 // output reaches it without a copy through the client. Owns the fds (-1: that stream is not
-// forwarded; the same fd for both: one file, such as `2>&1` or a terminal, which gets the two
+// forwarded; the same fd for both: one file, such as a pipe after `2>&1`, which gets the two
 // streams in the order they are read) and closes them when the last holder lets go: when
 // the job ends, before anyone hears of its end, so that a reader waiting for EOF is not held
 // up, or earlier, when forwarding stops (its client is gone, or it was killed).

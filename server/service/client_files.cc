@@ -17,16 +17,6 @@ namespace {
 
 bool IsDevNull(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); }
 
-// A terminal by its device number, before opening it: the virtual consoles and serial lines
-// (major 4) and the pseudo-terminals' ends that programs write to (136-143). Not those that
-// stand for another terminal when opened: /dev/tty0 (4:0, the console in front) and major 5
-// (/dev/tty, /dev/console, /dev/ptmx, which makes a new one).
-bool IsTerminalDevice(const struct stat& st) {
-  if (!S_ISCHR(st.st_mode) || st.st_rdev == makedev(4, 0)) return false;
-  const unsigned int major_number = major(st.st_rdev);
-  return major_number == 4 || (major_number >= 136 && major_number <= 143);
-}
-
 bool Names(const v1::ClientFile& file, const struct stat& st) {
   return st.st_dev == file.dev() && st.st_ino == file.ino();
 }
@@ -40,23 +30,18 @@ int OpenClientFile(int pid, int number, const v1::ClientFile& file) {
   const int handle = open(path.c_str(), O_PATH | O_CLOEXEC);
   struct stat st;
   if (handle < 0 || fstat(handle, &st) != 0 || !Names(file, st) ||
-      !(S_ISFIFO(st.st_mode) || IsDevNull(st) || IsTerminalDevice(st))) {
+      !(S_ISFIFO(st.st_mode) || IsDevNull(st))) {
     spdlog::debug("{} is gone, not the file the client named, or not one to write to", path);
     if (handle >= 0) close(handle);
     return -1;
   }
-  // O_NOCTTY: a daemon without a terminal must not acquire the client's.
   const std::string own = absl::StrCat("/proc/self/fd/", handle);
-  const int fd = open(own.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  const int fd = open(own.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   const int err = errno;
   close(handle);
   if (fd < 0) {
     // ENXIO: a FIFO nobody reads; EACCES: another uid. Either way, Output events it is.
     spdlog::debug("cannot open {}: {}", path, strerror(err));
-    return -1;
-  }
-  if (IsTerminalDevice(st) && !isatty(fd)) {
-    close(fd);
     return -1;
   }
   spdlog::debug("a foreground job's output goes to {} directly", path);

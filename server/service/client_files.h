@@ -4,11 +4,15 @@
 //
 // The files are opened anew through /proc/PID/fd/N of the process that connected (its pid
 // comes from SO_PEERCRED), which gives the daemon file descriptions of its own: they can be
-// non-blocking without touching the client's. Only pipes (and FIFOs), /dev/null and
-// terminals are taken, and the type is checked on a handle that opens nothing (O_PATH)
-// before the file is opened through that very handle: opening a regular file would give a
-// fresh offset, a socket cannot be opened this way, and other devices act on open (/dev/tty
-// would be the daemon's own terminal, /dev/ptmx a new one, a tape rewinds). The file must be the
+// non-blocking without touching the client's. Only pipes (and FIFOs) and /dev/null are
+// taken, and the type is checked on a handle that opens nothing (O_PATH) before the file is
+// opened through that very handle: opening a regular file would give a fresh offset, a
+// socket cannot be opened this way, and devices act on open (/dev/tty would be the daemon's
+// own terminal, /dev/ptmx a new one, a tape rewinds). A terminal is left to distctl: a
+// non-blocking write to a full one is cut short, and another job's line could then come
+// between the two pieces, where distctl's blocking write keeps each piece whole; it would
+// also escape the terminal's job control (a stopped or background distctl); and a terminal
+// is slower than the relay anyway. The file must be the
 // one the client named (device and inode), which catches a client whose fd changed meanwhile (or,
 // mostly, a pid recycled since it connected). Opening needs the client's uid (or root), as reading
 // /proc/PID/fd does: a daemon serves its own uid and root, and a root client's files stay closed to

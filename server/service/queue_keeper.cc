@@ -8,6 +8,10 @@ QueueKeeper::QueueKeeper(grpc::Server* server)
 
 QueueKeeper::~QueueKeeper() {
   stop_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    if (in_flight_ != nullptr) in_flight_->TryCancel();
+  }
   thread_.join();
 }
 
@@ -17,9 +21,16 @@ void QueueKeeper::Run() {
     // refusal) does not matter.
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_.HasBeenNotified()) return;  // else the destructor cancels it
+      in_flight_ = &context;
+    }
     v1::PingRequest request;
     v1::PingResponse response;
     (void)stub_->Ping(&context, request, &response);
+    absl::MutexLock lock(&mu_);
+    in_flight_ = nullptr;
   }
 }
 

@@ -20,6 +20,8 @@
 #include <memory>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "distd/v1/distd.grpc.pb.h"
@@ -35,7 +37,8 @@ class QueueKeeper {
   // Starts keeping `server` (started, serving Service) awake, from a thread of its own. The
   // keeper must be destroyed before the server is shut down.
   explicit QueueKeeper(grpc::Server* server);
-  // Stops, after the Ping in flight if there is one.
+  // Stops, cancelling the Ping in flight if there is one: a daemon that is shutting down must
+  // not wait up to its deadline for a queue that may be busy with the calls being ended.
   ~QueueKeeper();
 
   QueueKeeper(const QueueKeeper&) = delete;
@@ -46,6 +49,8 @@ class QueueKeeper {
 
   std::unique_ptr<v1::Distd::Stub> stub_;
   absl::Notification stop_;
+  absl::Mutex mu_;
+  grpc::ClientContext* in_flight_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;  // last: it starts in the constructor and uses everything above
 };
 

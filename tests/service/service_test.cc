@@ -606,5 +606,46 @@ TEST_F(ServiceTest, ACallAfterAnIdleSecondIsNotHeldBack) {
   EXPECT_LE(held_back, 2) << "call latencies (ms): " << absl::StrJoin(ms, " ");
 }
 
+// A Ping that is not answered until the test says so.
+class StuckPing final : public v1::Distd::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context, const v1::PingRequest*,
+                                 v1::PingResponse*) override {
+    absl::MutexLock lock(&mu_);
+    pending_.push_back(context->DefaultReactor());
+    return pending_.back();
+  }
+  bool AwaitPing() {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !pending_.empty(); };
+    return mu_.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(10));
+  }
+  void AnswerAll() {
+    absl::MutexLock lock(&mu_);
+    for (grpc::ServerUnaryReactor* reactor : pending_) reactor->Finish(grpc::Status::OK);
+    pending_.clear();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<grpc::ServerUnaryReactor*> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// The daemon destroys its keeper while it shuts down, when the queue may be busy ending
+// calls: the keeper must not wait out its Ping's 5 s deadline then.
+TEST(QueueKeeperTest, StopsWithoutWaitingForAPingThatIsNotAnswered) {
+  StuckPing service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  auto keeper = std::make_unique<service::QueueKeeper>(server.get());
+  ASSERT_TRUE(service.AwaitPing());
+  const absl::Time start = absl::Now();
+  keeper.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  service.AnswerAll();
+  server->Shutdown();
+}
+
 }  // namespace
 }  // namespace distd

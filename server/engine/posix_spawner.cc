@@ -451,7 +451,10 @@ class PosixSpawner final : public Spawner {
 
   void OnLeaderExit(uint64_t key, Job& job) {
     job.leader_exited = true;
-    for (int stream : {0, 1}) UpdateInterest(job, stream);  // drain what is left even if paused
+    // Drain what is left even if paused; unpaused, the interest is already what it should be.
+    if (job.paused) {
+      for (int stream : {0, 1}) UpdateInterest(job, stream);
+    }
     kill(-job.pid, SIGKILL);  // the leader is an unreaped zombie: the pgid is still the job's
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job.pidfd, nullptr);  // it would stay readable
     job.drain_deadline = absl::Now() + options_.orphan_drain;

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/private_dir.h"
 
 extern char** environ;
 
@@ -20,22 +21,6 @@ namespace {
 
 absl::Status ErrnoError(absl::string_view what, int error) {
   return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(error)));
-}
-
-// mkdir -p, each missing level with mode 0700: the socket's directory is what keeps other
-// users away from the daemon, and a fresh one must not be open to them even for a moment.
-absl::Status MakeDirectories(const std::string& dir) {
-  for (size_t slash = dir.find('/', 1); slash != std::string::npos;
-       slash = dir.find('/', slash + 1)) {
-    const std::string prefix = dir.substr(0, slash);
-    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      return ErrnoError(absl::StrCat("cannot create ", prefix), errno);
-    }
-  }
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return ErrnoError(absl::StrCat("cannot create ", dir), errno);
-  }
-  return absl::OkStatus();
 }
 
 // The distd installed with this distctl, so that a build tree's client starts that tree's
@@ -105,17 +90,19 @@ class SpawnSetup {
 }  // namespace
 
 absl::StatusOr<StartedDaemon> StartDaemon(const std::string& socket_path) {
-  size_t slash = socket_path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "."
-                          : slash == 0               ? "/"
-                                                     : socket_path.substr(0, slash);
-  if (absl::Status made = MakeDirectories(dir); !made.ok()) return made;
-
+  // The directory that keeps other users away from the daemon: made private if missing,
+  // refused if anyone else could have a hand in it (common/private_dir.h). distd checks it
+  // again, for itself.
+  const std::string dir = DirectoryOf(socket_path);
+  absl::StatusOr<int> dir_fd = OpenPrivateDirectory(dir, CreateMissing::kYes);
+  if (!dir_fd.ok()) return dir_fd.status();
   StartedDaemon daemon;
   daemon.log_path = absl::StrCat(dir == "/" ? "" : dir, "/distd.log");
-  int log_fd =
-      open(daemon.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
-  if (log_fd < 0) return ErrnoError(absl::StrCat("cannot open ", daemon.log_path), errno);
+  absl::StatusOr<int> log =
+      OpenPrivateFile(*dir_fd, "distd.log", O_WRONLY | O_CREAT | O_APPEND, daemon.log_path);
+  close(*dir_fd);
+  if (!log.ok()) return log.status();
+  const int log_fd = *log;
 
   // Never fork() here: gRPC's threads are running. posix_spawn execs at once.
   SpawnSetup setup;

@@ -19,8 +19,9 @@ struct StartedDaemon {
 
 // Starts `distd --listen unix:SOCKET`, detached: the distd next to this distctl's binary, else
 // the one on PATH; in a session of its own, in "/", stdin from /dev/null, stdout and stderr
-// appended to distd.log beside the socket (whose directory is created with mode 0700 if
-// missing), no inherited fds beyond those, default signal state.
+// appended to distd.log beside the socket, no inherited fds beyond those, default signal
+// state. The socket's directory is created with mode 0700 if missing, and must be private to
+// this user (common/private_dir.h): else FailedPrecondition, naming it and what is wrong.
 absl::StatusOr<StartedDaemon> StartDaemon(const std::string& socket_path);
 
 }  // namespace distd::client

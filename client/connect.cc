@@ -1,6 +1,8 @@
 #include "client/connect.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -18,7 +20,9 @@
 #include "absl/base/const_init.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -37,10 +41,6 @@ namespace distd::client {
 namespace {
 
 constexpr absl::Duration kPingTimeout = absl::Seconds(1);
-// How long DirectChannel waits for distd's answer before Connect falls back to a channel of
-// gRPC's, which then decides as it always did (gRPC allows its own connection attempts at
-// least 100 ms). A live distd answers within a millisecond.
-constexpr absl::Duration kDirectAnswerTimeout = absl::Milliseconds(20);
 constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 // After the distd we started has exited (most likely it lost the race for the lock to
 // another client's), how long the daemon that won may take to answer.
@@ -97,18 +97,40 @@ std::shared_ptr<grpc::Channel> NewChannel(const Address& address) {
   return grpc::CreateCustomChannel(address.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
 }
 
-// A socket connected to the unix socket `path`, or -1 if nothing listens there (or its
-// backlog is full: a non-blocking connect does not wait for that).
-int ConnectUnixSocket(const std::string& path) {
+// A socket connected to the unix socket `path` and the credentials of the process that
+// listens there (SO_PEERCRED: the kernel's word, taken when it called listen). NotFound if
+// nothing listens there (or its backlog is full: a non-blocking connect does not wait for
+// that); PermissionDenied, before a byte is sent, if another user's process does: whoever
+// serves the socket runs the commands and sees the environment sent to it.
+absl::StatusOr<int> ConnectUnixSocket(const std::string& path, ucred* peer) {
   sockaddr_un name{};
-  if (path.size() >= sizeof(name.sun_path)) return -1;  // ParseAddress refuses such paths
+  if (path.size() >= sizeof(name.sun_path)) {  // ParseAddress refuses such paths
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path));
+  }
   name.sun_family = AF_UNIX;
   std::memcpy(name.sun_path, path.data(), path.size());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return -1;
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("socket: ", std::strerror(errno)));
   if (connect(fd, reinterpret_cast<const sockaddr*>(&name), sizeof(name)) != 0) {
+    const int error = errno;
     close(fd);
-    return -1;
+    return absl::NotFoundError(
+        absl::StrCat("nothing answers on ", path, " (", std::strerror(error), ")"));
+  }
+  socklen_t size = sizeof(*peer);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, peer, &size) != 0) {
+    const int error = errno;
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot tell who serves ", path, ": ", std::strerror(error)));
+  }
+  if (peer->uid != geteuid()) {
+    close(fd);
+    return absl::PermissionDeniedError(
+        absl::StrCat("the daemon on ", path, " runs as uid ", peer->uid, " (pid ", peer->pid,
+                     "), not as this user (uid ", geteuid(),
+                     "); nothing was sent to it. Remove what is "
+                     "there, or point DISTD_SOCKET or --addr elsewhere"));
   }
   return fd;
 }
@@ -117,40 +139,63 @@ int ConnectUnixSocket(const std::string& path) {
 // server's connection preface, RFC 9113 3.4), and leaves it to be read. That is what
 // gRPC's own connect waits for before it calls a connection READY: a gRPC server is there
 // and serves this connection, not just something that accepted it. False if it has not
-// come by `deadline`, or if anything else came (the caller then takes the slow way, which
-// is always right): distd writes the frame in one write. Looks at least once, so that a
-// deadline already past (a slow gRPC start) only limits the waiting.
-bool AwaitServerPreface(int fd, absl::Time deadline) {
+// come by `deadline` (kNone), or if anything else came (kOther): distd writes the frame in
+// one write. Looks at least once, so that a deadline already past (a slow gRPC start) only
+// limits the waiting.
+enum class Preface { kSeen, kNone, kOther };
+Preface AwaitServerPreface(int fd, absl::Time deadline) {
   pollfd readable = {fd, POLLIN, 0};
-  const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
-  if (poll(&readable, 1,
-           static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))))) <=
-      0) {
-    return false;
+  while (true) {
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    const int ready =
+        poll(&readable, 1,
+             static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1)))));
+    if (ready < 0 && errno == EINTR && ReceivedSignal() == 0) continue;
+    if (ready <= 0) return Preface::kNone;
+    break;
   }
   constexpr ssize_t kFrameHeaderSize = 9;  // length (3 bytes), type, flags, stream id (4)
   unsigned char header[kFrameHeaderSize];
-  return recv(fd, header, sizeof(header), MSG_PEEK) == kFrameHeaderSize &&
-         header[3] == 0x4;  // the type: SETTINGS
+  const bool settings = recv(fd, header, sizeof(header), MSG_PEEK) == kFrameHeaderSize &&
+                        header[3] == 0x4;  // the type: SETTINGS
+  return settings ? Preface::kSeen : Preface::kOther;
 }
 
-// The fast way in, for a command's calls on a unix socket: distctl connects the socket
-// itself, before gRPC starts, so that distd accepts the connection and answers it while
-// gRPC starts its threads (the caller starts gRPC after ConnectUnixSocket); once the answer
-// is there, the socket becomes a channel of its own. Its first call goes out at once,
+// The way in at a unix socket: distctl connects the socket itself, before gRPC starts, and
+// checks who serves it (ConnectUnixSocket), so that distd accepts the connection and answers
+// it while gRPC starts its threads (the caller starts gRPC after ConnectUnixSocket); once the
+// answer is there, the socket becomes a channel of its own. Its first call goes out at once,
 // without the round trip that gRPC's own connect waits for first, and there is no
 // resolver, load balancer or reconnection to set up for a connection that one command uses.
-// The channel never reconnects. Takes `fd`; nullptr (and `fd` closed) when distd did not
-// answer as AwaitServerPreface requires within kDirectAnswerTimeout of `connected`.
-std::shared_ptr<grpc::Channel> DirectChannel(const Address& address, int fd, absl::Time connected) {
-  if (!AwaitServerPreface(fd, connected + kDirectAnswerTimeout)) {
-    close(fd);
-    return nullptr;
-  }
+// The channel never reconnects. gRPC's own channel is never used for a unix socket: it
+// would connect on its own, past the check of the peer.
+std::shared_ptr<grpc::Channel> ChannelFromFd(const Address& address, int fd) {
   grpc::ChannelArguments args = ChannelArgs();
   // As gRPC's own channel to a unix: target says.
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, "localhost");
   return grpc::CreateCustomInsecureChannelFromFd(address.GrpcTarget(), fd, args);
+}
+
+// Takes `fd`, connected to `peer`, and waits until `deadline` for distd's answer
+// (AwaitServerPreface); DeadlineExceeded or Unavailable, worded for the user, if it does not
+// come.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> DirectChannel(const Address& address, int fd,
+                                                             const ucred& peer,
+                                                             absl::Time deadline) {
+  switch (AwaitServerPreface(fd, deadline)) {
+    case Preface::kSeen:
+      return ChannelFromFd(address, fd);
+    case Preface::kNone:
+      close(fd);
+      return absl::DeadlineExceededError(absl::StrCat(
+          "distd (pid ", peer.pid, ") accepts connections on ", address.path,
+          " but does not answer: is it stopped (kill -CONT ", peer.pid, ") or stalled?"));
+    case Preface::kOther:
+      break;
+  }
+  close(fd);
+  return absl::UnavailableError(absl::StrCat("what listens on ", address.path, " (pid ", peer.pid,
+                                             ") does not answer as distd does"));
 }
 
 grpc::Status Ping(v1::Distd::Stub* stub, absl::Duration timeout, bool wait_for_ready) {
@@ -170,33 +215,56 @@ std::string DescribeExit(int wait_status) {
   return "ended";
 }
 
-// Starts distd and polls it with a growing back-off until it answers, it has exited and no
+// When the distd we started has exited: if another process holds the socket's lock, a daemon
+// is there that does not answer, and the user is told which.
+std::string StalledLockHolder(const std::string& socket_path) {
+  const std::string lock = socket_path + ".lock";
+  int fd = open(lock.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string said;
+  if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    char buffer[32] = {};
+    int pid = 0;
+    ssize_t n = pread(fd, buffer, sizeof(buffer) - 1, 0);
+    if (n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(buffer), &pid) && pid > 0) {
+      said = absl::StrCat("distd (pid ", pid, ") holds ", lock, " but does not answer on ",
+                          socket_path, ": is it stopped (kill -CONT ", pid, ") or stalled?");
+    } else {
+      said = absl::StrCat("a process holds ", lock, " but does not answer on ", socket_path);
+    }
+  }
+  close(fd);
+  return said;
+}
+
+// Starts distd and tries it with a growing back-off until it answers, it has exited and no
 // other daemon took its place, or kStartTimeout passes.
-absl::Status StartAndAwait(const Connection& connection) {
-  absl::StatusOr<StartedDaemon> daemon = StartDaemon(connection.address.path);
+absl::StatusOr<Connection> StartAndAwait(const Address& address) {
+  absl::StatusOr<StartedDaemon> daemon = StartDaemon(address.path);
   if (!daemon.ok()) return daemon.status();
   const absl::Time deadline = absl::Now() + kStartTimeout;
   absl::Time give_up = deadline;
   bool exited = false;
   int wait_status = 0;
   absl::Duration step = absl::Milliseconds(25);
-  grpc::Status last;
   while (true) {
     const absl::Time now = absl::Now();
     if (now >= give_up) break;
-    const absl::Duration attempt = std::min(step, give_up - now);
-    // wait_for_ready: the ping is sent the moment the channel connects, not refused while
-    // the channel backs off between attempts.
-    last = Ping(connection.stub.get(), attempt, /*wait_for_ready=*/true);
-    if (last.ok()) return absl::OkStatus();
-    if (ReceivedSignal() != 0) return absl::CancelledError("interrupted while starting distd");
-    if (last.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        last.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-      return absl::UnavailableError(DescribeRpcError(last, connection.address));
+    const absl::Time attempt_end = std::min(now + step, give_up);
+    ucred peer{};
+    absl::StatusOr<int> fd = ConnectUnixSocket(address.path, &peer);
+    if (fd.ok()) {
+      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+          DirectChannel(address, *fd, peer, attempt_end);
+      if (channel.ok()) return Track(address, *std::move(channel));
+      if (!absl::IsDeadlineExceeded(channel.status())) return channel.status();
+    } else if (!absl::IsNotFound(fd.status())) {
+      return fd.status();
+    } else {
+      // Nothing listens yet: wait out the attempt, not in a busy loop.
+      SleepUnlessSignalled(attempt_end - absl::Now());
     }
-    // A ping that failed at once must not make this a busy loop.
-    const absl::Duration left = attempt - (absl::Now() - now);
-    if (left > absl::ZeroDuration()) SleepUnlessSignalled(left);
+    if (ReceivedSignal() != 0) return absl::CancelledError("interrupted while starting distd");
     if (!exited && waitpid(daemon->pid, &wait_status, WNOHANG) == daemon->pid) {
       exited = true;
       give_up = std::min(deadline, absl::Now() + kLoserGrace);
@@ -204,14 +272,16 @@ absl::Status StartAndAwait(const Connection& connection) {
     step = std::min(step * 2, absl::Seconds(1));
   }
   if (exited) {
-    return absl::UnavailableError(absl::StrCat(
-        "started ", daemon->program, ", but it ", DescribeExit(wait_status),
-        " and nothing answers on ", connection.address.path, "; see ", daemon->log_path));
+    if (std::string stalled = StalledLockHolder(address.path); !stalled.empty()) {
+      return absl::UnavailableError(stalled);
+    }
+    return absl::UnavailableError(
+        absl::StrCat("started ", daemon->program, ", but it ", DescribeExit(wait_status),
+                     " and nothing answers on ", address.path, "; see ", daemon->log_path));
   }
-  return absl::UnavailableError(
-      absl::StrCat("started ", daemon->program, " (pid ", daemon->pid,
-                   "), but it did not answer on ", connection.address.path, " within ",
-                   absl::FormatDuration(kStartTimeout), "; see ", daemon->log_path));
+  return absl::UnavailableError(absl::StrCat(
+      "started ", daemon->program, " (pid ", daemon->pid, "), but it did not answer on ",
+      address.path, " within ", absl::FormatDuration(kStartTimeout), "; see ", daemon->log_path));
 }
 
 // The address from the options, else the default socket.
@@ -245,11 +315,18 @@ absl::StatusOr<Address> ChooseAddress(const GlobalOptions& options) {
 absl::StatusOr<Connection> Dial(const GlobalOptions& options) {
   absl::StatusOr<Address> address = ChooseAddress(options);
   if (!address.ok()) return address.status();
+  if (address->kind == Address::Kind::kUnix) {
+    ucred peer{};
+    absl::StatusOr<int> fd = ConnectUnixSocket(address->path, &peer);
+    if (!fd.ok()) return fd.status();
+    std::shared_ptr<grpc::Channel> channel = ChannelFromFd(*address, *fd);
+    return Track(*std::move(address), std::move(channel));
+  }
   std::shared_ptr<grpc::Channel> channel = NewChannel(*address);
   return Track(*std::move(address), std::move(channel));
 }
 
-absl::StatusOr<Connection> Connect(const GlobalOptions& options, Reconnect reconnect) {
+absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
   absl::StatusOr<Address> address = ChooseAddress(options);
   if (!address.ok()) return address.status();
   const bool explicit_address = !options.addr.empty();
@@ -258,38 +335,40 @@ absl::StatusOr<Connection> Connect(const GlobalOptions& options, Reconnect recon
   // there" is told apart from "distd died during the call" later on, and so that a command
   // sends its request at most once: nothing of it has been sent when a distd is started
   // below, and nothing is sent again afterwards.
-  //
-  // The fast way (see DirectChannel): distd's answer to the connection itself, which the
+  if (address->kind == Address::Kind::kTcp) {
+    // One round trip over a channel of gRPC's, which says what is wrong in gRPC's words.
+    Connection connection = Track(*address, NewChannel(*address));
+    grpc::Status ping = Ping(connection.stub.get(), kPingTimeout, /*wait_for_ready=*/false);
+    if (ping.ok()) return connection;
+    if (ReceivedSignal() != 0) return absl::CancelledError("interrupted");
+    return absl::UnavailableError(DescribeRpcError(ping, connection.address));
+  }
+
+  // A unix socket (see DirectChannel): distd's answer to the connection itself, which the
   // command's first call needs anyway, with no round trip of its own. A refusal
   // (PERMISSION_DENIED) then comes as the status of that call, which distd refuses before
   // acting on it, and which the command reports in the same words as a refused ping.
   const absl::Time connected = absl::Now();
-  const int fd = reconnect == Reconnect::kNo && address->kind == Address::Kind::kUnix
-                     ? ConnectUnixSocket(address->path)
-                     : -1;
+  ucred peer{};
+  absl::StatusOr<int> fd = ConnectUnixSocket(address->path, &peer);
   // Started after the connect, so that the two overlap; held until the channel, which holds
   // gRPC itself, is made.
   GrpcStarted grpc_started;
-  if (fd >= 0) {
-    std::shared_ptr<grpc::Channel> channel = DirectChannel(*address, fd, connected);
-    if (channel != nullptr) return Track(*std::move(address), std::move(channel));
+  if (fd.ok()) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        DirectChannel(*address, *fd, peer, connected + kPingTimeout);
+    if (ReceivedSignal() != 0) return absl::CancelledError("interrupted");
+    if (!channel.ok()) return channel.status();
+    return Track(*std::move(address), *std::move(channel));
   }
-
-  // Otherwise (nothing listens there, or what does answered too late or not as distd would;
-  // or a channel that must reconnect by itself; or a TCP address): one round trip over a
-  // channel of gRPC's, which makes a connection of its own, and which says what is wrong in
-  // gRPC's words.
-  Connection connection = Track(*address, NewChannel(*address));
-  grpc::Status ping = Ping(connection.stub.get(), kPingTimeout, /*wait_for_ready=*/false);
-  if (ping.ok()) return connection;
-  if (ReceivedSignal() != 0) return absl::CancelledError("interrupted");
   // Only "nobody is at the default socket" starts a daemon; one that is there and refuses,
   // or hangs, is reported as it is.
-  if (explicit_address || ping.error_code() != grpc::StatusCode::UNAVAILABLE) {
-    return absl::UnavailableError(DescribeRpcError(ping, connection.address));
+  if (!absl::IsNotFound(fd.status())) return fd.status();
+  if (explicit_address) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach distd at ", address->ToString(), ": ", fd.status().message()));
   }
-  if (absl::Status started = StartAndAwait(connection); !started.ok()) return started;
-  return connection;
+  return StartAndAwait(*address);
 }
 
 void CloseChannels() {

@@ -20,29 +20,21 @@ struct Connection {
   std::unique_ptr<v1::Distd::Stub> stub;
 };
 
-// Whether a Connection's channel reconnects by itself when its connection breaks.
-enum class Reconnect {
-  // No need: for the calls of one command. At a unix socket the channel is then the
-  // connection Connect made (the fast way in, see connect.cc), which fails if distd goes
-  // away; otherwise it is gRPC's ordinary channel.
-  kNo,
-  // Yes: for calls spread over time (status --watch), that find a distd restarted meanwhile.
-  kYes,
-};
-
 // Connects to distd at the address (--addr, else DISTD_ADDR, else the default socket) and
-// makes sure that it answers (within ~1 s) before anything is sent. At the default socket
-// only, if nobody answers, a distd is started for it and awaited (~10 s). A command's
-// requests are sent only after this, so never twice.
+// makes sure that it answers (within ~1 s) before anything is sent. At a unix socket, the
+// process that serves it must be of this user (SO_PEERCRED), or nothing is sent at all. At
+// the default socket only, if nobody answers, a distd is started for it and awaited
+// (~10 s). A command's requests are sent only after this, so never twice. The channel
+// does not reconnect: a caller that needs to (status --watch) connects again.
 //
 // Errors, worded for the user: InvalidArgument for a malformed address (a usage error),
 // Cancelled if a signal interrupted the start-up, anything else when distd could not be
 // reached or started.
-absl::StatusOr<Connection> Connect(const GlobalOptions& options,
-                                   Reconnect reconnect = Reconnect::kNo);
+absl::StatusOr<Connection> Connect(const GlobalOptions& options);
 
-// The channel and stub for the address, without a ping and without starting anything: for a
-// last call that must be tried even after a signal interrupted Connect (wait's abort).
+// The channel and stub for the address, without a ping and without starting anything (the
+// peer is checked all the same): for a last call that must be tried even after a signal
+// interrupted Connect (wait's abort).
 absl::StatusOr<Connection> Dial(const GlobalOptions& options);
 
 // The channels of Connect and Dial stay open until the process ends, even after their

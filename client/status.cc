@@ -82,8 +82,7 @@ int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
   if (!positional.empty()) {
     return UsageError("status", absl::StrCat("unexpected argument \"", positional[0], "\""));
   }
-  // A watch's channel reconnects: its next call finds a distd restarted meanwhile.
-  absl::StatusOr<Connection> connection = Connect(global, watch ? Reconnect::kYes : Reconnect::kNo);
+  absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok()) return ReportConnectError(connection.status());
 
   v1::StatusRequest request;
@@ -98,6 +97,14 @@ int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
     if (!status.ok()) {
       // Ctrl-C is how a watch ends.
       if (watch && signo != 0) return kExitOk;
+      // A watch finds a distd restarted meanwhile (and checked as the first one was).
+      if (watch && status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        absl::StatusOr<Connection> again = Connect(global);
+        if (again.ok()) {
+          connection = std::move(again);
+          continue;
+        }
+      }
       return FailedCall(status, signo, connection->address);
     }
     if (ReportError(response.error())) return kExitDistdError;

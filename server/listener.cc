@@ -5,16 +5,19 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/private_dir.h"
 #include "grpcpp/server_posix.h"
 #include "spdlog/spdlog.h"
 
@@ -23,34 +26,6 @@ namespace {
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::FailedPreconditionError(absl::StrCat(what, " ", path, ": ", strerror(errno)));
-}
-
-std::string Dirname(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// The socket's directory: made 0700 if missing; refused if others could replace the socket.
-absl::Status PrepareDirectory(const std::string& dir) {
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", dir);
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0) return Errno("cannot stat", dir);
-  if (!S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
-  }
-  // Whoever owns the directory can replace the socket: it must be us or root.
-  if (st.st_uid != geteuid() && st.st_uid != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " belongs to uid ", st.st_uid, ", not to this user"));
-  }
-  // A directory that others may write to (like /tmp) is fine only with the sticky bit.
-  if ((st.st_mode & S_IWOTH) != 0 && (st.st_mode & S_ISVTX) == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " is writable by others: another user could replace the socket"));
-  }
-  return absl::OkStatus();
 }
 
 std::string LockHolder(int lock_fd) {
@@ -63,78 +38,131 @@ std::string LockHolder(int lock_fd) {
   return "";
 }
 
+bool SameFile(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(const std::string& path) {
   if (path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path));
   }
-  if (absl::Status s = PrepareDirectory(Dirname(path)); !s.ok()) return s;
-
+  absl::StatusOr<int> dir_fd = OpenPrivateDirectory(DirectoryOf(path), CreateMissing::kYes);
+  if (!dir_fd.ok()) return dir_fd.status();
   const std::string lock_path = path + ".lock";
-  int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return Errno("cannot open", lock_path);
-  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    std::string holder = LockHolder(lock_fd);
-    close(lock_fd);
+  absl::StatusOr<int> lock_fd =
+      OpenPrivateFile(*dir_fd, BaseName(lock_path), O_RDWR | O_CREAT, lock_path);
+  if (!lock_fd.ok()) {
+    close(*dir_fd);
+    return lock_fd.status();
+  }
+  // From here on the Listener owns both fds.
+  std::unique_ptr<Listener> listener(new Listener(path, *dir_fd, *lock_fd));
+  if (flock(*lock_fd, LOCK_EX | LOCK_NB) != 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("another distd is already serving ", path, holder));
+        absl::StrCat("another distd is already serving ", path, LockHolder(*lock_fd)));
   }
   std::string pid = absl::StrCat(getpid(), "\n");
-  if (ftruncate(lock_fd, 0) != 0 || pwrite(lock_fd, pid.data(), pid.size(), 0) < 0) {
+  if (ftruncate(*lock_fd, 0) != 0 || pwrite(*lock_fd, pid.data(), pid.size(), 0) < 0) {
     spdlog::warn("cannot write the pid to {}: {}", lock_path, strerror(errno));
   }
-
-  // Holding the lock, any socket file left is a dead daemon's.
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    absl::Status s = Errno("cannot remove the stale socket", path);
-    close(lock_fd);
-    return s;
-  }
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) {
-    close(lock_fd);
-    return Errno("cannot create a socket for", path);
-  }
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  memcpy(addr.sun_path, path.data(), path.size());
-  // Created 0600 from the start: no moment in which another user could connect.
-  mode_t old_mask = umask(0177);
-  int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  umask(old_mask);
-  if (bound != 0 || listen(fd, 128) != 0) {
-    absl::Status s = Errno("cannot listen on", path);
-    close(fd);
-    close(lock_fd);
-    return s;
-  }
+  if (absl::Status s = listener->Bind(); !s.ok()) return s;
   int wake[2];
-  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
-    absl::Status s = Errno("cannot create a pipe for", path);
-    close(fd);
-    close(lock_fd);
-    return s;
+  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) return Errno("cannot create a pipe for", path);
+  listener->wake_read_ = wake[0];
+  listener->wake_write_ = wake[1];
+  // Told when the socket file, the lock or the directory goes, so that a daemon that nobody
+  // could reach any more puts its socket back, or stops (see Restore).
+  listener->inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (listener->inotify_fd_ < 0 ||
+      inotify_add_watch(listener->inotify_fd_, DirectoryOf(path).c_str(),
+                        IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF |
+                            IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW) < 0) {
+    return Errno("cannot watch the directory of", path);
   }
-  return std::unique_ptr<Listener>(new Listener(path, fd, lock_fd, wake[0], wake[1]));
+  return listener;
 }
 
-Listener::Listener(std::string path, int socket_fd, int lock_fd, int wake_read, int wake_write)
-    : path_(std::move(path)),
-      socket_fd_(socket_fd),
-      lock_fd_(lock_fd),
-      wake_read_(wake_read),
-      wake_write_(wake_write) {}
+Listener::Listener(std::string path, int dir_fd, int lock_fd)
+    : path_(std::move(path)), dir_fd_(dir_fd), lock_fd_(lock_fd) {}
 
 Listener::~Listener() {
   Stop();
-  close(wake_read_);
-  close(wake_write_);
+  for (int fd : {wake_read_, wake_write_, inotify_fd_, dir_fd_}) {
+    if (fd >= 0) close(fd);
+  }
   // Released last: until here, no other daemon may take the path.
   close(lock_fd_);
 }
 
-void Listener::Start(grpc::Server* server, service::Peers* peers) {
+absl::Status Listener::Bind() {
+  const std::string name = BaseName(path_);
+  // Holding the lock, any socket file left is a dead daemon's (or our own, replaced).
+  if (unlinkat(dir_fd_, name.c_str(), 0) != 0 && errno != ENOENT) {
+    return Errno("cannot remove the stale socket", path_);
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Errno("cannot create a socket for", path_);
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, path_.data(), path_.size());
+  // Created 0600 from the start: no moment in which another user could connect.
+  mode_t old_mask = umask(0177);
+  int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  umask(old_mask);
+  struct stat st;
+  if (bound != 0 || listen(fd, 128) != 0 ||
+      fstatat(dir_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    absl::Status s = Errno("cannot listen on", path_);
+    close(fd);
+    return s;
+  }
+  if (socket_fd_ >= 0) close(socket_fd_);
+  socket_fd_ = fd;
+  socket_file_ = st;
+  return absl::OkStatus();
+}
+
+bool Listener::Intact() const {
+  struct stat st;
+  return lstat(path_.c_str(), &st) == 0 && SameFile(st, socket_file_);
+}
+
+bool Listener::Restore() {
+  char events[4096];
+  while (read(inotify_fd_, events, sizeof(events)) > 0) {
+  }  // what counts is how things are now
+  if (Intact()) return true;
+  // Only in the directory that was checked, and only while the lock there is still ours:
+  // otherwise another daemon may already serve the path.
+  struct stat dir_by_path;
+  struct stat dir_held;
+  struct stat lock_by_path;
+  struct stat lock_held;
+  const bool ours = lstat(DirectoryOf(path_).c_str(), &dir_by_path) == 0 &&
+                    fstat(dir_fd_, &dir_held) == 0 && SameFile(dir_by_path, dir_held) &&
+                    lstat((path_ + ".lock").c_str(), &lock_by_path) == 0 &&
+                    fstat(lock_fd_, &lock_held) == 0 && SameFile(lock_by_path, lock_held);
+  if (!ours) {
+    spdlog::error(
+        "the directory of {} or its lock file was removed or replaced: nobody can "
+        "reach this distd any more",
+        path_);
+    return false;
+  }
+  if (absl::Status s = Bind(); !s.ok()) {
+    spdlog::error("the socket {} was removed or replaced, and cannot be made anew: {}", path_,
+                  std::string(s.message()));
+    return false;
+  }
+  spdlog::warn("the socket {} was removed or replaced: made it anew", path_);
+  return true;
+}
+
+void Listener::Start(grpc::Server* server, service::Peers* peers,
+                     absl::AnyInvocable<void()> unreachable) {
+  unreachable_ = std::move(unreachable);
   thread_ = std::thread([this, server, peers] { Accept(server, peers); });
 }
 
@@ -145,21 +173,31 @@ void Listener::Stop() {
     [[maybe_unused]] ssize_t n = write(wake_write_, &byte, 1);
     thread_.join();
   }
-  unlink(path_.c_str());
+  // Only our own socket: a path that is no longer ours is left alone.
+  if (Intact()) unlink(path_.c_str());
   close(socket_fd_);
   socket_fd_ = -1;
 }
 
 void Listener::Accept(grpc::Server* server, service::Peers* peers) {
-  pollfd fds[2] = {{socket_fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
+  pollfd fds[3] = {{socket_fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}, {inotify_fd_, POLLIN, 0}};
   while (true) {
-    int ready = poll(fds, 2, -1);
+    int ready = poll(fds, 3, -1);
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) {
       spdlog::error("poll on {}: {}", path_, strerror(errno));
       return;
     }
     if (fds[1].revents != 0) return;
+    if (fds[2].revents != 0) {
+      if (!Restore()) {
+        if (unreachable_) unreachable_();
+        return;
+      }
+      fds[0].fd = socket_fd_;  // Bind may have made a new one
+      fds[0].revents = 0;
+      continue;
+    }
     if (fds[0].revents == 0) continue;
     // Non-blocking, as gRPC needs: with a blocking fd every call on it fails.
     int fd = accept4(socket_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);

@@ -6,10 +6,13 @@
 #ifndef DISTD_SERVER_LISTENER_H_
 #define DISTD_SERVER_LISTENER_H_
 
+#include <sys/stat.h>
+
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
 #include "server/service/peers.h"
@@ -18,29 +21,41 @@ namespace distd {
 
 class Listener {
  public:
-  // Prepares `path`: its directory is created with mode 0700 if missing (and must not be
-  // writable by others if it exists), `path.lock` is locked with flock so that a second
-  // daemon refuses to start instead of stealing the socket, a stale socket file is removed,
-  // and the socket is bound with mode 0600.
+  // Prepares `path`: its directory is created with mode 0700 if missing and must be private
+  // to this user (see common/private_dir.h), `path.lock` is locked with flock so that a
+  // second daemon refuses to start instead of stealing the socket, a stale socket file is
+  // removed, and the socket is bound with mode 0600.
   static absl::StatusOr<std::unique_ptr<Listener>> Open(const std::string& path);
   ~Listener();
 
-  // Accepts connections on a thread of its own until Stop, handing each to `server`.
-  void Start(grpc::Server* server, service::Peers* peers);
+  // Accepts connections on a thread of its own until Stop, handing each to `server`. A
+  // socket file that is removed or replaced is made anew at once; if that cannot be done
+  // (the directory or the lock file went too), the thread calls `unreachable` and stops.
+  void Start(grpc::Server* server, service::Peers* peers, absl::AnyInvocable<void()> unreachable);
   // Stops accepting and removes the socket file; the lock is released by the destructor.
   void Stop();
 
   const std::string& path() const { return path_; }
 
  private:
-  Listener(std::string path, int socket_fd, int lock_fd, int wake_read, int wake_write);
+  Listener(std::string path, int dir_fd, int lock_fd);
+  // (Re)creates the socket at path_ and listens on it.
+  absl::Status Bind();
+  // Whether path_ is still the socket file Bind made.
+  bool Intact() const;
+  // After an event in the directory: puts the socket back if it went; false if it cannot.
+  bool Restore();
   void Accept(grpc::Server* server, service::Peers* peers);
 
   const std::string path_;
-  int socket_fd_;
-  int lock_fd_;
-  int wake_read_;
-  int wake_write_;
+  const int dir_fd_;  // the checked directory
+  const int lock_fd_;
+  int socket_fd_ = -1;
+  struct stat socket_file_ = {};
+  int wake_read_ = -1;
+  int wake_write_ = -1;
+  int inotify_fd_ = -1;
+  absl::AnyInvocable<void()> unreachable_;
   std::thread thread_;
 };
 

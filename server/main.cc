@@ -148,7 +148,8 @@ int Run(const Options& options) {
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;
   for (auto& listener : listeners) {
-    listener->Start(server.get(), &peers);
+    // Nobody can reach a daemon whose socket cannot be put back: it stops as on SIGTERM.
+    listener->Start(server.get(), &peers, [] { kill(getpid(), SIGTERM); });
     names.push_back(listener->path());
   }
   spdlog::info("distd {} serving {} with {} jobs", getpid(), absl::StrJoin(names, ", "),

@@ -30,9 +30,10 @@ absl::StatusOr<engine::Caller> Peers::Authorize(const std::string& peer) {
     }
     credentials = it->second;
   }
-  if (credentials.uid != owner_ && credentials.uid != 0) {
+  // Not root either: its commands and environment would run as this daemon's user.
+  if (credentials.uid != owner_) {
     return absl::PermissionDeniedError(absl::StrCat("distd runs as uid ", owner_,
-                                                    " and serves only that uid and root; ",
+                                                    " and serves only that uid; ",
                                                     "the caller is uid ", credentials.uid));
   }
   engine::Caller caller;

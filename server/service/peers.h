@@ -1,7 +1,7 @@
 // Who is on the other end of each connection. The daemon accepts unix-socket connections
 // itself, reads the peer's credentials (SO_PEERCRED) and records them here by fd before handing
 // the fd to gRPC, whose calls then name their peer "fd:N". Every call is checked against the
-// record: only the daemon's own uid and root may use it.
+// record: only the daemon's own uid may use it (root too is refused).
 #ifndef DISTD_SERVER_SERVICE_PEERS_H_
 #define DISTD_SERVER_SERVICE_PEERS_H_
 

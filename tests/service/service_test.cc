@@ -54,7 +54,7 @@ class ServiceTest : public ::testing::Test {
     builder.SetMaxReceiveMessageSize(service::kMaxRequestBytes);
     server_ = builder.BuildAndStart();
     keeper_ = std::make_unique<service::QueueKeeper>(server_.get());
-    listener_->Start(server_.get(), peers_.get());
+    listener_->Start(server_.get(), peers_.get(), [] {});
     stub_ = v1::Distd::NewStub(
         grpc::CreateChannel("unix:" + dir_ + "/d.sock", grpc::InsecureChannelCredentials()));
   }
@@ -566,13 +566,17 @@ TEST(MergeOutputTest, OnlyOutputOfTheSameStreamAndOnlyUpToTheLimit) {
   EXPECT_TRUE(service::CanAppendOutput(logs, v1::STDERR, 1));
 }
 
-TEST(PeersTest, OnlyTheOwnerAndRootAreServed) {
+// Root gets no exception: a root client's commands and environment would run as the
+// daemon's user.
+TEST(PeersTest, OnlyTheOwnerIsServed) {
   service::Peers peers(1000);
   peers.Add(5, service::PeerCredentials{1, 1000, 1000});
   peers.Add(6, service::PeerCredentials{1, 0, 0});
   peers.Add(7, service::PeerCredentials{1, 1001, 1001});
   EXPECT_EQ(peers.Authorize("fd:5")->principal, "uid:1000");
-  EXPECT_TRUE(peers.Authorize("fd:6").ok());
+  absl::StatusOr<engine::Caller> root = peers.Authorize("fd:6");
+  EXPECT_TRUE(absl::IsPermissionDenied(root.status()));
+  EXPECT_THAT(root.status().message(), HasSubstr("the caller is uid 0"));
   absl::StatusOr<engine::Caller> other = peers.Authorize("fd:7");
   EXPECT_TRUE(absl::IsPermissionDenied(other.status()));
   EXPECT_THAT(other.status().message(), HasSubstr("uid 1001"));

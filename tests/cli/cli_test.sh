@@ -40,6 +40,7 @@ start_daemon() {
 
 stop_daemon() {
   if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
+    kill -CONT "$DPID"  # a test may have stopped it
     kill -TERM "$DPID"
     wait "$DPID" 2>/dev/null
   fi
@@ -47,8 +48,9 @@ stop_daemon() {
 }
 
 cleanup() {
+  [ -z "${FILLER:-}" ] || kill "$FILLER" 2>/dev/null
   stop_daemon  # which ends every job it still runs
-  rm -rf "$T"
+  rm -rf "$T" "$T.gone"
 }
 trap cleanup EXIT
 
@@ -93,6 +95,23 @@ signals_blocked() {  # signals_blocked PID: distctl runs as PID and has blocked 
 still_serving() {
   expect_code 0 distctl status
 }
+
+# A throwaway second user for the tests of trust between users; such a test is skipped
+# (exit 77) where it cannot make one.
+other_user() {
+  [ "$(id -u)" -eq 0 ] || { echo "SKIP [$NAME]: needs root to make a second user"; exit 77; }
+  OTHER=distd-test-other
+  for _ in $(seq 1 50); do  # tests run in parallel: useradd may find /etc/passwd locked
+    id -u "$OTHER" >/dev/null 2>&1 && break
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$OTHER" 2>/dev/null || sleep 0.1
+  done
+  OTHER_UID=$(id -u "$OTHER") || fail "cannot make the user $OTHER"
+  # A world-writable sticky directory, as /tmp is, that both users can reach.
+  chmod 0755 "$T"
+  PUB=$T/pub
+  mkdir -m 1777 "$PUB"
+}
+as_other() { runuser -u "$OTHER" -- "$@"; }
 
 # --- the tests ---------------------------------------------------------------------------
 
@@ -397,6 +416,115 @@ test_logs_and_status() {
   expect_code 0 distctl status --json
   expect_code 0 distctl build list
   expect_grep default "$T/out"
+}
+
+test_planted_directory() {
+  other_user
+  unset DISTD_ADDR
+  # A directory made first by the other user, where this user's socket would go.
+  as_other mkdir -m 0700 "$PUB/distd-a"
+  export DISTD_SOCKET=$PUB/distd-a/d.sock
+  expect_code 125 distctl run -- true
+  expect_grep "$PUB/distd-a" "$T/err"
+  expect_grep "belongs to uid $OTHER_UID" "$T/err"
+  expect_code 1 "$BIN/distd" --listen "unix:$DISTD_SOCKET"
+  expect_grep "belongs to uid $OTHER_UID" "$T/err"
+  # One of ours, but open to others: refused, not fixed behind the user's back.
+  mkdir -m 0755 "$PUB/distd-b"
+  export DISTD_SOCKET=$PUB/distd-b/d.sock
+  expect_code 125 distctl run -- true
+  expect_grep "mode 0755" "$T/err"
+  [ "$(stat -c %a "$PUB/distd-b")" = 755 ] || fail "the mode was changed"
+  # A link planted by the other user, to a directory of theirs with a link in it where
+  # distd.log would go: nothing is made there, nothing is written through the link.
+  as_other mkdir -m 0700 "$PUB/theirs"
+  as_other ln -s "$PUB/victim" "$PUB/theirs/distd.log"
+  as_other ln -s "$PUB/theirs" "$PUB/distd-c"
+  export DISTD_SOCKET=$PUB/distd-c/d.sock
+  expect_code 125 distctl run -- true
+  expect_grep "symbolic link" "$T/err"
+  expect_code 1 "$BIN/distd" --listen "unix:$DISTD_SOCKET"
+  expect_grep "symbolic link" "$T/err"
+  [ ! -e "$PUB/victim" ] || fail "distctl wrote through a planted link"
+  [ -z "$(find "$PUB/theirs" -user 0)" ] || fail "something of ours was made in their directory"
+  # Even a link of our own is refused as the directory itself, but may lead to it: in a
+  # directory that only this user (or root) can write, it is the user's own choice.
+  mkdir -m 0700 "$T/mine"
+  ln -s "$T/mine" "$T/link"
+  export DISTD_SOCKET=$T/link/d.sock
+  expect_code 125 distctl run -- true
+  expect_grep "symbolic link" "$T/err"
+  export DISTD_SOCKET=$T/link/run/d.sock
+  expect_code 0 distctl run -- true
+  DPID=$(pgrep -f "distd --listen unix:$DISTD_SOCKET")
+}
+
+test_other_users_daemon() {
+  other_user
+  unset DISTD_ADDR
+  # The other user's own distd, in their own directory, behind a link where ours would be.
+  as_other mkdir -m 0700 "$PUB/theirs"
+  as_other "$BIN/distd" --listen "unix:$PUB/theirs/d.sock" >"$T/their.log" 2>&1 &
+  local their=$!
+  wait_until 10 test -S "$PUB/theirs/d.sock" || fail "the other user's distd did not start"
+  as_other ln -s "$PUB/theirs" "$PUB/distd-0"
+  as_other chmod 0777 "$PUB/theirs" "$PUB/theirs/d.sock"
+  for addr in "DISTD_SOCKET=$PUB/distd-0/d.sock" "DISTD_ADDR=unix:$PUB/theirs/d.sock"; do
+    expect_code 125 env "$addr" SECRET=x "$DISTCTL" run -- sh -c 'id -u; echo "$SECRET"'
+    expect_grep "runs as uid $OTHER_UID" "$T/err"
+    expect_grep "nothing was sent" "$T/err"
+    [ ! -s "$T/out" ] || fail "a job ran: $(cat "$T/out")"
+  done
+  kill -TERM "$their"
+  wait "$their"
+}
+
+test_stalled_daemon() {
+  unset DISTD_ADDR
+  export DISTD_SOCKET=$SOCK
+  start_daemon
+  kill -STOP "$DPID"
+  # A connection is accepted (the kernel's backlog) and never answered.
+  expect_code 125 timeout 30 "$DISTCTL" status
+  expect_grep "pid $DPID" "$T/err"
+  expect_grep "does not answer" "$T/err"
+  # With the backlog full, connecting fails at once, and the daemon started in its place
+  # finds the lock taken: the lock's holder is named.
+  # perl-base is part of every Debian system.
+  perl -MSocket -MFcntl -e 'my @s; for (1..200) { socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die;
+      my $f = fcntl($s, F_GETFL, 0); fcntl($s, F_SETFL, $f | O_NONBLOCK);
+      connect($s, pack_sockaddr_un($ARGV[0])); push @s, $s } $| = 1; print "full\n"; sleep 60' \
+    "$SOCK" >"$T/filler" 2>&1 &
+  FILLER=$!
+  wait_until 10 grep -q full "$T/filler" || fail "could not fill the backlog"
+  expect_code 125 timeout 30 "$DISTCTL" status
+  expect_grep "pid $DPID" "$T/err"
+  expect_grep "kill -CONT $DPID" "$T/err"
+  kill "$FILLER"
+  kill -CONT "$DPID"
+  still_serving
+}
+
+test_deleted_socket() {
+  start_daemon
+  rm -f "$SOCK"
+  wait_until 10 test -S "$SOCK" || fail "the socket was not made anew"
+  still_serving
+  # Replaced by something else: made anew too.
+  rm -f "$SOCK"
+  : >"$SOCK"
+  wait_until 10 test -S "$SOCK" || fail "the replaced socket was not made anew"
+  still_serving
+  # The directory itself goes: nobody could reach this distd, which stops with a reason.
+  mv "$T" "$T.gone"
+  ln -s "$T.gone" "$T"  # so that the logs and the cleanup still find their files
+  local gone=$DPID
+  wait_until 20 bash -c "! kill -0 $gone 2>/dev/null" || fail "distd kept running, unreachable"
+  wait "$gone"
+  DPID=
+  expect_grep "nobody can reach" "$T/distd.log"
+  rm -f "$T"
+  mv "$T.gone" "$T"
 }
 
 "test_$NAME"

@@ -69,7 +69,7 @@ int AbortCommand(GlobalOptions global, const std::vector<std::string>& args) {
   grpc::Status status = CallCancellable(
       &context, [&] { return connection->stub->Abort(&context, request, &response); }, &signo);
   if (!status.ok()) return FailedCall(status, signo, connection->address);
-  if (ReportError(response.error())) return kExitDistdError;
+  if (ReportError(response.error())) return RefusalExitCode(response.error());
   return kExitOk;
 }
 

@@ -44,7 +44,7 @@ int Close(const Connection& connection, const std::string& name) {
   grpc::Status status = CallCancellable(
       &context, [&] { return connection.stub->CloseBuild(&context, request, &response); }, &signo);
   if (!status.ok()) return FailedCall(status, signo, connection.address);
-  if (ReportError(response.error())) return kExitDistdError;
+  if (ReportError(response.error())) return RefusalExitCode(response.error());
   return kExitOk;
 }
 

@@ -132,7 +132,7 @@ int LogsCommand(GlobalOptions global, const std::vector<std::string>& args) {
   }
   if (error.has_value()) {
     if (!ReportError(*error)) Err("distd refused without saying why");
-    return kExitDistdError;
+    return RefusalExitCode(*error);
   }
   if (end.has_value()) {
     ReportOmitted(end->stdout_omitted(), "stdout");

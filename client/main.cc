@@ -57,7 +57,15 @@ global options (also accepted after the command's name):
 
 exit codes: run passes the command's code through (128+N for signal N, 124 timed out,
 126 could not start, 127 not found); otherwise 0 success, 1 the build failed; 2 usage
-error; 125 an error of distctl or distd.
+error (a bad command line, or input that distd refused as invalid: a bad build name, an
+empty program, arguments over ARG_MAX, a timeout or grace over the maximum); 125 an error
+of distctl or distd, or a daemon that is not ours (another user's, or one that does not
+answer).
+
+the socket's directory must be the user's own: owned by them, mode 0700 and not a symbolic
+link (links above it are followed only when root or the user owns them, and no directory
+above it may be writable by others without the sticky bit). distctl and distd make it so
+when they create it, and refuse one that is not, naming it and what is wrong.
 )";
 
 using CommandFunction = int (*)(GlobalOptions, const std::vector<std::string>&);
@@ -79,7 +87,10 @@ int Main(const std::vector<std::string>& args) {
     global.addr = addr;
     global.addr_source = "DISTD_ADDR";
   }
-  if (const char* build = std::getenv("DISTD_BUILD"); build != nullptr && *build != '\0') {
+  if (const char* build = std::getenv("DISTD_BUILD"); build != nullptr) {
+    // Set but empty is a mistake (an unset variable in a script), as --build "" is: acting
+    // on the default build instead could abort someone else's.
+    if (*build == '\0') return UsageError("", "DISTD_BUILD: the build name is empty");
     global.build = build;
     global.build_given = true;
   }

@@ -95,6 +95,10 @@ int StreamEndedEarly(const grpc::Status& status, const Address& address) {
   }
 }
 
+int RefusalExitCode(const v1::Error& error) {
+  return error.code() == v1::Error::INVALID_ARGUMENT ? kExitUsage : kExitDistdError;
+}
+
 bool ReportError(const v1::Error& error) {
   if (error.code() == v1::Error::OK) return false;
   if (!error.message().empty()) {

@@ -29,6 +29,10 @@ int StreamEndedEarly(const grpc::Status& status, const Address& address);
 // returns true.
 bool ReportError(const v1::Error& error);
 
+// How distctl exits when distd refused a request with `error`: 2 when the caller's input was
+// wrong (as for a bad command line), else 125.
+int RefusalExitCode(const v1::Error& error);
+
 // Runs `call`, a blocking call on `context`, so that SIGINT/SIGTERM/SIGHUP cancels it.
 // Returns its status; *signo is the signal that arrived during it, or 0.
 grpc::Status CallCancellable(grpc::ClientContext* context,

@@ -34,7 +34,9 @@ Runs CMD on distd's pool, where and as it would run here: in this directory, wit
 environment. In the foreground its output streams live to distctl's (a local distd
 writes it there itself when they are pipes or /dev/null: a reader of the pipe that goes
 away gives CMD SIGPIPE) and distctl exits with its code (128+N when killed by signal N,
-124 timed out, 126 could not start, 127 not found); Ctrl-C cancels it. With --bg it is queued, its id printed, and distctl exits 0.
+124 timed out, 126 could not start, 127 not found). The job belongs to this distctl: Ctrl-C
+cancels it, and so does killing distctl (any signal, even SIGKILL, as distd sees the
+connection close). With --bg it is queued, its id printed, and distctl exits 0.
 
 flags:
   --bg           queue in the background; `distctl wait` is the barrier
@@ -168,7 +170,7 @@ int Submit(const Connection& connection, const v1::SubmitRequest& request) {
   grpc::Status status = CallCancellable(
       &context, [&] { return connection.stub->Submit(&context, request, &response); }, &signo);
   if (!status.ok()) return FailedCall(status, signo, connection.address);
-  if (ReportError(response.error())) return kExitDistdError;
+  if (ReportError(response.error())) return RefusalExitCode(response.error());
   if (response.job_ids_size() != request.commands_size()) {
     Err(absl::StrCat("distd answered ", response.job_ids_size(), " job ids for ",
                      request.commands_size(), " commands"));

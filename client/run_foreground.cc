@@ -178,7 +178,7 @@ int RunForeground(const Connection& connection, const v1::RunRequest& request) {
   }
   if (error.has_value()) {
     if (!ReportError(*error)) Err("distd refused the job without saying why");
-    return kExitDistdError;
+    return RefusalExitCode(*error);
   }
   if (result.has_value()) return ExitCodeOf(*result);
   return StreamEndedEarly(status, connection.address);

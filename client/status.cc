@@ -107,7 +107,7 @@ int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
       }
       return FailedCall(status, signo, connection->address);
     }
-    if (ReportError(response.error())) return kExitDistdError;
+    if (ReportError(response.error())) return RefusalExitCode(response.error());
     std::string text;
     if (json) {
       absl::StatusOr<std::string> printed = Json(response);

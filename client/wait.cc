@@ -269,7 +269,7 @@ int WaitCommand(GlobalOptions global, const std::vector<std::string>& args) {
   }
   if (error.has_value()) {
     if (!ReportError(*error)) Err("distd refused the wait without saying why");
-    return kExitDistdError;
+    return RefusalExitCode(*error);
   }
   if (result.has_value()) {
     if (!result->has_failure()) return kExitOk;

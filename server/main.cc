@@ -16,6 +16,7 @@
 #include "common/process_setup.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
+#include "server/engine/validate.h"
 #include "server/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/service.h"
@@ -33,7 +34,7 @@ Runs build commands for distctl on one bounded pool shared by every build on the
   --listen ADDR      unix:PATH to listen on (repeatable). Default: $DISTD_SOCKET, else
                      $XDG_RUNTIME_DIR/distd/distd.sock, else /tmp/distd-$UID/distd.sock
   --jobs N           jobs running at once, across all builds (default: number of CPUs)
-  --grace DUR        between SIGTERM and SIGKILL when a job is stopped (default 5s)
+  --grace DUR        between SIGTERM and SIGKILL when a job is stopped (default 5s, at most 10m)
   --log-level LEVEL  trace, debug, info, warn, error or off (default info)
   --help, --version
 
@@ -86,9 +87,11 @@ Options ParseFlags(int argc, char** argv) {
       }
     } else if (flag == "--grace") {
       std::string text = take();
+      const absl::Duration max_grace = engine::Limits().max_grace;
       if (!absl::ParseDuration(text, &options.engine.grace) ||
-          options.engine.grace < absl::ZeroDuration()) {
-        UsageError(absl::StrCat("--grace: \"", text, "\" is not a duration such as 500ms or 2s"));
+          options.engine.grace < absl::ZeroDuration() || options.engine.grace > max_grace) {
+        UsageError(absl::StrCat("--grace: \"", text, "\" is not a duration from 0 to ",
+                                absl::FormatDuration(max_grace), " such as 500ms or 2s"));
       }
     } else if (flag == "--log-level") {
       std::string text = take();

@@ -1,5 +1,7 @@
 #include "server/engine/validate.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -43,13 +45,17 @@ absl::Status ValidateName(absl::string_view what, absl::string_view name, const 
   return absl::OkStatus();
 }
 
+size_t ExecBytesLimit() {
+  static const size_t limit = [] {
+    long value = sysconf(_SC_ARG_MAX);
+    return value > 0 ? static_cast<size_t>(value) : size_t{128 * 1024};
+  }();
+  return limit;
+}
+
 absl::Status ValidateJobSpec(const JobSpec& spec, const Limits& limits) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("empty command: no program given");
   if (spec.argv[0].empty()) return absl::InvalidArgumentError("empty program name");
-  if (spec.argv.size() > limits.max_args) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%d arguments; the limit is %d", spec.argv.size(), limits.max_args));
-  }
   size_t exec_bytes = 0;
   for (size_t i = 0; i < spec.argv.size(); ++i) {
     const std::string& arg = spec.argv[i];

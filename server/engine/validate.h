@@ -12,18 +12,24 @@
 
 namespace distd::engine {
 
+// ARG_MAX of this process (sysconf), which its children inherit with its stack limit.
+size_t ExecBytesLimit();
+
 struct Limits {
   // Linux refuses a single argument or environment string longer than 128 KiB
-  // (MAX_ARG_STRLEN) and, by default, argv plus envp beyond 2 MiB: refuse them up front with
-  // a message instead of a failed exec.
+  // (MAX_ARG_STRLEN) and argv plus envp (strings and pointers) beyond ARG_MAX, a quarter of
+  // the stack limit: refuse them up front with a message instead of a failed exec. There is
+  // no limit on the number of arguments but these bytes, as in execve.
   size_t max_arg_bytes = 128 * 1024;
-  size_t max_exec_bytes = 2 * 1024 * 1024;
-  size_t max_args = 64 * 1024;
+  size_t max_exec_bytes = ExecBytesLimit();
   size_t max_name_bytes = 128;
   // Back-pressure: jobs queued (not yet running) across all builds.
   size_t max_queued_jobs = 1'000'000;
   size_t max_jobs_per_request = 200'000;
   absl::Duration max_timeout = absl::Hours(24 * 7);
+  // Between SIGTERM and SIGKILL: a job that ignores SIGTERM holds up an abort, and distd's
+  // own shutdown, for at most this long.
+  absl::Duration max_grace = absl::Minutes(10);
 };
 
 // Build and group names: 1..max_name_bytes of [A-Za-z0-9._:@+/-], not starting with '-' or

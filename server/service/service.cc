@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/engine/validate.h"
 #include "server/service/convert.h"
 #include "server/service/reactors.h"
 #include "spdlog/spdlog.h"
@@ -86,9 +87,10 @@ grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
                                          const v1::AbortRequest* request,
                                          v1::AbortResponse* response) {
   return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor* reactor) {
-    if (request->grace_ms() < 0) {
-      *response->mutable_error() =
-          ToError(absl::InvalidArgumentError("the grace period must not be negative"));
+    const absl::Duration max_grace = engine::Limits().max_grace;
+    if (request->grace_ms() < 0 || absl::Milliseconds(request->grace_ms()) > max_grace) {
+      *response->mutable_error() = ToError(absl::InvalidArgumentError(absl::StrCat(
+          "the grace period must be from 0 to ", absl::FormatDuration(max_grace))));
       return true;
     }
     engine::AbortOptions options;

@@ -288,6 +288,14 @@ test_ctrl_c_on_run() {
   local code=$?
   [ "$code" -eq 130 ] || fail "distctl exited $code after SIGINT, expected 130"
   pgrep -f "^sleep 977.7" >/dev/null && fail "the job survived the client's exit"
+  # So does a distctl killed outright, which has no chance to say so: distd sees the
+  # connection close.
+  "$DISTCTL" run -- sleep 978.2 &
+  client=$!
+  wait_until 10 pgrep -f "^sleep 978.2" >/dev/null || fail "the second job did not start"
+  kill -KILL "$client"
+  wait "$client"
+  no_survivor "sleep 978.2"
   # A cancelled foreground job does not fail its build.
   expect_code 0 distctl run -- true
 }
@@ -386,10 +394,24 @@ test_bad_input() {
   expect_code 2 distctl run -e NOEQUALS -- true
   expect_code 2 distctl frobnicate
   expect_code 2 distctl run --no-such-flag -- true
-  expect_code 125 distctl --build 'bad name' run -- true
+  # Caller mistakes that distd finds are usage errors too.
+  expect_code 2 distctl --build 'bad name' run -- true
   expect_grep "build name" "$T/err"
+  expect_code 2 distctl run --timeout 9999h -- true
+  expect_grep "timeout" "$T/err"
+  expect_code 2 distctl abort --grace 11m
+  expect_grep "grace" "$T/err"
+  expect_code 2 env DISTD_BUILD= "$DISTCTL" run -- true
+  expect_grep "DISTD_BUILD" "$T/err"
+  expect_code 2 distctl --build '' run -- true
+  expect_code 2 "$BIN/distd" --listen "unix:$T/other.sock" --grace inf
+  expect_grep "grace" "$T/err"
+  expect_code 2 "$BIN/distd" --listen "unix:$T/other.sock" --grace 11m
+  # Arguments are limited by their bytes, as execve limits them, not by their number.
+  expect_code 0 distctl run -- sh -c 'echo $#' sh $(seq 1 70000)
+  [ "$(cat "$T/out")" = 70000 ] || fail "70,000 arguments: $(head -c 200 "$T/out")"
   { printf 'echo '; head -c 8388608 /dev/zero | tr '\0' x; echo; } >"$T/huge"
-  expect_code 125 distctl run --bg -f "$T/huge"
+  expect_code 2 distctl run --bg -f "$T/huge"
   expect_grep "the limit is" "$T/err"
   expect_code 125 distctl logs 999999
   expect_code 125 distctl build close nope

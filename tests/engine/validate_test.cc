@@ -46,6 +46,17 @@ TEST(ValidateJobSpecTest, AcceptsAGoodSpec) {
   EXPECT_TRUE(ValidateJobSpec(spec, Limits()).ok());
 }
 
+TEST(ValidateJobSpecTest, CountsBytesNotArguments) {
+  // As many short arguments as execve takes: more than 65,536 of them.
+  JobSpec spec = Good();
+  Limits limits;
+  limits.max_exec_bytes = 2 * 1024 * 1024;
+  spec.argv.resize(100'000, "x");
+  EXPECT_TRUE(ValidateJobSpec(spec, limits).ok());
+  spec.argv.resize(300'000, "x");
+  EXPECT_THAT(ValidateJobSpec(spec, limits).message(), HasSubstr("the limit is 2097152"));
+}
+
 TEST(ValidateJobSpecTest, RefusesBadSpecsSayingWhy) {
   Limits limits;
   auto check = [&](JobSpec spec, const char* expected) {
@@ -72,7 +83,7 @@ TEST(ValidateJobSpecTest, RefusesBadSpecsSayingWhy) {
   bad_env.env = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"NOEQUALS"});
   check(bad_env, "NAME=VALUE");
   JobSpec many = Good();
-  many.argv = std::vector<std::string>(20'000, std::string(100, 'a'));
+  many.argv = std::vector<std::string>(limits.max_exec_bytes / 100, std::string(100, 'a'));
   check(many, "arguments and environment take");
   JobSpec negative = Good();
   negative.timeout = absl::Seconds(-1);

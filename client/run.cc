@@ -3,6 +3,7 @@
 #include "client/run.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include "client/connect.h"
 #include "client/print.h"
 #include "client/rpc.h"
+#include "common/current_umask.h"
 #include "common/exit_codes.h"
 #include "common/shell_words.h"
 
@@ -31,7 +33,8 @@ constexpr char kUsage[] = R"(usage: distctl run [FLAGS] [--] CMD [ARG...]
        distctl run --bg [FLAGS] -f FILE|-
 
 Runs CMD on distd's pool, where and as it would run here: in this directory, with this
-environment. In the foreground its output streams live to distctl's (a local distd
+environment, this umask and these soft limits (ulimit -n, -c, -s, -t, -v; each at most
+distd's hard limit). In the foreground its output streams live to distctl's (a local distd
 writes it there itself when they are pipes or /dev/null: a reader of the pipe that goes
 away gives CMD SIGPIPE) and distctl exits with its code (128+N when killed by signal N,
 124 timed out, 126 could not start, 127 not found). The job belongs to this distctl: Ctrl-C
@@ -81,6 +84,30 @@ std::vector<std::string> Environment() {
     env.emplace_back(*entry);
   }
   return env;
+}
+
+// What a shell user sets for the commands they start (ulimit, umask), for distd to give the
+// jobs: they run as they would have here.
+v1::ProcessSettings OwnSettings() {
+  v1::ProcessSettings settings;
+  settings.set_umask(CurrentUmask());
+  const std::pair<__rlimit_resource, v1::ResourceLimit::Resource> carried[] = {
+      {RLIMIT_NOFILE, v1::ResourceLimit::NOFILE}, {RLIMIT_CORE, v1::ResourceLimit::CORE},
+      {RLIMIT_STACK, v1::ResourceLimit::STACK},   {RLIMIT_CPU, v1::ResourceLimit::CPU},
+      {RLIMIT_AS, v1::ResourceLimit::AS},
+  };
+  for (const auto& [resource, name] : carried) {
+    rlimit limit;
+    if (getrlimit(resource, &limit) != 0) continue;
+    v1::ResourceLimit* out = settings.add_limits();
+    out->set_resource(name);
+    if (limit.rlim_cur == RLIM_INFINITY) {
+      out->set_unlimited(true);
+    } else {
+      out->set_soft(limit.rlim_cur);
+    }
+  }
+  return settings;
 }
 
 absl::StatusOr<std::string> ReadAll(const std::string& file) {
@@ -250,6 +277,7 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
     request.set_build(global.build);
     request.set_cwd(*cwd);
     for (std::string& entry : Environment()) request.add_env(std::move(entry));
+    *request.mutable_settings() = OwnSettings();
     *request.mutable_command() = common;
     for (const std::string& word : flags.argv) request.mutable_command()->add_argv(word);
     OfferOwnFiles(&request);
@@ -260,6 +288,7 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
   request.set_build(global.build);
   request.set_cwd(*cwd);
   for (std::string& entry : Environment()) request.add_env(std::move(entry));
+  *request.mutable_settings() = OwnSettings();
   if (batch.empty()) {
     v1::Command* command = request.add_commands();
     *command = common;

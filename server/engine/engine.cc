@@ -279,6 +279,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   request.argv = &job->spec.argv;
   request.cwd = &job->spec.cwd;
   request.env = job->spec.env != nullptr ? job->spec.env.get() : &EmptyEnv();
+  request.settings = job->spec.settings.get();
   request.targets = std::move(job->spec.targets);  // the spawner's from now on
   if (request.targets != nullptr) {
     job->forwarded[0] = request.targets->fd(OutputStream::kStdout) >= 0;

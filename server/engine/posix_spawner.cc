@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,10 +55,12 @@ extern "C" {
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/current_umask.h"
 #include "absl/time/time.h"
 #include "server/engine/spawner.h"
 #include "server/engine/types.h"
@@ -171,6 +174,56 @@ struct Job {
 
 int QueueOf(const Job& job, int stream) { return job.shared ? 0 : stream; }
 
+// The umask and soft limits this process gives its children, read once: distd never changes
+// them while it runs (the listener's umask while it binds is set and put back at once).
+struct OwnSettings {
+  mode_t umask = 022;
+  std::map<int, rlimit> limits;
+};
+
+OwnSettings ReadOwnSettings() {
+  OwnSettings own;
+  own.umask = CurrentUmask();
+  for (int resource : {RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_STACK, RLIMIT_CPU, RLIMIT_AS}) {
+    rlimit limit;
+    if (getrlimit(static_cast<__rlimit_resource>(resource), &limit) == 0) own.limits[resource] = limit;
+  }
+  return own;
+}
+
+std::string HelperNextToUs() {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "distd-exec";
+  std::string path(self, static_cast<size_t>(n));
+  return path.substr(0, path.rfind('/') + 1) + "distd-exec";
+}
+
+// The flags for distd-exec that give a job `wanted` where it differs from `own`; none when
+// the job would get the same from posix_spawn alone. A soft limit above the hard one counts
+// as the hard one, as distd-exec lowers it to that.
+std::vector<std::string> HelperFlags(const ProcessSettings& wanted, const OwnSettings& own) {
+  std::vector<std::string> flags;
+  if (wanted.umask.has_value() && *wanted.umask != own.umask) {
+    flags.push_back("-u");
+    flags.push_back(absl::StrFormat("%03o", *wanted.umask));
+  }
+  for (const ProcessSettings::Limit& limit : wanted.limits) {
+    auto it = own.limits.find(limit.resource);
+    if (it == own.limits.end()) continue;
+    const rlimit& mine = it->second;
+    rlim_t soft = static_cast<rlim_t>(limit.soft);
+    if (mine.rlim_max != RLIM_INFINITY && (soft == RLIM_INFINITY || soft > mine.rlim_max)) {
+      soft = mine.rlim_max;
+    }
+    if (soft == mine.rlim_cur) continue;
+    flags.push_back("-l");
+    flags.push_back(soft == RLIM_INFINITY ? absl::StrCat(limit.resource, ":inf")
+                                          : absl::StrCat(limit.resource, ":", soft));
+  }
+  return flags;
+}
+
 class PosixSpawner;
 
 class PosixProcess final : public Process {
@@ -193,7 +246,12 @@ class PosixProcess final : public Process {
 class PosixSpawner final : public Spawner {
  public:
   PosixSpawner(const PosixSpawnerOptions& options, int epoll_fd, int wake_fd)
-      : options_(options), epoll_fd_(epoll_fd), wake_fd_(wake_fd), thread_([this] { Run(); }) {}
+      : options_(options),
+        own_(ReadOwnSettings()),
+        helper_(options.exec_helper.empty() ? HelperNextToUs() : options.exec_helper),
+        epoll_fd_(epoll_fd),
+        wake_fd_(wake_fd),
+        thread_([this] { Run(); }) {}
 
   ~PosixSpawner() override {
     // No callback starts after this store; one already running ends before join returns.
@@ -502,6 +560,8 @@ class PosixSpawner final : public Spawner {
   }
 
   const PosixSpawnerOptions options_;
+  const OwnSettings own_;
+  const std::string helper_;  // distd-exec
   const int epoll_fd_;
   const int wake_fd_;
   std::atomic<bool> stopping_{false};
@@ -554,7 +614,24 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   // default, so more than ~60 running jobs) gets only small pipes from then on, its jobs'
   // own pipes included.
   fcntl(out[0], F_SETPIPE_SZ, static_cast<int>(options_.read_chunk));
+  // A job whose client's umask or limits are not ours starts as distd-exec, which sets them
+  // and execs the program resolved here.
+  std::vector<std::string> helper_flags;
+  if (request.settings != nullptr) helper_flags = HelperFlags(*request.settings, own_);
+  const std::string* exec_path = &*path;
   std::vector<char*> argv, envp;
+  if (!helper_flags.empty()) {
+    if (access(helper_.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot give the job its client's umask and limits: ", helper_, ": ",
+                       strerror(errno)));
+    }
+    exec_path = &helper_;
+    argv.push_back(const_cast<char*>("distd-exec"));
+    for (std::string& flag : helper_flags) argv.push_back(flag.data());
+    argv.push_back(const_cast<char*>("--"));
+    argv.push_back(const_cast<char*>(path->c_str()));
+  }
   for (const std::string& arg : *request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   for (const std::string& var : env) envp.push_back(const_cast<char*>(var.c_str()));
   argv.push_back(nullptr);
@@ -582,7 +659,7 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, path->c_str(), &actions, &attr, argv.data(), envp.data());
+  int rc = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   CloseFd(out[1]);

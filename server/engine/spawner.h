@@ -24,6 +24,7 @@ struct SpawnRequest {
   // Where the job's output is also written as it arrives (null: nowhere). Held until the
   // job's exit is reported (let go just before) or forwarding stops.
   std::shared_ptr<const OutputTargets> targets;
+  const ProcessSettings* settings = nullptr;  // null: the spawner's own
 };
 
 // Implemented by the engine. For one job, calls arrive on one thread at a time, output in
@@ -77,6 +78,10 @@ struct PosixSpawnerOptions {
   // default 64 KiB. stderr keeps the default size: it carries little, and pipe pages count
   // against the user's limit.
   size_t read_chunk = 1 << 20;
+  // The program that applies a job's umask and soft limits (ProcessSettings) and then execs
+  // the job, used only for a job whose settings differ from the daemon's own: posix_spawn
+  // cannot set them. Empty: distd-exec next to the running program.
+  std::string exec_helper;
 };
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains

@@ -48,6 +48,19 @@ class OutputTargets {
 
 // One command to run. The environment is shared between the jobs of one submission:
 // a batch of 100,000 jobs from one client carries one copy of that client's environment.
+// What a job gets from its client's shell besides argv, cwd and env (see the proto's
+// ProcessSettings): unset fields keep distd's own.
+struct ProcessSettings {
+  struct Limit {
+    int resource = -1;  // RLIMIT_*; -1 for one this distd does not know
+    uint64_t soft = 0;  // RLIM_INFINITY for none
+    bool operator==(const Limit&) const = default;
+  };
+  std::optional<uint32_t> umask;
+  std::vector<Limit> limits;
+  bool operator==(const ProcessSettings&) const = default;
+};
+
 struct JobSpec {
   std::vector<std::string> argv;                        // argv[0] is looked up on the job's PATH
   std::string cwd;                                      // absolute
@@ -62,6 +75,8 @@ struct JobSpec {
   // watcher given with the job's Submit is its client, and gets no OnJobOutput for these
   // streams: the output is already there.
   std::shared_ptr<const OutputTargets> targets;
+  // The client's umask and soft limits, shared by the jobs of one request; null: distd's own.
+  std::shared_ptr<const ProcessSettings> settings;
 };
 
 enum class JobState { kQueued, kRunning, kFinished };

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -56,6 +59,21 @@ size_t ExecBytesLimit() {
 absl::Status ValidateJobSpec(const JobSpec& spec, const Limits& limits) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("empty command: no program given");
   if (spec.argv[0].empty()) return absl::InvalidArgumentError("empty program name");
+  if (spec.settings != nullptr) {
+    const ProcessSettings& settings = *spec.settings;
+    if (settings.umask.has_value() && *settings.umask > 0777) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("umask %o is not from 0 to 0777", *settings.umask));
+    }
+    std::vector<int> seen;
+    for (const ProcessSettings::Limit& limit : settings.limits) {
+      if (limit.resource < 0) return absl::InvalidArgumentError("a resource limit of unknown kind");
+      if (std::find(seen.begin(), seen.end(), limit.resource) != seen.end()) {
+        return absl::InvalidArgumentError("a resource limit is given twice");
+      }
+      seen.push_back(limit.resource);
+    }
+  }
   size_t exec_bytes = 0;
   for (size_t i = 0; i < spec.argv.size(); ++i) {
     const std::string& arg = spec.argv[i];

@@ -1,5 +1,7 @@
 #include "server/service/convert.h"
 
+#include <sys/resource.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 
@@ -132,10 +134,43 @@ v1::Error ToError(const absl::Status& status) {
   return error;
 }
 
+std::shared_ptr<const engine::ProcessSettings> ToSettings(const v1::ProcessSettings& settings) {
+  if (!settings.has_umask() && settings.limits().empty()) return nullptr;
+  auto out = std::make_shared<engine::ProcessSettings>();
+  if (settings.has_umask()) out->umask = settings.umask();
+  for (const v1::ResourceLimit& limit : settings.limits()) {
+    engine::ProcessSettings::Limit& to = out->limits.emplace_back();
+    switch (limit.resource()) {
+      case v1::ResourceLimit::NOFILE:
+        to.resource = RLIMIT_NOFILE;
+        break;
+      case v1::ResourceLimit::CORE:
+        to.resource = RLIMIT_CORE;
+        break;
+      case v1::ResourceLimit::STACK:
+        to.resource = RLIMIT_STACK;
+        break;
+      case v1::ResourceLimit::CPU:
+        to.resource = RLIMIT_CPU;
+        break;
+      case v1::ResourceLimit::AS:
+        to.resource = RLIMIT_AS;
+        break;
+      default:
+        to.resource = -1;
+        break;
+    }
+    to.soft = limit.unlimited() ? RLIM_INFINITY : limit.soft();
+  }
+  return out;
+}
+
 std::vector<engine::JobSpec> ToJobSpecs(
     const std::string& request_cwd, const google::protobuf::RepeatedPtrField<std::string>& env,
-    const google::protobuf::RepeatedPtrField<v1::Command>& commands) {
+    const google::protobuf::RepeatedPtrField<v1::Command>& commands,
+    const v1::ProcessSettings& settings) {
   auto shared_env = std::make_shared<const std::vector<std::string>>(env.begin(), env.end());
+  std::shared_ptr<const engine::ProcessSettings> shared_settings = ToSettings(settings);
   std::vector<engine::JobSpec> specs;
   specs.reserve(commands.size());
   for (const v1::Command& command : commands) {
@@ -150,6 +185,7 @@ std::vector<engine::JobSpec> ToJobSpecs(
     if (command.timeout_ms() != 0) spec.timeout = absl::Milliseconds(command.timeout_ms());
     spec.check = command.check();
     spec.group = command.group();
+    spec.settings = shared_settings;
     specs.push_back(std::move(spec));
   }
   return specs;

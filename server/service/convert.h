@@ -22,7 +22,12 @@ v1::Error ToError(const absl::Status& status);
 // to check).
 std::vector<engine::JobSpec> ToJobSpecs(
     const std::string& request_cwd, const google::protobuf::RepeatedPtrField<std::string>& env,
-    const google::protobuf::RepeatedPtrField<v1::Command>& commands);
+    const google::protobuf::RepeatedPtrField<v1::Command>& commands,
+    const v1::ProcessSettings& settings);
+
+// The client's umask and limits; null when it sent none. A resource this distd does not know
+// gets resource -1, which the engine refuses.
+std::shared_ptr<const engine::ProcessSettings> ToSettings(const v1::ProcessSettings& settings);
 
 void ToProto(const engine::JobResult& result, engine::JobId id, v1::JobResult* out);
 void ToProto(const engine::JobInfo& job, v1::Job* out);

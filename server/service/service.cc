@@ -60,7 +60,7 @@ grpc::ServerUnaryReactor* Service::Submit(grpc::CallbackServerContext* context,
   return Unary(peers_, context, [&](const engine::Caller& caller, grpc::ServerUnaryReactor*) {
     std::string build = request->build();
     std::vector<engine::JobSpec> specs =
-        ToJobSpecs(request->cwd(), request->env(), request->commands());
+        ToJobSpecs(request->cwd(), request->env(), request->commands(), request->settings());
     // Everything is copied out: give the (possibly large) request back before the jobs are
     // queued, so that its memory is not resident alongside theirs.
     context->GetRpcAllocatorState()->FreeRequest();

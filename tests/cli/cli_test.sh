@@ -185,6 +185,26 @@ test_cwd_and_env() {
 client extra" ] || fail "cwd/env: $(cat "$T/out")"
 }
 
+test_umask_and_limits() {
+  start_daemon
+  cd "$T" || fail "cd $T"
+  umask 022
+  # The job runs as it would in the client's shell: its umask, its soft limits.
+  expect_code 0 bash -c 'umask 077; ulimit -S -n 100; ulimit -S -c 0; exec "$0" run -- \
+    sh -c "umask; ulimit -n; ulimit -c; touch made; stat -c %a made"' "$DISTCTL"
+  [ "$(cat "$T/out")" = "$(printf '0077\n100\n0\n600')" ] || fail "in the job: $(cat "$T/out")"
+  # In the background too, and a job of the next client gets that client's.
+  expect_code 0 bash -c 'umask 027; ulimit -S -n 200; exec "$0" run --bg -- \
+    sh -c "umask; ulimit -n"' "$DISTCTL"
+  local id
+  id=$(cat "$T/out")
+  expect_code 0 distctl wait
+  expect_code 0 distctl logs "$id"
+  [ "$(cat "$T/out")" = "$(printf '0027\n200')" ] || fail "in the background job: $(cat "$T/out")"
+  expect_code 0 distctl run -- sh -c umask
+  [ "$(cat "$T/out")" = 0022 ] || fail "the next job's umask: $(cat "$T/out")"
+}
+
 test_batch_all_or_nothing() {
   start_daemon
   printf 'echo one\n# a comment\n\nsh -c "exit 0"\n' >"$T/good"

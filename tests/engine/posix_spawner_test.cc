@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ extern "C" {
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -183,7 +185,7 @@ class PosixSpawnerTest : public ::testing::Test {
   absl::StatusOr<std::unique_ptr<Process>> Start(JobId id, const std::vector<std::string>& argv,
                                                  const std::string& cwd = "/",
                                                  const std::vector<std::string>& env = kEnv) {
-    SpawnRequest request{id, &argv, &cwd, &env, targets_for_next_};
+    SpawnRequest request{id, &argv, &cwd, &env, targets_for_next_, settings_for_next_.get()};
     targets_for_next_.reset();  // the test keeps no copy of the fds
     t_in_start = true;
     auto process = spawner_->Start(request, &events_);
@@ -221,8 +223,15 @@ class PosixSpawnerTest : public ::testing::Test {
   std::string dir_;
   JobId next_id_ = 1;
   std::shared_ptr<const OutputTargets> targets_for_next_;  // for the next Start
+  std::shared_ptr<const ProcessSettings> settings_for_next_;  // for every Start
   Recorder events_;  // declared before spawner_: it must outlive it
-  std::unique_ptr<Spawner> spawner_ = NewPosixSpawner();
+  std::unique_ptr<Spawner> spawner_ = NewPosixSpawner(WithHelper());
+
+  static PosixSpawnerOptions WithHelper() {
+    PosixSpawnerOptions options;
+    options.exec_helper = DISTD_EXEC_HELPER;
+    return options;
+  }
 };
 
 TEST_F(PosixSpawnerTest, ReportsExitCodeAndReapsTheLeader) {
@@ -235,6 +244,52 @@ TEST_F(PosixSpawnerTest, ReportsExitCodeAndReapsTheLeader) {
   // Reaped, not a zombie: the group no longer exists, and Signal is now a no-op.
   EXPECT_TRUE(IsGone(-(*process)->pid()));
   (*process)->Signal(SIGKILL);
+}
+
+TEST_F(PosixSpawnerTest, GivesTheJobItsClientsUmaskAndSoftLimits) {
+  rlimit files;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  ASSERT_GT(files.rlim_cur, 100u);
+  const mode_t own = umask(022);
+  umask(own);
+  const uint32_t other_mask = own == 077 ? 027 : 077;
+  auto settings = std::make_shared<ProcessSettings>();
+  settings->umask = other_mask;
+  settings->limits.push_back({.resource = RLIMIT_NOFILE, .soft = 100});
+  // Above the hard limit: lowered to it, not refused.
+  settings->limits.push_back({.resource = RLIMIT_CORE, .soft = RLIM_INFINITY});
+  settings_for_next_ = settings;
+  JobRecord job = Run(Sh("umask; ulimit -n; touch made; stat -c %a made"), dir_);
+  rlimit core;
+  ASSERT_EQ(getrlimit(RLIMIT_CORE, &core), 0);
+  EXPECT_EQ(job.exit->exit_code, 0) << job.err;
+  EXPECT_EQ(job.out, absl::StrFormat("%04o\n100\n%o\n", other_mask, 0666 & ~other_mask));
+  EXPECT_EQ(job.err, "");
+
+}
+
+TEST_F(PosixSpawnerTest, NeedsTheHelperOnlyForSettingsOtherThanItsOwn) {
+  PosixSpawnerOptions options;
+  options.exec_helper = dir_ + "/no-such-helper";
+  spawner_ = NewPosixSpawner(options);
+  rlimit files;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+  const mode_t own = umask(022);
+  umask(own);
+  auto same = std::make_shared<ProcessSettings>();
+  same->umask = own;
+  same->limits.push_back({.resource = RLIMIT_NOFILE, .soft = files.rlim_cur});
+  settings_for_next_ = same;
+  JobRecord job = Run(Sh("umask"));
+  EXPECT_EQ(job.exit->exit_code, 0);
+  EXPECT_EQ(job.out, absl::StrFormat("%04o\n", own));
+
+  auto other = std::make_shared<ProcessSettings>(*same);
+  other->umask = own == 077 ? 027 : 077;
+  settings_for_next_ = other;
+  absl::Status status = StartError(Sh("true"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("no-such-helper"));
 }
 
 TEST_F(PosixSpawnerTest, ReportsDeathBySignal) {
@@ -303,7 +358,9 @@ TEST_F(PosixSpawnerTest, LeaderExitKillsItsChildrenAndReportsPromptly) {
 }
 
 TEST_F(PosixSpawnerTest, StopsWaitingForAnEscapedDescendantAfterOrphanDrain) {
-  spawner_ = NewPosixSpawner({.orphan_drain = absl::Milliseconds(300)});
+  PosixSpawnerOptions options = WithHelper();
+  options.orphan_drain = absl::Milliseconds(300);
+  spawner_ = NewPosixSpawner(options);
   // The escapee leaves the group with setsid and holds both pipes; the leader waits until
   // it has (the pid file appears only after setsid), then exits.
   const absl::Time start = absl::Now();

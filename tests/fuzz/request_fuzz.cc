@@ -22,7 +22,8 @@ void Submit(engine::Engine& engine, const v1::SubmitRequest& request) {
   const engine::PoolInfo before = engine.Pool();
   const size_t builds = engine.ListBuilds().size();
   auto ids = engine.Submit(request.build(),
-                           service::ToJobSpecs(request.cwd(), request.env(), request.commands()),
+                           service::ToJobSpecs(request.cwd(), request.env(), request.commands(),
+                                               request.settings()),
                            engine::Caller{0, "fuzz"});
   const engine::PoolInfo after = engine.Pool();
   if (ids.ok()) {

@@ -27,7 +27,8 @@ namespace distd {
 namespace {
 
 constexpr char kUsage[] =
-    R"(usage: distd [--listen ADDR]... [--jobs N] [--grace DUR] [--log-level LEVEL]
+    R"(usage: distd [--listen ADDR]... [--jobs N] [--grace DUR] [--output-memory MIB]
+             [--log-level LEVEL]
 
 Runs build commands for distctl on one bounded pool shared by every build on the host.
 
@@ -35,6 +36,8 @@ Runs build commands for distctl on one bounded pool shared by every build on the
                      $XDG_RUNTIME_DIR/distd/distd.sock, else /tmp/distd-$UID/distd.sock
   --jobs N           jobs running at once, across all builds (default: number of CPUs)
   --grace DUR        between SIGTERM and SIGKILL when a job is stopped (default 5s, at most 10m)
+  --output-memory MIB  all the jobs' kept output together, in MiB (default 256): beyond it the
+                     output of the oldest finished jobs is dropped, and their logs say so
   --log-level LEVEL  trace, debug, info, warn, error or off (default info)
   --help, --version
 
@@ -85,6 +88,14 @@ Options ParseFlags(int argc, char** argv) {
           options.engine.jobs > 4096) {
         UsageError(absl::StrCat("--jobs: \"", text, "\" is not a number from 1 to 4096"));
       }
+    } else if (flag == "--output-memory") {
+      std::string text = take();
+      uint64_t mib = 0;
+      if (!absl::SimpleAtoi(text, &mib) || mib < 1 || mib > (uint64_t{1} << 20)) {
+        UsageError(absl::StrCat("--output-memory: \"", text,
+                                "\" is not a number of MiB from 1 to 1048576"));
+      }
+      options.engine.max_output_bytes = mib << 20;
     } else if (flag == "--grace") {
       std::string text = take();
       const absl::Duration max_grace = engine::Limits().max_grace;

@@ -298,8 +298,10 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   job->process = *std::move(process);
   job->pid = job->process->pid();
   job->state = JobState::kRunning;
-  job->out = std::make_unique<OutputBuffer>(options_.output_head_bytes, options_.output_tail_bytes);
-  job->err = std::make_unique<OutputBuffer>(options_.output_head_bytes, options_.output_tail_bytes);
+  job->out = std::make_unique<OutputBuffer>(options_.output_head_bytes, options_.output_tail_bytes,
+                                            &output_budget_);
+  job->err = std::make_unique<OutputBuffer>(options_.output_head_bytes, options_.output_tail_bytes,
+                                            &output_budget_);
   ++running_;
   job->build->running.insert(job);
   if (job->spec.timeout.has_value()) {
@@ -349,6 +351,10 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
   }
   job->backlogged.clear();
   finished_order_.push_back(job->id);
+  if (job->out != nullptr) {
+    output_order_.push_back(job->id);
+    TrimOutputLocked();
+  }
 
   if (IsFailure(outcome) && job->spec.check && !job->result.stopped &&
       build->state == BuildState::kRunning) {
@@ -685,6 +691,14 @@ absl::Status Engine::Close(absl::string_view build_name) {
     // The records beyond max_finished_jobs are left to the sweep task, which is scheduled
     // whenever sweeping_ is not empty.
   }
+  // What its jobs printed goes with it; their records stay until forgotten.
+  for (JobId id : output_order_) {
+    Job* job = FindJobLocked(id);
+    if (job != nullptr && *job->build_name == build_name && !job->out->dropped()) {
+      job->out->Drop("its build was closed");
+      job->err->Drop("its build was closed");
+    }
+  }
   for (EngineObserver* o : observers_) o->OnBuildClosed(build_name);
   spdlog::info("build {} closed", std::string(build_name));
   builds_.erase(builds_.find(build_name));
@@ -697,6 +711,7 @@ void Engine::OnProcessOutput(JobId id, OutputStream stream, absl::string_view da
   if (job == nullptr || job->state != JobState::kRunning) return;
   const bool is_stdout = stream == OutputStream::kStdout;
   (is_stdout ? job->out : job->err)->Append(data);
+  if (output_budget_.used > options_.max_output_bytes) TrimOutputLocked();
   const bool forwarded = job->forwarded[is_stdout ? 0 : 1];
   for (JobWatcher* w : job->watchers) {
     if (forwarded && w == job->owner) continue;  // its client has it already

@@ -51,6 +51,10 @@ struct EngineOptions {
   size_t output_tail_bytes = 256 * 1024;
   // Records of finished jobs kept for logs and status; the oldest are forgotten first.
   size_t max_finished_jobs = 10'000;
+  // All that is kept of every job's output together (OutputBuffer::held): beyond it the
+  // output of the oldest finished jobs is dropped first (their logs then say so). Running
+  // jobs keep theirs.
+  uint64_t max_output_bytes = uint64_t{256} << 20;
   // How long after a build dies the sweep of its cancelled queue begins (see the notes in
   // sweep.cc). The daemon waits a little, so that the sweep's work does not compete for the
   // CPU with the dying step's own latency: stopping and reaping the running jobs, answering
@@ -242,6 +246,8 @@ class Engine final : public ProcessEvents {
   // Forgets the oldest finished records beyond max_finished_jobs, at most max_jobs of them.
   void EvictLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OverRememberedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the output of the oldest finished jobs while the budget is exceeded.
+  void TrimOutputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
 
@@ -257,6 +263,9 @@ class Engine final : public ProcessEvents {
   uint64_t running_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);
+  // What every job's OutputBuffers hold (declared before jobs_: their buffers give their bytes back
+  // as they go).
+  OutputBudget output_budget_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<JobId, std::unique_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<WaiterId, std::unique_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
   // Builds with queued jobs, served round robin; a build that gains work goes to the front.
@@ -265,6 +274,9 @@ class Engine final : public ProcessEvents {
   // it only when the sweep (or Close) passes it, so a Build's doomed list never holds a
   // forgotten job.
   std::deque<JobId> finished_order_ ABSL_GUARDED_BY(mu_);
+  // Finished jobs that ran, in the order they finished: those whose output may still be
+  // kept, a subsequence of finished_order_ (doomed jobs never ran).
+  std::deque<JobId> output_order_ ABSL_GUARDED_BY(mu_);
   // Builds with doomed jobs or dead barriers to free, in the order they died, for the sweep;
   // Close takes a build out.
   std::deque<Build*> sweeping_ ABSL_GUARDED_BY(mu_);

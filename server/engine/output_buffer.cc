@@ -6,8 +6,28 @@
 
 namespace distd::engine {
 
+OutputBuffer::~OutputBuffer() {
+  if (budget_ != nullptr) budget_->used -= held();
+}
+
 void OutputBuffer::Append(absl::string_view data) {
   total_ += data.size();
+  if (dropped_ != nullptr) return;
+  const size_t before = held();
+  Keep(data);
+  if (budget_ != nullptr) budget_->used += held() - before;
+}
+
+void OutputBuffer::Drop(const char* reason) {
+  if (budget_ != nullptr) budget_->used -= held();
+  std::string().swap(head_);
+  std::string().swap(tail_);
+  tail_start_ = 0;
+  tail_size_ = 0;
+  dropped_ = reason;
+}
+
+void OutputBuffer::Keep(absl::string_view data) {
   if (head_.size() < head_limit_) {
     size_t n = std::min(data.size(), head_limit_ - head_.size());
     head_.append(data.data(), n);
@@ -34,6 +54,9 @@ void OutputBuffer::Append(absl::string_view data) {
 }
 
 std::string OutputBuffer::Text() const {
+  if (dropped_ != nullptr) {
+    return total_ == 0 ? std::string() : absl::StrCat("[output dropped: ", dropped_, "]\n");
+  }
   std::string out = head_;
   if (uint64_t left_out = omitted(); left_out > 0) {
     if (!out.empty() && out.back() != '\n') out.push_back('\n');

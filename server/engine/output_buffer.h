@@ -15,20 +15,43 @@
 
 namespace distd::engine {
 
+// The bytes held by every OutputBuffer that shares it, for one budget over all of them. Not
+// thread-safe: whoever guards the buffers guards it too.
+struct OutputBudget {
+  uint64_t used = 0;
+};
+
 class OutputBuffer {
  public:
-  OutputBuffer(size_t head, size_t tail) : head_limit_(head), tail_limit_(tail) {}
+  OutputBuffer(size_t head, size_t tail, OutputBudget* budget = nullptr)
+      : head_limit_(head), tail_limit_(tail), budget_(budget) {}
+  ~OutputBuffer();  // gives its bytes back to the budget
+  OutputBuffer(const OutputBuffer&) = delete;
+  OutputBuffer& operator=(const OutputBuffer&) = delete;
 
   void Append(absl::string_view data);
+
+  // Frees everything kept; Text() is then only a line that says why (`reason`, a literal).
+  void Drop(const char* reason);
+  bool dropped() const { return dropped_ != nullptr; }
 
   // Bytes written in all, kept or not.
   uint64_t total() const { return total_; }
   uint64_t omitted() const { return total_ - head_.size() - tail_size_; }
+  // The memory that holds what is kept, as counted against the budget.
+  size_t held() const { return HeapBytes(head_) + HeapBytes(tail_); }
 
   // The kept bytes, with a marker line where bytes were left out.
   std::string Text() const;
 
  private:
+  // What a string holds beyond itself: nothing while it is short enough to sit inside.
+  static size_t HeapBytes(const std::string& s) {
+    static const size_t inside = std::string().capacity();
+    return s.capacity() > inside ? s.capacity() : 0;
+  }
+  void Keep(absl::string_view data);
+
   size_t head_limit_;
   size_t tail_limit_;
   uint64_t total_ = 0;
@@ -37,6 +60,8 @@ class OutputBuffer {
   std::string tail_;
   size_t tail_start_ = 0;  // index of the oldest byte in tail_ once it is full
   size_t tail_size_ = 0;
+  OutputBudget* const budget_;     // may be null
+  const char* dropped_ = nullptr;  // why, once dropped
 };
 
 }  // namespace distd::engine

@@ -120,8 +120,20 @@ bool Engine::OverRememberedLocked() const {
 
 void Engine::EvictLocked(size_t max_jobs) {
   for (size_t i = 0; i < max_jobs && OverRememberedLocked(); ++i) {
-    jobs_.erase(finished_order_.front());
+    const JobId id = finished_order_.front();
+    jobs_.erase(id);
     finished_order_.pop_front();
+    if (!output_order_.empty() && output_order_.front() == id) output_order_.pop_front();
+  }
+}
+
+void Engine::TrimOutputLocked() {
+  while (output_budget_.used > options_.max_output_bytes && !output_order_.empty()) {
+    Job* job = FindJobLocked(output_order_.front());
+    output_order_.pop_front();
+    if (job == nullptr || job->out->dropped()) continue;
+    job->out->Drop("over the memory budget");
+    job->err->Drop("over the memory budget");
   }
 }
 

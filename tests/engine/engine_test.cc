@@ -483,6 +483,46 @@ TEST(EngineLimitsTest, OldFinishedJobsAreForgotten) {
   EXPECT_TRUE(fake.engine->GetJob(ids[5]).ok());
 }
 
+TEST(EngineLimitsTest, KeptOutputHasOneBudgetOldestFinishedDroppedFirst) {
+  EngineOptions options;
+  options.jobs = 4;
+  options.output_head_bytes = 1000;
+  options.output_tail_bytes = 0;
+  options.max_output_bytes = 3500;  // three jobs' 1000 bytes, not four
+  FakeEngine fake(options);
+  const std::string kilo(1000, 'x');
+  auto run = [&](const std::string& build, bool finish) {
+    JobId id = fake.engine->Submit(build, {Spec({"x"})}, Caller{})->front();
+    EXPECT_TRUE(fake.spawner->Output(id, OutputStream::kStdout, kilo));
+    if (finish) {
+      EXPECT_TRUE(fake.spawner->Exit(id, 0));
+    }
+    return id;
+  };
+  auto text = [&](JobId id) { return fake.engine->GetJobOutput(id)->stdout_text; };
+  std::vector<JobId> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(run("b", true));
+  EXPECT_EQ(text(ids[0]), "[output dropped: over the memory budget]\n");
+  EXPECT_EQ(fake.engine->GetJobOutput(ids[0])->stdout_bytes, 1000u);  // still counted
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(text(ids[i]), kilo) << i;
+  // A running job keeps its output; the oldest finished one makes room.
+  JobId running = run("b", false);
+  EXPECT_EQ(text(running), kilo);
+  EXPECT_EQ(text(ids[1]), "[output dropped: over the memory budget]\n");
+  EXPECT_EQ(text(ids[2]), kilo);
+  EXPECT_TRUE(fake.spawner->Exit(running, 0));
+  // Closing a build frees its jobs' output at once, and says so; another build's stays.
+  JobId other = run("c", true);
+  ASSERT_TRUE(fake.engine->Close("b").ok());
+  EXPECT_EQ(text(ids[3]), "[output dropped: its build was closed]\n");
+  EXPECT_EQ(text(running), "[output dropped: its build was closed]\n");
+  EXPECT_EQ(text(other), kilo);
+  // With the room that gave, new output is kept again.
+  JobId later = run("c", true);
+  EXPECT_EQ(text(later), kilo);
+  EXPECT_EQ(text(other), kilo);
+}
+
 TEST_F(EngineTest, WaitErrorsAndCancellation) {
   Answer unknown;
   EXPECT_EQ(engine().WaitAsync("nope", "", unknown.Callback()), 0u);

@@ -47,5 +47,33 @@ TEST(OutputBufferTest, ZeroTailKeepsOnlyTheHead) {
   EXPECT_EQ(buffer.Text(), "ab\n[distd: 4 bytes of output omitted]\n");
 }
 
+TEST(OutputBufferTest, CountsWhatItHoldsAgainstTheBudgetAndGivesItBack) {
+  OutputBudget budget;
+  {
+    OutputBuffer a(100, 100, &budget);
+    OutputBuffer b(100, 100, &budget);
+    a.Append(std::string(150, 'a'));
+    EXPECT_GE(budget.used, 150u);
+    EXPECT_EQ(budget.used, a.held() + b.held());
+    b.Append(std::string(500, 'b'));
+    EXPECT_EQ(budget.used, a.held() + b.held());
+    b.Drop("over the memory budget");
+    EXPECT_TRUE(b.dropped());
+    EXPECT_EQ(b.held(), 0u);
+    EXPECT_EQ(budget.used, a.held());
+    EXPECT_EQ(b.Text(), "[output dropped: over the memory budget]\n");
+    EXPECT_EQ(b.total(), 500u);
+    EXPECT_EQ(b.omitted(), 500u);
+    b.Append("more");  // counted, not kept
+    EXPECT_EQ(b.total(), 504u);
+    EXPECT_EQ(budget.used, a.held());
+  }
+  EXPECT_EQ(budget.used, 0u);
+  // A stream that printed nothing stays empty when dropped.
+  OutputBuffer quiet(10, 10, &budget);
+  quiet.Drop("over the memory budget");
+  EXPECT_EQ(quiet.Text(), "");
+}
+
 }  // namespace
 }  // namespace distd::engine

@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
     }
     ++i;
   }
-  if (i + 2 >= argc) Die(126, "usage: distd-exec [-u MODE] [-l RESOURCE:SOFT]... -- PROGRAM ARGV0...", "");
+  if (i + 2 >= argc)
+    Die(126, "usage: distd-exec [-u MODE] [-l RESOURCE:SOFT]... -- PROGRAM ARGV0...", "");
   const char* program = argv[i + 1];
   execv(program, argv + i + 2);
   const int error = errno;

@@ -60,8 +60,8 @@ extern "C" {
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "common/current_umask.h"
 #include "absl/time/time.h"
+#include "common/current_umask.h"
 #include "server/engine/spawner.h"
 #include "server/engine/types.h"
 
@@ -186,7 +186,8 @@ OwnSettings ReadOwnSettings() {
   own.umask = CurrentUmask();
   for (int resource : {RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_STACK, RLIMIT_CPU, RLIMIT_AS}) {
     rlimit limit;
-    if (getrlimit(static_cast<__rlimit_resource>(resource), &limit) == 0) own.limits[resource] = limit;
+    if (getrlimit(static_cast<__rlimit_resource>(resource), &limit) == 0)
+      own.limits[resource] = limit;
   }
   return own;
 }
@@ -622,9 +623,8 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   std::vector<char*> argv, envp;
   if (!helper_flags.empty()) {
     if (access(helper_.c_str(), X_OK) != 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot give the job its client's umask and limits: ", helper_, ": ",
-                       strerror(errno)));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot give the job its client's umask and limits: ", helper_, ": ", strerror(errno)));
     }
     exec_path = &helper_;
     argv.push_back(const_cast<char*>("distd-exec"));

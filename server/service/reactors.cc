@@ -25,7 +25,8 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
       : engine_(engine) {
     google::protobuf::RepeatedPtrField<v1::Command> commands;
     *commands.Add() = request.command();
-    std::vector<engine::JobSpec> specs = ToJobSpecs(request.cwd(), request.env(), commands, request.settings());
+    std::vector<engine::JobSpec> specs =
+        ToJobSpecs(request.cwd(), request.env(), commands, request.settings());
     specs.front().background = false;  // its client waits for it; barriers do not
     specs.front().targets = OpenClientFiles(caller.pid, request);
     auto ids = engine_->Submit(request.build(), std::move(specs), caller, this);

@@ -89,8 +89,8 @@ grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
   return Unary(peers_, context, [&](const engine::Caller&, grpc::ServerUnaryReactor* reactor) {
     const absl::Duration max_grace = engine::Limits().max_grace;
     if (request->grace_ms() < 0 || absl::Milliseconds(request->grace_ms()) > max_grace) {
-      *response->mutable_error() = ToError(absl::InvalidArgumentError(absl::StrCat(
-          "the grace period must be from 0 to ", absl::FormatDuration(max_grace))));
+      *response->mutable_error() = ToError(absl::InvalidArgumentError(
+          absl::StrCat("the grace period must be from 0 to ", absl::FormatDuration(max_grace))));
       return true;
     }
     engine::AbortOptions options;

@@ -222,7 +222,7 @@ class PosixSpawnerTest : public ::testing::Test {
 
   std::string dir_;
   JobId next_id_ = 1;
-  std::shared_ptr<const OutputTargets> targets_for_next_;  // for the next Start
+  std::shared_ptr<const OutputTargets> targets_for_next_;     // for the next Start
   std::shared_ptr<const ProcessSettings> settings_for_next_;  // for every Start
   Recorder events_;  // declared before spawner_: it must outlive it
   std::unique_ptr<Spawner> spawner_ = NewPosixSpawner(WithHelper());
@@ -265,7 +265,6 @@ TEST_F(PosixSpawnerTest, GivesTheJobItsClientsUmaskAndSoftLimits) {
   EXPECT_EQ(job.exit->exit_code, 0) << job.err;
   EXPECT_EQ(job.out, absl::StrFormat("%04o\n100\n%o\n", other_mask, 0666 & ~other_mask));
   EXPECT_EQ(job.err, "");
-
 }
 
 TEST_F(PosixSpawnerTest, NeedsTheHelperOnlyForSettingsOtherThanItsOwn) {

@@ -86,15 +86,16 @@ TEST(ValidateJobSpecTest, RefusesBadSpecsSayingWhy) {
   many.argv = std::vector<std::string>(limits.max_exec_bytes / 100, std::string(100, 'a'));
   check(many, "arguments and environment take");
   JobSpec bad_umask = Good();
-  bad_umask.settings = std::make_shared<ProcessSettings>(ProcessSettings{.umask = 01000, .limits = {}});
+  bad_umask.settings =
+      std::make_shared<ProcessSettings>(ProcessSettings{.umask = 01000, .limits = {}});
   check(bad_umask, "umask 1000");
   JobSpec unknown_limit = Good();
   unknown_limit.settings = std::make_shared<ProcessSettings>(
       ProcessSettings{.umask = {}, .limits = {{.resource = -1, .soft = 5}}});
   check(unknown_limit, "unknown kind");
   JobSpec twice = Good();
-  twice.settings = std::make_shared<ProcessSettings>(
-      ProcessSettings{.umask = {}, .limits = {{.resource = 7, .soft = 5}, {.resource = 7, .soft = 6}}});
+  twice.settings = std::make_shared<ProcessSettings>(ProcessSettings{
+      .umask = {}, .limits = {{.resource = 7, .soft = 5}, {.resource = 7, .soft = 6}}});
   check(twice, "twice");
   JobSpec negative = Good();
   negative.timeout = absl::Seconds(-1);

@@ -21,10 +21,10 @@ bool Parse(const uint8_t* data, size_t size, Message* message) {
 void Submit(engine::Engine& engine, const v1::SubmitRequest& request) {
   const engine::PoolInfo before = engine.Pool();
   const size_t builds = engine.ListBuilds().size();
-  auto ids = engine.Submit(request.build(),
-                           service::ToJobSpecs(request.cwd(), request.env(), request.commands(),
-                                               request.settings()),
-                           engine::Caller{0, "fuzz"});
+  auto ids = engine.Submit(
+      request.build(),
+      service::ToJobSpecs(request.cwd(), request.env(), request.commands(), request.settings()),
+      engine::Caller{0, "fuzz"});
   const engine::PoolInfo after = engine.Pool();
   if (ids.ok()) {
     if (ids->size() != static_cast<size_t>(request.commands_size())) __builtin_trap();

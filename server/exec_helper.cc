@@ -59,9 +59,8 @@ void ApplyLimit(const char* spec) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int i = 1;
-  for (; i < argc; ++i) {
-    if (strcmp(argv[i], "--") == 0) break;
+  int i = 1;  // each flag takes a value: i steps by two
+  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
     if (i + 1 >= argc) Die(126, "missing the value of", argv[i]);
     if (strcmp(argv[i], "-u") == 0) {
       unsigned long long mode = 0;
@@ -72,10 +71,10 @@ int main(int argc, char** argv) {
     } else {
       Die(126, "unknown flag", argv[i]);
     }
-    ++i;
   }
-  if (i + 2 >= argc)
+  if (i + 2 >= argc) {
     Die(126, "usage: distd-exec [-u MODE] [-l RESOURCE:SOFT]... -- PROGRAM ARGV0...", "");
+  }
   const char* program = argv[i + 1];
   execv(program, argv + i + 2);
   const int error = errno;

@@ -1,5 +1,5 @@
 // Exit codes shared by the engine (job outcomes) and distctl (its own exit status).
-// They follow `docker run` and coreutils `timeout`; see PRODUCT.md.
+// They follow `docker run` and coreutils `timeout`; docs/cli.md lists them.
 #ifndef DISTD_COMMON_EXIT_CODES_H_
 #define DISTD_COMMON_EXIT_CODES_H_
 

@@ -1,4 +1,4 @@
-// distd: flags -> Options -> run. See PRODUCT.md for the contract.
+// distd: flags -> Options -> run. The command-line contract is docs/cli.md.
 #include <signal.h>
 #include <unistd.h>
 
@@ -17,7 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
 #include "server/engine/validate.h"
-#include "server/listener.h"
+#include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/service.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -134,9 +134,10 @@ Options ParseFlags(int argc, char** argv) {
 }
 
 int Run(const Options& options) {
-  std::vector<std::unique_ptr<Listener>> listeners;
+  std::vector<std::unique_ptr<service::Listener>> listeners;
   for (const Address& address : options.listen) {
-    absl::StatusOr<std::unique_ptr<Listener>> listener = Listener::Open(address.path);
+    absl::StatusOr<std::unique_ptr<service::Listener>> listener =
+        service::Listener::Open(address.path);
     if (!listener.ok()) {
       spdlog::error("{}", std::string(listener.status().message()));
       return kExitBuildFailed;
@@ -148,7 +149,7 @@ int Run(const Options& options) {
   // abort or the failing build's barrier has been answered (see EngineOptions::sweep_delay).
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
-  engine::Engine engine(engine_options, engine::NewPosixSpawner(), engine::NewRealClock());
+  engine::Engine engine(engine_options, spawn::NewPosixSpawner(), spawn::NewRealClock());
   service::Peers peers(getuid());
   service::Service service(service::ServiceOptions(), &engine, &peers);
   grpc::ServerBuilder builder;

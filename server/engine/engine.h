@@ -32,12 +32,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "server/engine/clock.h"
 #include "server/engine/observer.h"
 #include "server/engine/output_buffer.h"
-#include "server/engine/spawner.h"
 #include "server/engine/types.h"
 #include "server/engine/validate.h"
+#include "server/spawn/clock.h"
+#include "server/spawn/spawner.h"
 
 namespace distd::engine {
 
@@ -100,10 +100,10 @@ using BuildCallback = absl::AnyInvocable<void(absl::StatusOr<BuildInfo>)>;
 
 using WaiterId = uint64_t;
 
-class Engine final : public ProcessEvents {
+class Engine final : public spawn::ProcessEvents {
  public:
-  Engine(const EngineOptions& options, std::unique_ptr<Spawner> spawner,
-         std::unique_ptr<Clock> clock);
+  Engine(const EngineOptions& options, std::unique_ptr<spawn::Spawner> spawner,
+         std::unique_ptr<spawn::Clock> clock);
   ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -187,6 +187,10 @@ class Engine final : public ProcessEvents {
   // short enough for a request queued behind it, long enough that 100,000 records take a
   // few dozen tasks.
   static constexpr size_t kSweepChunk = 4096;
+  // Finished records beyond max_finished_jobs forgotten by a request that finishes jobs:
+  // bounded, so that a large cancel's records never land on one request (the sweep takes the
+  // bulk, kSweepChunk per task).
+  static constexpr size_t kEvictPerRequest = 256;
   // Work to do once the lock is released: waiter callbacks.
   using Deferred = std::vector<absl::AnyInvocable<void()>>;
 
@@ -197,26 +201,37 @@ class Engine final : public ProcessEvents {
     std::deque<Waiter*> waiters;
   };
 
+  // engine.cc: admission, dispatch, completion.
   Build* FindBuildLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The one door to a job for every lookup: a doomed job is finished on the spot (sweep.cc).
   Job* FindJobLocked(JobId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RefusalLocked(const Build& build) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
   void DispatchLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartLocked(Job* job, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(Job* job, JobResult result, Deferred& deferred)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StopJobLocked(Job* job, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StopForwardingLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnStopTimer(JobId id, bool timeout);
+  void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
 
-  // The dying protocol (see the notes in engine.cc).
+  // dying.cc: the dying protocol, and stopping jobs.
+  absl::Status RefusalLocked(const Build& build) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Failure FailureOfLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartDyingLocked(Build* build, Failure failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopRunningLocked(Build* build, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeDeadLocked(Build* build, Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopJobLocked(Job* job, absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopForwardingLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnStopTimer(JobId id, bool timeout);
 
-  // The lazy end of a cancelled queue (see the notes in sweep.cc): a doomed job is one whose
-  // build died while it was queued and whose record has not been finished yet.
+  // barriers.cc: barriers and waiters.
+  void AdvanceBarrierLocked(Build* build, const std::string& group, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  WaiterId AddWaiterLocked(Build* build, bool barrier, std::string group, BuildCallback done,
+                           Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteWaiterLocked(Waiter* waiter, absl::StatusOr<BuildInfo> result, Deferred& deferred)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<BuildInfo> AwaitWaiterLocked(WaiterId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // sweep.cc: the lazy end of a cancelled queue; a doomed job is one whose build died while
+  // it was queued and whose record has not been finished yet. And forgetting old records.
   void FinishDoomedLocked(Job* job, absl::Time ended_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReportCancelledLocked(absl::string_view build, absl::Span<const JobId> ids)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -227,15 +242,14 @@ class Engine final : public ProcessEvents {
   void SweepLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleSweepLocked(absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnSweepTimer();
+  // Forgets the oldest finished records beyond max_finished_jobs, at most max_jobs of them.
+  void EvictLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool OverRememberedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the output of the oldest finished jobs while the budget is exceeded.
+  void TrimOutputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void AdvanceBarrierLocked(Build* build, const std::string& group, Deferred& deferred)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  WaiterId AddWaiterLocked(Build* build, bool barrier, std::string group, BuildCallback done,
-                           Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CompleteWaiterLocked(Waiter* waiter, absl::StatusOr<BuildInfo> result, Deferred& deferred)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<BuildInfo> AwaitWaiterLocked(WaiterId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
+  // views.cc: output to watchers, read-only views.
+  void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobInfo InfoLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   BuildInfo InfoLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobOutput OutputLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -243,18 +257,11 @@ class Engine final : public ProcessEvents {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<JobInfo> RunningLocked(absl::string_view only) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Forgets the oldest finished records beyond max_finished_jobs, at most max_jobs of them.
-  void EvictLocked(size_t max_jobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool OverRememberedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Drops the output of the oldest finished jobs while the budget is exceeded.
-  void TrimOutputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
 
   const EngineOptions options_;
   const int pool_size_;
-  std::unique_ptr<Spawner> spawner_;
-  std::unique_ptr<Clock> clock_;
+  std::unique_ptr<spawn::Spawner> spawner_;
+  std::unique_ptr<spawn::Clock> clock_;
 
   absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,8 +1,8 @@
 // How state changes leave the engine.
 //
-// Every change of a job or a build is reported to each EngineObserver (the gRPC streams, the
-// journal, the dashboard), and a job's own events also to the JobWatchers attached to it
-// (a foreground `distctl run`, `distctl logs --follow`).
+// Every change of a job or a build is reported to each EngineObserver (whatever records or
+// shows the engine's state as it changes), and a job's own events also to the JobWatchers
+// attached to it (a foreground `distctl run`, `distctl logs --follow`).
 //
 // Calls are made with the engine's lock held, which gives every observer one total order of
 // events that matches the engine's state. In return an observer must:

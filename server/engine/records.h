@@ -1,5 +1,6 @@
-// The engine's records of jobs, waiters and builds: private to the engine, shared by its
-// .cc files (engine.cc, sweep.cc). Every field is guarded by Engine::mu_.
+// The engine's records of jobs, waiters and builds, and the few helpers its files share:
+// private to the engine (engine.cc, dying.cc, barriers.cc, sweep.cc, views.cc). Every field
+// is guarded by Engine::mu_.
 #ifndef DISTD_SERVER_ENGINE_RECORDS_H_
 #define DISTD_SERVER_ENGINE_RECORDS_H_
 
@@ -13,13 +14,16 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/engine/clock.h"
 #include "server/engine/engine.h"
 #include "server/engine/output_buffer.h"
-#include "server/engine/spawner.h"
 #include "server/engine/types.h"
+#include "server/engine/validate.h"
+#include "server/spawn/clock.h"
+#include "server/spawn/spawner.h"
 
 namespace distd::engine {
 
@@ -35,7 +39,7 @@ struct Engine::Job {
   absl::Time queued_at;
   absl::Time started_at = absl::InfinitePast();
   absl::Time ended_at = absl::InfinitePast();
-  std::unique_ptr<Process> process;
+  std::unique_ptr<spawn::Process> process;
   std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
   std::unique_ptr<OutputBuffer> err;
   std::vector<JobWatcher*> watchers;
@@ -44,8 +48,8 @@ struct Engine::Job {
   // them (forwarded, by stream), since it has that output already.
   JobWatcher* owner = nullptr;
   bool forwarded[2] = {false, false};
-  TimerId timeout_timer = 0;
-  TimerId kill_timer = 0;
+  spawn::TimerId timeout_timer = 0;
+  spawn::TimerId kill_timer = 0;
   bool timed_out = false;
   bool stopping = false;            // SIGTERM sent
   bool stopped_on_request = false;  // by an abort or a cancel: never fails the build
@@ -85,6 +89,14 @@ struct Engine::Build {
   uint64_t failed = 0;
   uint64_t cancelled = 0;
 };
+
+// Defined in engine.cc.
+// A command for the log and for a failure's reason: shell words, cut at 200 bytes.
+std::string CommandLine(const std::vector<std::string>& argv);
+// How a job ended, in words: "exit code 3", "killed by signal 9 (Killed)", ...
+std::string DescribeResult(const JobResult& result);
+// An unknown build: a name that could not be one says why (and is not echoed whole).
+absl::Status NoSuchBuild(absl::string_view name, const Limits& limits);
 
 }  // namespace distd::engine
 

@@ -1,6 +1,6 @@
 // Lazy cancellation: the sweep that finishes a dead build's cancelled records, and the
 // eviction of finished records beyond max_finished_jobs. Part of Engine (engine.h); the
-// dying protocol itself, and the promises it keeps, are in engine.cc.
+// dying protocol itself, and the promises it keeps, are in dying.cc.
 //
 // The dying step detaches the queue whole (a deque swap into
 // Build::doomed), records the dying time and counts the jobs as cancelled (queued_,

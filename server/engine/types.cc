@@ -1,13 +1,6 @@
 #include "server/engine/types.h"
 
-#include <unistd.h>
-
 namespace distd::engine {
-
-OutputTargets::~OutputTargets() {
-  if (fds_[0] >= 0) close(fds_[0]);
-  if (fds_[1] >= 0 && fds_[1] != fds_[0]) close(fds_[1]);
-}
 
 const char* OutcomeName(Outcome outcome) {
   switch (outcome) {
@@ -25,8 +18,6 @@ const char* OutcomeName(Outcome outcome) {
       return "cancelled";
     case Outcome::kCannotStart:
       return "cannot_start";
-    case Outcome::kLost:
-      return "lost";
   }
   return "unknown";
 }
@@ -37,7 +28,6 @@ bool IsFailure(Outcome outcome) {
     case Outcome::kKilled:
     case Outcome::kTimedOut:
     case Outcome::kCannotStart:
-    case Outcome::kLost:
       return true;
     case Outcome::kNone:
     case Outcome::kSucceeded:
@@ -45,18 +35,6 @@ bool IsFailure(Outcome outcome) {
       return false;
   }
   return false;
-}
-
-const char* BuildStateName(BuildState state) {
-  switch (state) {
-    case BuildState::kRunning:
-      return "running";
-    case BuildState::kDying:
-      return "dying";
-    case BuildState::kDead:
-      return "dead";
-  }
-  return "unknown";
 }
 
 }  // namespace distd::engine

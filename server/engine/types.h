@@ -9,58 +9,26 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "server/spawn/process.h"
 
 namespace distd::engine {
 
-// Job ids are unique for the life of an engine and increase in submission order, so
-// "submitted before" is "has a smaller id".
-using JobId = uint64_t;
+// The process-level types, which the engine's API speaks too.
+using spawn::ExitStatus;
+using spawn::JobId;
+using spawn::OutputStream;
+using spawn::OutputTargets;
+using spawn::ProcessSettings;
 
-enum class OutputStream { kStdout, kStderr };
-
-// Who asked. The uid today; a token or certificate subject later. Carried into records.
+// Who asked: the peer's uid, and its pid when it is local. Carried into records.
 struct Caller {
   uint32_t uid = 0;
   std::string principal;  // human-readable, e.g. "uid:1000"
   int pid = 0;            // the process that connected, when it is local; else 0
 };
 
-// Files the job's output is written to as it arrives, besides being kept in its record: a
-// local client's own stdout and stderr, opened by the daemon, so that a foreground job's
-// output reaches it without a copy through the client. Owns the fds (-1: that stream is not
-// forwarded; the same fd for both: one file, such as a pipe after `2>&1`, which gets the two
-// streams in the order they are read) and closes them when the last holder lets go: when
-// the job ends, before anyone hears of its end, so that a reader waiting for EOF is not held
-// up, or earlier, when forwarding stops (its client is gone, or it was killed).
-class OutputTargets {
- public:
-  OutputTargets(int stdout_fd, int stderr_fd) : fds_{stdout_fd, stderr_fd} {}
-  ~OutputTargets();
-  OutputTargets(const OutputTargets&) = delete;
-  OutputTargets& operator=(const OutputTargets&) = delete;
-
-  int fd(OutputStream stream) const { return fds_[stream == OutputStream::kStdout ? 0 : 1]; }
-  bool shared() const { return fds_[0] >= 0 && fds_[0] == fds_[1]; }
-
- private:
-  const int fds_[2];
-};
-
 // One command to run. The environment is shared between the jobs of one submission:
 // a batch of 100,000 jobs from one client carries one copy of that client's environment.
-// What a job gets from its client's shell besides argv, cwd and env (see the proto's
-// ProcessSettings): unset fields keep distd's own.
-struct ProcessSettings {
-  struct Limit {
-    int resource = -1;  // RLIMIT_*; -1 for one this distd does not know
-    uint64_t soft = 0;  // RLIM_INFINITY for none
-    bool operator==(const Limit&) const = default;
-  };
-  std::optional<uint32_t> umask;
-  std::vector<Limit> limits;
-  bool operator==(const ProcessSettings&) const = default;
-};
-
 struct JobSpec {
   std::vector<std::string> argv;                        // argv[0] is looked up on the job's PATH
   std::string cwd;                                      // absolute
@@ -90,19 +58,12 @@ enum class Outcome {
   kTimedOut,     // stopped by its timeout; exit code 124
   kCancelled,    // never started: its build died, or it was cancelled while queued
   kCannotStart,  // spawn failed: 127 program not found, 126 anything else
-  kLost,         // running when the daemon died (set by restart recovery)
 };
 
 const char* OutcomeName(Outcome outcome);
 
 // True for the outcomes that fail a build when the job is checked.
 bool IsFailure(Outcome outcome);
-
-// How a process ended, as the spawner reports it.
-struct ExitStatus {
-  int exit_code = 0;  // valid when signal == 0
-  int signal = 0;     // > 0: killed by this signal
-};
 
 struct JobResult {
   Outcome outcome = Outcome::kNone;
@@ -133,8 +94,6 @@ struct JobInfo {
 
 // running -> dying -> dead. A dead build refuses new jobs until it is closed.
 enum class BuildState { kRunning, kDying, kDead };
-
-const char* BuildStateName(BuildState state);
 
 // The first failure of a build: the job that failed (or the abort that killed it) and what
 // that job printed, truncated as captured.

@@ -1,5 +1,5 @@
-// The one validation layer every request passes before it touches engine state. Limits (and,
-// later, authorisation) hook in here. Each check returns InvalidArgument with a message that
+// The one validation layer every request passes before it touches engine state, with the
+// limits that bound a request. Each check returns InvalidArgument with a message that
 // names what was wrong, or ResourceExhausted for a limit.
 #ifndef DISTD_SERVER_ENGINE_VALIDATE_H_
 #define DISTD_SERVER_ENGINE_VALIDATE_H_

@@ -96,8 +96,6 @@ v1::Outcome ToProto(engine::Outcome outcome) {
       return v1::CANCELLED;
     case engine::Outcome::kCannotStart:
       return v1::CANNOT_START;
-    case engine::Outcome::kLost:
-      return v1::LOST;
   }
   return v1::OUTCOME_NONE;
 }

@@ -94,7 +94,7 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
 
 class WaitReactor final : public StreamWriter<v1::WaitEvent> {
  public:
-  WaitReactor(engine::Engine* engine, engine::Clock* clock, absl::Duration interval,
+  WaitReactor(engine::Engine* engine, spawn::Clock* clock, absl::Duration interval,
               const v1::WaitRequest& request)
       : engine_(engine), clock_(clock), interval_(interval), build_(request.build()) {
     Uncork();
@@ -176,7 +176,7 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
   }
 
   engine::Engine* const engine_;
-  engine::Clock* const clock_;
+  spawn::Clock* const clock_;
   const absl::Duration interval_;
   const std::string build_;
   std::string last_progress_;  // only the clock thread touches it
@@ -279,8 +279,7 @@ grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
   return new RunReactor(engine, caller, request);
 }
 
-grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine,
-                                                        engine::Clock* clock,
+grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, spawn::Clock* clock,
                                                         absl::Duration interval,
                                                         const v1::WaitRequest& request) {
   return new WaitReactor(engine, clock, interval, request);

@@ -4,8 +4,8 @@
 
 #include "distd/v1/distd.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "server/engine/clock.h"
 #include "server/engine/engine.h"
+#include "server/spawn/clock.h"
 
 namespace distd::service {
 
@@ -16,8 +16,7 @@ grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
                                                       const v1::RunRequest& request);
 
 // Wait: the engine's barrier, with Progress every `interval` when asked.
-grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine,
-                                                        engine::Clock* clock,
+grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, spawn::Clock* clock,
                                                         absl::Duration interval,
                                                         const v1::WaitRequest& request);
 

@@ -41,7 +41,7 @@ grpc::ServerUnaryReactor* Unary(service::Peers* peers, grpc::CallbackServerConte
 }  // namespace
 
 Service::Service(const ServiceOptions& options, engine::Engine* engine, Peers* peers)
-    : options_(options), engine_(engine), peers_(peers), clock_(engine::NewRealClock()) {
+    : options_(options), engine_(engine), peers_(peers), clock_(spawn::NewRealClock()) {
   SetMessageAllocatorFor_Submit(&submit_allocator_);
 }
 

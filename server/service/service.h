@@ -8,10 +8,10 @@
 
 #include "absl/time/time.h"
 #include "distd/v1/distd.grpc.pb.h"
-#include "server/engine/clock.h"
 #include "server/engine/engine.h"
 #include "server/service/arena_allocator.h"
 #include "server/service/peers.h"
+#include "server/spawn/clock.h"
 
 namespace distd::service {
 
@@ -63,7 +63,7 @@ class Service final : public v1::Distd::CallbackService {
   const ServiceOptions options_;
   engine::Engine* const engine_;
   Peers* const peers_;
-  std::unique_ptr<engine::Clock> clock_;
+  std::unique_ptr<spawn::Clock> clock_;
   ArenaMessageAllocator<v1::SubmitRequest, v1::SubmitResponse> submit_allocator_;
 };
 

@@ -76,7 +76,7 @@ class EngineRealTest : public ::testing::Test {
     options.grace = absl::Seconds(2);
     options.output_head_bytes = 1024 * 1024;
     options.output_tail_bytes = 1024 * 1024;
-    engine_ = std::make_unique<Engine>(options, NewPosixSpawner(), NewRealClock());
+    engine_ = std::make_unique<Engine>(options, spawn::NewPosixSpawner(), spawn::NewRealClock());
   }
 
   JobId Submit(const std::string& build, JobSpec spec, JobWatcher* watcher = nullptr) {
@@ -261,7 +261,8 @@ TEST(EngineRealShutdownTest, DestroyedWhileTheSweepForgetsRecords) {
     EngineOptions options;
     options.jobs = 1;
     options.max_finished_jobs = 10;
-    auto engine = std::make_unique<Engine>(options, NewPosixSpawner(), NewRealClock());
+    auto engine =
+        std::make_unique<Engine>(options, spawn::NewPosixSpawner(), spawn::NewRealClock());
     ASSERT_TRUE(
         engine->Submit("b", std::vector<JobSpec>(200'000, Shell("sleep 60")), Caller{}).ok());
     ASSERT_TRUE(engine->Abort("b", AbortOptions{"stop", AbortMode::kKill, std::nullopt}).ok());

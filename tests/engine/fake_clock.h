@@ -7,9 +7,13 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
-#include "server/engine/clock.h"
+#include "server/spawn/clock.h"
 
 namespace distd::engine {
+
+// The spawn interface this test double stands behind.
+using spawn::Clock;
+using spawn::TimerId;
 
 class FakeClock : public Clock {
  public:

@@ -14,9 +14,19 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "server/engine/spawner.h"
+#include "server/spawn/spawner.h"
 
 namespace distd::engine {
+
+// The spawn interface this test double stands behind.
+using spawn::ExitStatus;
+using spawn::JobId;
+using spawn::OutputStream;
+using spawn::OutputTargets;
+using spawn::Process;
+using spawn::ProcessEvents;
+using spawn::Spawner;
+using spawn::SpawnRequest;
 
 class FakeSpawner : public Spawner {
  public:

@@ -10,7 +10,7 @@
  * the build was failing, no longer worked through that queue.  Nothing drained; everything
  * waited.  The fix gave the failure a `dying` channel that the waiting side selects on, so
  * that a barrier is released at once and the failure waits only for commands actually running,
- * however long the queue (PRODUCT.md: "must not deadlock and must not wait for the queue to
+ * however long the queue (docs/design.md: "must not deadlock and must not wait for the queue to
  * drain").  This file models that class of bug in the engine's own terms, not Go's code.
  *
  * The engine's dying step is that fix.  This variant undoes it in the two places marked

@@ -1,6 +1,7 @@
 /*
  * dying.pml -- a Promela model of the dying protocol of distd's engine
- * (server/engine/engine.cc, server/engine/engine.h), as the code implements it.
+ * (server/engine/dying.cc and the files it names, server/engine/engine.h), as the code
+ * implements it.
  *
  * Checked by tests/model/check.sh with spin 6.5; see tests/model/README.md.
  *
@@ -247,7 +248,7 @@ inline StartDyingLocked(f) {
   od
 #else
   /* 2015: the queue is left in place, to drain through the workers ("letting workers pick
-     cancelled jobs", the design the notes in engine.cc reject), and the barrier waiters stay
+     cancelled jobs", the design the notes in dying.cc reject), and the barrier waiters stay
      on the barrier, waiting for their jobs -- queued ones included -- to finish.  But the
      build has left the ring: the workers take no more of its work (cmd/dist's bghelpers
      stop once nfatal > 0 / `dying` is closed). */

@@ -22,7 +22,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "server/listener.h"
+#include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/stream_writer.h"
 
@@ -37,14 +37,14 @@ class ServiceTest : public ::testing::Test {
     char pattern[] = "/tmp/distd-service-test-XXXXXX";
     ASSERT_NE(mkdtemp(pattern), nullptr);
     dir_ = pattern;
-    auto listener = Listener::Open(dir_ + "/d.sock");
+    auto listener = service::Listener::Open(dir_ + "/d.sock");
     ASSERT_TRUE(listener.ok()) << listener.status();
     listener_ = *std::move(listener);
     engine::EngineOptions options;
     options.jobs = 2;
     options.grace = absl::Seconds(2);
-    engine_ = std::make_unique<engine::Engine>(options, engine::NewPosixSpawner(),
-                                               engine::NewRealClock());
+    engine_ =
+        std::make_unique<engine::Engine>(options, spawn::NewPosixSpawner(), spawn::NewRealClock());
     peers_ = std::make_unique<service::Peers>(getuid());
     service::ServiceOptions service_options;
     service_options.progress_interval = absl::Milliseconds(20);
@@ -154,7 +154,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<service::Listener> listener_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<service::Peers> peers_;
   std::unique_ptr<service::Service> service_;

@@ -1,4 +1,4 @@
-#include "server/listener.h"
+#include "server/service/listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #include "grpcpp/server_posix.h"
 #include "spdlog/spdlog.h"
 
-namespace distd {
+namespace distd::service {
 namespace {
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
@@ -222,4 +222,4 @@ void Listener::Accept(grpc::Server* server, service::Peers* peers) {
   }
 }
 
-}  // namespace distd
+}  // namespace distd::service

@@ -44,10 +44,10 @@ extern "C" {
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine/spawner.h"
-#include "server/engine/types.h"
+#include "server/spawn/process.h"
+#include "server/spawn/spawner.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 namespace {
 
 using ::testing::HasSubstr;
@@ -764,4 +764,4 @@ TEST_F(PosixSpawnerTest, DestructorKillsAndReapsWithoutFurtherEvents) {
 }
 
 }  // namespace
-}  // namespace distd::engine
+}  // namespace distd::spawn

@@ -2,8 +2,8 @@
 // looks behind it: the POSIX spawner runs a local process group, a fake one runs nothing and
 // lets tests decide when and how each job ends, and later executors (Slurm, remote execution)
 // plug in here.
-#ifndef DISTD_SERVER_ENGINE_SPAWNER_H_
-#define DISTD_SERVER_ENGINE_SPAWNER_H_
+#ifndef DISTD_SERVER_SPAWN_SPAWNER_H_
+#define DISTD_SERVER_SPAWN_SPAWNER_H_
 
 #include <memory>
 #include <string>
@@ -12,9 +12,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/engine/types.h"
+#include "server/spawn/process.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 
 struct SpawnRequest {
   JobId id = 0;
@@ -93,6 +93,6 @@ struct PosixSpawnerOptions {
 // pipe.
 std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options = {});
 
-}  // namespace distd::engine
+}  // namespace distd::spawn
 
-#endif  // DISTD_SERVER_ENGINE_SPAWNER_H_
+#endif  // DISTD_SERVER_SPAWN_SPAWNER_H_

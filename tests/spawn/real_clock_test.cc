@@ -8,9 +8,9 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/engine/clock.h"
+#include "server/spawn/clock.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 namespace {
 
 using ::testing::ElementsAre;
@@ -179,4 +179,4 @@ TEST(RealClockTest, DestructorDropsPendingTimersPromptly) {
 }
 
 }  // namespace
-}  // namespace distd::engine
+}  // namespace distd::spawn

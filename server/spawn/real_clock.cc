@@ -17,9 +17,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/engine/clock.h"
+#include "server/spawn/clock.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 namespace {
 
 class RealClock final : public Clock {
@@ -117,4 +117,4 @@ class RealClock final : public Clock {
 
 std::unique_ptr<Clock> NewRealClock() { return std::make_unique<RealClock>(); }
 
-}  // namespace distd::engine
+}  // namespace distd::spawn

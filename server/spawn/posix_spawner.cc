@@ -62,10 +62,10 @@ extern "C" {
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/current_umask.h"
-#include "server/engine/spawner.h"
-#include "server/engine/types.h"
+#include "server/spawn/process.h"
+#include "server/spawn/spawner.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 namespace {
 
 constexpr absl::string_view kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
@@ -727,4 +727,4 @@ std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options) {
   return std::make_unique<PosixSpawner>(options, epoll_fd, wake_fd);
 }
 
-}  // namespace distd::engine
+}  // namespace distd::spawn

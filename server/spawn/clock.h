@@ -1,6 +1,6 @@
 // Time and timers, behind an interface so that tests can drive them by hand.
-#ifndef DISTD_SERVER_ENGINE_CLOCK_H_
-#define DISTD_SERVER_ENGINE_CLOCK_H_
+#ifndef DISTD_SERVER_SPAWN_CLOCK_H_
+#define DISTD_SERVER_SPAWN_CLOCK_H_
 
 #include <cstdint>
 #include <memory>
@@ -8,7 +8,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 
-namespace distd::engine {
+namespace distd::spawn {
 
 using TimerId = uint64_t;
 
@@ -31,6 +31,6 @@ class Clock {
 // timers still pending then are dropped.
 std::unique_ptr<Clock> NewRealClock();
 
-}  // namespace distd::engine
+}  // namespace distd::spawn
 
-#endif  // DISTD_SERVER_ENGINE_CLOCK_H_
+#endif  // DISTD_SERVER_SPAWN_CLOCK_H_

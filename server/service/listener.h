@@ -3,8 +3,8 @@
 // gRPC has no way to tell a unix-socket peer's credentials, so the daemon listens and accepts
 // on its own, reads SO_PEERCRED for each connection, records it (service::Peers), and hands
 // the connection to the server with grpc::AddInsecureChannelFromFd.
-#ifndef DISTD_SERVER_LISTENER_H_
-#define DISTD_SERVER_LISTENER_H_
+#ifndef DISTD_SERVER_SERVICE_LISTENER_H_
+#define DISTD_SERVER_SERVICE_LISTENER_H_
 
 #include <sys/stat.h>
 
@@ -17,7 +17,7 @@
 #include "grpcpp/server.h"
 #include "server/service/peers.h"
 
-namespace distd {
+namespace distd::service {
 
 class Listener {
  public:
@@ -59,6 +59,6 @@ class Listener {
   std::thread thread_;
 };
 
-}  // namespace distd
+}  // namespace distd::service
 
-#endif  // DISTD_SERVER_LISTENER_H_
+#endif  // DISTD_SERVER_SERVICE_LISTENER_H_

@@ -20,6 +20,7 @@
 #include "client/connect.h"
 #include "client/print.h"
 #include "client/rpc.h"
+#include "common/command_rules.h"
 #include "common/current_umask.h"
 #include "common/exit_codes.h"
 #include "common/shell_words.h"
@@ -183,8 +184,9 @@ absl::Status ParseFlags(const std::vector<std::string>& args, GlobalOptions* glo
           absl::StrCat("give either -f FILE or a command, not both (found \"", flags->argv[0],
                        "\" after the flags)"));
     }
-  } else if (flags->argv.empty()) {
-    return absl::InvalidArgumentError("missing the command to run: distctl run [FLAGS] -- CMD");
+  } else if (absl::Status command = CheckCommand(flags->argv); !command.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.message(), ": distctl run [FLAGS] -- CMD"));
   }
   return absl::OkStatus();
 }
@@ -266,6 +268,12 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
       return kExitUsage;
     }
     if (parsed->empty()) return UsageError("run", absl::StrCat("no commands in ", name));
+    for (const BatchLine& line : *parsed) {
+      if (absl::Status command = CheckCommand(line.words); !command.ok()) {
+        Err(absl::StrCat(name, ": line ", line.line, ": ", command.message()));
+        return kExitUsage;
+      }
+    }
     batch = *std::move(parsed);
   }
 

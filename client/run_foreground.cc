@@ -1,6 +1,5 @@
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +14,7 @@
 #include "client/rpc.h"
 #include "client/run.h"
 #include "client/signals.h"
+#include "common/direct_output.h"
 #include "common/exit_codes.h"
 #include "grpcpp/client_context.h"
 
@@ -85,8 +85,7 @@ int ExitCodeOf(const v1::JobResult& result) {
       Err(message.empty() ? "the command could not be started" : message);
       break;
     case v1::CANCELLED:
-      Err(absl::StrCat("job ", result.job_id(), ": ",
-                       message.empty() ? "cancelled before it started" : message));
+      Err(absl::StrCat("job ", result.job_id(), ": ", message.empty() ? "cancelled" : message));
       // A job that never ran has no code of its own to pass through.
       return kExitDistdError;
     case v1::TIMED_OUT:
@@ -120,7 +119,7 @@ void OfferOwnFiles(v1::RunRequest* request) {
     struct stat st;
     const int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY || fstat(fd, &st) != 0 ||
-        !(S_ISFIFO(st.st_mode) || (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)))) {
+        !IsDirectOutputFile(st)) {
       continue;
     }
     v1::ClientFile* file =

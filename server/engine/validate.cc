@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/command_rules.h"
 
 namespace distd::engine {
 namespace {
@@ -57,8 +58,7 @@ size_t ExecBytesLimit() {
 }
 
 absl::Status ValidateJobSpec(const JobSpec& spec, const Limits& limits) {
-  if (spec.argv.empty()) return absl::InvalidArgumentError("empty command: no program given");
-  if (spec.argv[0].empty()) return absl::InvalidArgumentError("empty program name");
+  if (absl::Status command = CheckCommand(spec.argv); !command.ok()) return command;
   if (spec.settings != nullptr) {
     const ProcessSettings& settings = *spec.settings;
     if (settings.umask.has_value() && *settings.umask > 0777) {

@@ -4,18 +4,16 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/direct_output.h"
 #include "spdlog/spdlog.h"
 
 namespace distd::service {
 namespace {
-
-bool IsDevNull(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3); }
 
 bool Names(const v1::ClientFile& file, const struct stat& st) {
   return st.st_dev == file.dev() && st.st_ino == file.ino();
@@ -29,8 +27,7 @@ int OpenClientFile(int pid, int number, const v1::ClientFile& file) {
   // handle: whatever the client's fd points to meanwhile, what is opened is what was checked.
   const int handle = open(path.c_str(), O_PATH | O_CLOEXEC);
   struct stat st;
-  if (handle < 0 || fstat(handle, &st) != 0 || !Names(file, st) ||
-      !(S_ISFIFO(st.st_mode) || IsDevNull(st))) {
+  if (handle < 0 || fstat(handle, &st) != 0 || !Names(file, st) || !IsDirectOutputFile(st)) {
     spdlog::debug("{} is gone, not the file the client named, or not one to write to", path);
     if (handle >= 0) close(handle);
     return -1;

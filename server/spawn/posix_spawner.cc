@@ -584,12 +584,6 @@ class PosixSpawner final : public Spawner {
 
 absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest& request,
                                                              ProcessEvents* events) {
-  if (request.argv == nullptr || request.argv->empty() || request.argv->front().empty()) {
-    return absl::InvalidArgumentError("empty command");
-  }
-  if (request.cwd == nullptr || request.cwd->empty() || request.cwd->front() != '/') {
-    return absl::InvalidArgumentError("working directory must be an absolute path");
-  }
   static const std::vector<std::string> kNoEnv;
   const std::vector<std::string>& env = request.env != nullptr ? *request.env : kNoEnv;
   const std::string& cwd = *request.cwd;
@@ -637,31 +631,53 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   argv.push_back(nullptr);
   envp.push_back(nullptr);
 
+  // Every call is checked: each can fail for want of memory, and a job started without one of
+  // them (its own process group, stdin from /dev/null, its directory) must not start at all.
   posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  posix_spawnattr_t attr;
+  if (int init = posix_spawn_file_actions_init(&actions); init != 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("posix_spawn_file_actions_init: ", strerror(init)));
+  }
+  if (int init = posix_spawnattr_init(&attr); init != 0) {
+    posix_spawn_file_actions_destroy(&actions);
+    return absl::ResourceExhaustedError(absl::StrCat("posix_spawnattr_init: ", strerror(init)));
+  }
+  int rc = 0;
+  const char* step = "";
+  auto check = [&rc, &step](const char* name, int result) {
+    if (rc == 0 && result != 0) {
+      rc = result;
+      step = name;
+    }
+  };
+  check("adddup2", posix_spawn_file_actions_adddup2(&actions, out[1], 1));
+  check("adddup2", posix_spawn_file_actions_adddup2(&actions, err[1], 2));
+  check("addopen", posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0));
+  check("addchdir", posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str()));
   // What the daemon holds without CLOEXEC (inherited from its parent, opened by a library)
   // is none of the job's business: it sees exactly 0, 1 and 2.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  check("addclosefrom", posix_spawn_file_actions_addclosefrom_np(&actions, 3));
   // Its own process group, so that the whole job and nothing else can be signalled; and a
   // clean signal state, since the daemon blocks INT/TERM/HUP and the mask is inherited.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
   sigset_t mask, defaults;
   sigemptyset(&mask);
   sigfillset(&defaults);
-  posix_spawnattr_setsigmask(&attr, &mask);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  check("setsigmask", posix_spawnattr_setsigmask(&attr, &mask));
+  check("setsigdefault", posix_spawnattr_setsigdefault(&attr, &defaults));
+  check("setpgroup", posix_spawnattr_setpgroup(&attr, 0));
+  check("setflags", posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                        POSIX_SPAWN_SETSIGDEF));
+  const bool prepared = rc == 0;
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
+  if (prepared) {
+    rc = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
+  }
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
+  if (!prepared) {
+    return absl::ResourceExhaustedError(absl::StrCat("posix_spawn ", step, ": ", strerror(rc)));
+  }
   CloseFd(out[1]);
   CloseFd(err[1]);
   if (rc != 0) {

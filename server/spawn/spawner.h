@@ -18,6 +18,8 @@ namespace distd::spawn {
 
 struct SpawnRequest {
   JobId id = 0;
+  // A valid command, as the engine's validation (server/engine/validate.h) leaves it: argv
+  // has a program (common/command_rules.h), cwd is an absolute path. Not checked again here.
   const std::vector<std::string>* argv = nullptr;
   const std::string* cwd = nullptr;
   const std::vector<std::string>* env = nullptr;  // never null

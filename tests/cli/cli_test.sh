@@ -444,6 +444,13 @@ test_other_uid_refused() {
 test_bad_input() {
   start_daemon
   expect_code 2 distctl run --
+  expect_grep "empty command" "$T/err"
+  # The same rule and words as distd's, checked before anything is sent: a batch names the line.
+  expect_code 2 distctl --addr "unix:$T/nobody.sock" run -- ''
+  expect_grep "empty program name" "$T/err"
+  printf 'true\n"" x\n' >"$T/empty_program"
+  expect_code 2 distctl run --bg -f "$T/empty_program"
+  expect_grep "line 2: empty program name" "$T/err"
   expect_code 2 distctl run --timeout soon -- true
   expect_code 2 distctl run -e NOEQUALS -- true
   expect_code 2 distctl frobnicate

@@ -608,12 +608,6 @@ TEST_F(PosixSpawnerTest, MissingDirectoryIsFailedPreconditionEvenForAMissingProg
   EXPECT_TRUE(absl::IsFailedPrecondition(StartError({"/bin/true"}, dir_ + "/file")));
 }
 
-TEST_F(PosixSpawnerTest, BadRequestsAreInvalidArgument) {
-  EXPECT_TRUE(absl::IsInvalidArgument(StartError({})));
-  EXPECT_TRUE(absl::IsInvalidArgument(StartError({""})));
-  EXPECT_TRUE(absl::IsInvalidArgument(StartError({"/bin/true"}, "relative/dir")));
-}
-
 TEST_F(PosixSpawnerTest, ProgramThatCannotRunIsNotNotFound) {
   const std::string plain = WriteFile("plain", "echo hi\n", 0644);
   const std::string garbage = WriteFile("garbage", "no shebang, no ELF\n", 0755);

@@ -63,14 +63,8 @@ int AbortCommand(GlobalOptions global, const std::vector<std::string>& args) {
   absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok()) return ReportConnectError(connection.status());
   // Ctrl-C stops waiting for the abort, not the abort: distd carries it through.
-  grpc::ClientContext context;
   v1::AbortResponse response;
-  int signo = 0;
-  grpc::Status status = CallCancellable(
-      &context, [&] { return connection->stub->Abort(&context, request, &response); }, &signo);
-  if (!status.ok()) return FailedCall(status, signo, connection->address);
-  if (ReportError(response.error())) return RefusalExitCode(response.error());
-  return kExitOk;
+  return CallDistd(*connection, &v1::Distd::Stub::Abort, request, &response);
 }
 
 }  // namespace distd::client

@@ -24,28 +24,19 @@ close   forgets build NAME, so that its name can be used afresh: a failed build 
 )";
 
 int List(const Connection& connection) {
-  grpc::ClientContext context;
-  v1::ListBuildsRequest request;
   v1::ListBuildsResponse response;
-  int signo = 0;
-  grpc::Status status = CallCancellable(
-      &context, [&] { return connection.stub->ListBuilds(&context, request, &response); }, &signo);
-  if (!status.ok()) return FailedCall(status, signo, connection.address);
+  const int code =
+      CallDistd(connection, &v1::Distd::Stub::ListBuilds, v1::ListBuildsRequest(), &response);
+  if (code != kExitOk) return code;
   Out(response.builds_size() == 0 ? "no builds\n" : FormatBuilds(response.builds()));
   return kExitOk;
 }
 
 int Close(const Connection& connection, const std::string& name) {
-  grpc::ClientContext context;
   v1::CloseBuildRequest request;
   request.set_build(name);
   v1::CloseBuildResponse response;
-  int signo = 0;
-  grpc::Status status = CallCancellable(
-      &context, [&] { return connection.stub->CloseBuild(&context, request, &response); }, &signo);
-  if (!status.ok()) return FailedCall(status, signo, connection.address);
-  if (ReportError(response.error())) return RefusalExitCode(response.error());
-  return kExitOk;
+  return CallDistd(connection, &v1::Distd::Stub::CloseBuild, request, &response);
 }
 
 }  // namespace

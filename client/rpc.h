@@ -6,7 +6,9 @@
 #include <functional>
 #include <string>
 
+#include "client/connect.h"
 #include "common/address.h"
+#include "common/exit_codes.h"
 #include "distd/v1/distd.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
@@ -37,6 +39,27 @@ int RefusalExitCode(const v1::Error& error);
 // Returns its status; *signo is the signal that arrived during it, or 0.
 grpc::Status CallCancellable(grpc::ClientContext* context,
                              const std::function<grpc::Status()>& call, int* signo);
+
+// A unary call of `method` on `connection` that SIGINT/SIGTERM/SIGHUP cancels, as distctl's
+// exit code: kExitOk with *response filled in (and, where the answer has an Error, not a
+// refusal); else, after saying why, the code of a call that failed at the gRPC level or that
+// distd refused.
+template <typename Request, typename Response>
+int CallDistd(const Connection& connection,
+              grpc::Status (v1::Distd::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                      Response*),
+              const Request& request, Response* response) {
+  grpc::ClientContext context;
+  int signo = 0;
+  grpc::Status status = CallCancellable(
+      &context, [&] { return (connection.stub.get()->*method)(&context, request, response); },
+      &signo);
+  if (!status.ok()) return FailedCall(status, signo, connection.address);
+  if constexpr (requires { response->error(); }) {
+    if (ReportError(response->error())) return RefusalExitCode(response->error());
+  }
+  return kExitOk;
+}
 
 }  // namespace distd::client
 

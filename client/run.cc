@@ -193,13 +193,11 @@ absl::Status ParseFlags(const std::vector<std::string>& args, GlobalOptions* glo
 
 // Submit, all or nothing, and the ids one a line.
 int Submit(const Connection& connection, const v1::SubmitRequest& request) {
-  grpc::ClientContext context;
   v1::SubmitResponse response;
-  int signo = 0;
-  grpc::Status status = CallCancellable(
-      &context, [&] { return connection.stub->Submit(&context, request, &response); }, &signo);
-  if (!status.ok()) return FailedCall(status, signo, connection.address);
-  if (ReportError(response.error())) return RefusalExitCode(response.error());
+  if (int code = CallDistd(connection, &v1::Distd::Stub::Submit, request, &response);
+      code != kExitOk) {
+    return code;
+  }
   if (response.job_ids_size() != request.commands_size()) {
     Err(absl::StrCat("distd answered ", response.job_ids_size(), " job ids for ",
                      request.commands_size(), " commands"));

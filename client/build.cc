@@ -1,9 +1,9 @@
 // `distctl build list` and `distctl build close NAME`.
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
@@ -14,14 +14,9 @@
 namespace distd::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: distctl build list
-       distctl build close NAME
-
-list    the builds distd knows: state, jobs by state, first failure
-close   forgets build NAME, so that its name can be used afresh: a failed build refuses
-        new jobs until it is closed. Refused (exit 125) while jobs of it are queued or
-        running.
-)";
+constexpr char kDescription[] = R"(the builds distd knows: list them, or close one
+  distctl build list
+  distctl build close NAME)";
 
 int List(const Connection& connection) {
   v1::ListBuildsResponse response;
@@ -41,35 +36,35 @@ int Close(const Connection& connection, const std::string& name) {
 
 }  // namespace
 
-int BuildCommand(GlobalOptions global, const std::vector<std::string>& args) {
-  ArgParser parser;
-  AddGlobalFlags(&parser, &global);
-  std::vector<std::string> positional;
-  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
-    return UsageError("build", status.message());
-  }
-  if (parser.help()) {
-    Out(kUsage);
-    return kExitOk;
-  }
-  if (positional.empty()) return UsageError("build", "missing list or close");
-  const std::string& action = positional[0];
-  if (action == "list") {
-    if (positional.size() > 1) {
-      return UsageError("build", absl::StrCat("unexpected argument \"", positional[1], "\""));
-    }
-  } else if (action == "close") {
-    if (positional.size() < 2) return UsageError("build", "missing NAME: distctl build close NAME");
-    if (positional.size() > 2) {
-      return UsageError("build", absl::StrCat("unexpected argument \"", positional[2], "\""));
-    }
-    if (positional[1].empty()) return UsageError("build", "the build name is empty");
-  } else {
-    return UsageError("build", absl::StrCat("unknown action \"", action, "\" (list or close)"));
-  }
-  absl::StatusOr<Connection> connection = Connect(global);
-  if (!connection.ok()) return ReportConnectError(connection.status());
-  return action == "list" ? List(*connection) : Close(*connection, positional[1]);
+void AddBuildCommand(const CommandSite& site) {
+  CLI::App* build = AddSubcommand(site, "build", kDescription);
+  build->require_subcommand(1);
+  const CommandSite within{build, site.global, site.action};
+  CLI::App* list =
+      AddSubcommand(within, "list", "the builds distd knows: state, jobs by state, first failure");
+  list->callback([site] {
+    *site.action = [global = site.global] {
+      absl::StatusOr<Connection> connection = Connect(*global);
+      if (!connection.ok()) return ReportConnectError(connection.status());
+      return List(*connection);
+    };
+  });
+  CLI::App* close =
+      AddSubcommand(within, "close", R"(forgets build NAME, so that its name can be used afresh
+A failed build refuses new jobs until it is closed. Refused (exit 125) while jobs of it
+are queued or running.)");
+  auto name = std::make_shared<std::string>();
+  close->add_option("NAME", *name, "the build")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& value) { return value.empty() ? "the build name is empty" : ""; }, ""));
+  close->callback([site, name] {
+    *site.action = [global = site.global, name] {
+      absl::StatusOr<Connection> connection = Connect(*global);
+      if (!connection.ok()) return ReportConnectError(connection.status());
+      return Close(*connection, *name);
+    };
+  });
 }
 
 }  // namespace distd::client

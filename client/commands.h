@@ -1,11 +1,18 @@
-// distctl's subcommands. Each takes the global options and its own arguments (after the
-// command's name), prints what it has to say, and returns distctl's exit code (exit_codes.h):
+// distctl's subcommands. Each adds itself, with its flags and its help, to distctl's command
+// line (cli.cc); once its part of the command line is parsed, it leaves the Action that runs
+// it. An action prints what it has to say and returns distctl's exit code (exit_codes.h):
 // only main exits.
 #ifndef DISTD_CLIENT_COMMANDS_H_
 #define DISTD_CLIENT_COMMANDS_H_
 
+#include <cstdint>
+#include <functional>
 #include <string>
-#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace distd::client {
 
@@ -21,17 +28,42 @@ struct GlobalOptions {
   bool build_given = false;
 };
 
-class ArgParser;
+using Action = std::function<int()>;
 
-// Lets the global options also follow the command's name (`distctl wait --build b`).
-void AddGlobalFlags(ArgParser* parser, GlobalOptions* global);
+// Where a command adds itself: under `parent` (distctl's command line, or a command's own
+// subcommands), with the global options (filled in by the time an action runs) and the action
+// to set once its part of the command line has been parsed.
+struct CommandSite {
+  CLI::App* parent;
+  GlobalOptions* global;
+  Action* action;
+};
 
-int RunCommand(GlobalOptions global, const std::vector<std::string>& args);
-int WaitCommand(GlobalOptions global, const std::vector<std::string>& args);
-int AbortCommand(GlobalOptions global, const std::vector<std::string>& args);
-int StatusCommand(GlobalOptions global, const std::vector<std::string>& args);
-int LogsCommand(GlobalOptions global, const std::vector<std::string>& args);
-int BuildCommand(GlobalOptions global, const std::vector<std::string>& args);
+// A subcommand of the site's parent, with help in distctl's style and the global options, so
+// that they may also follow the command's name (`distctl wait --build b`); the last one
+// given wins. `description` opens with its one-line summary.
+CLI::App* AddSubcommand(const CommandSite& site, const std::string& name,
+                        const std::string& description);
+
+// --addr and --build on `app`.
+void AddGlobalOptions(CLI::App* app, GlobalOptions* global);
+
+void AddRunCommand(const CommandSite& site);
+void AddWaitCommand(const CommandSite& site);
+void AddAbortCommand(const CommandSite& site);
+void AddStatusCommand(const CommandSite& site);
+void AddLogsCommand(const CommandSite& site);
+void AddBuildCommand(const CommandSite& site);
+
+// DUR as absl::ParseDuration reads it ("500ms", "2s", "1m30s"), finite and > 0.
+absl::StatusOr<absl::Duration> ParsePositiveDuration(absl::string_view text);
+
+// A CLI11 check of a DUR flag by ParsePositiveDuration: its error says what is wrong.
+CLI::Validator PositiveDuration();
+
+// A duration in whole milliseconds for the API, rounded up so that a positive duration never
+// becomes 0 (which means "none" there).
+int64_t ToApiMilliseconds(absl::Duration duration);
 
 }  // namespace distd::client
 

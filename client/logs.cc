@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,7 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
@@ -24,16 +24,11 @@
 namespace distd::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: distctl logs JOB [--follow]
-
+constexpr char kDescription[] =
+    R"(what job JOB printed, and with --follow what it prints until it ends
 Prints what job JOB (the id `run --bg` printed) wrote: its stdout to stdout, its stderr to
 stderr. Of a long output distd keeps the head and the tail; what was left out is counted
-on stderr.
-
-flags:
-  --follow       then what it writes until it ends
-  --addr, --build  as before the command (see distctl --help)
-)";
+on stderr.)";
 
 // Ends the call early: on a signal, or when our reader went away.
 class Stopper {
@@ -63,32 +58,7 @@ void ReportOmitted(uint64_t bytes, absl::string_view stream) {
                    " were not kept (distd keeps the head and the tail)"));
 }
 
-}  // namespace
-
-int LogsCommand(GlobalOptions global, const std::vector<std::string>& args) {
-  ArgParser parser;
-  AddGlobalFlags(&parser, &global);
-  v1::LogsRequest request;
-  parser.Flag({"--follow", "-f"}, [&] { request.set_follow(true); });
-  std::vector<std::string> positional;
-  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
-    return UsageError("logs", status.message());
-  }
-  if (parser.help()) {
-    Out(kUsage);
-    return kExitOk;
-  }
-  if (positional.empty()) return UsageError("logs", "missing JOB, the job's id");
-  if (positional.size() > 1) {
-    return UsageError("logs", absl::StrCat("unexpected argument \"", positional[1], "\""));
-  }
-  uint64_t id = 0;
-  if (!absl::SimpleAtoi(positional[0], &id) || id == 0) {
-    return UsageError(
-        "logs", absl::StrCat("JOB must be a job id (a number > 0), not \"", positional[0], "\""));
-  }
-  request.set_job_id(id);
-
+int Logs(const GlobalOptions& global, const v1::LogsRequest& request) {
   absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok()) return ReportConnectError(connection.status());
   grpc::ClientContext context;
@@ -140,6 +110,30 @@ int LogsCommand(GlobalOptions global, const std::vector<std::string>& args) {
     return kExitOk;
   }
   return StreamEndedEarly(status, connection->address);
+}
+
+}  // namespace
+
+void AddLogsCommand(const CommandSite& site) {
+  CLI::App* logs = AddSubcommand(site, "logs", kDescription);
+  auto request = std::make_shared<v1::LogsRequest>();
+  logs->add_flag_callback(
+      "-f,--follow", [request] { request->set_follow(true); }, "then what it writes until it ends");
+  logs->add_option_function<std::string>(
+          "JOB",
+          [request](const std::string& value) {
+            uint64_t id = 0;
+            if (!absl::SimpleAtoi(value, &id) || id == 0) {
+              throw CLI::ValidationError(
+                  absl::StrCat("JOB must be a job id (a number > 0), not \"", value, "\""));
+            }
+            request->set_job_id(id);
+          },
+          "the job's id, as run --bg printed it")
+      ->required();
+  logs->callback([site, request] {
+    *site.action = [global = site.global, request] { return Logs(*global, *request); };
+  });
 }
 
 }  // namespace distd::client

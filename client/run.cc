@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,7 +16,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
@@ -30,9 +30,7 @@ extern char** environ;
 namespace distd::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: distctl run [FLAGS] [--] CMD [ARG...]
-       distctl run --bg [FLAGS] -f FILE|-
-
+constexpr char kDescription[] = R"(runs CMD on distd's pool, in the foreground or queued (--bg)
 Runs CMD on distd's pool, where and as it would run here: in this directory, with this
 environment, this umask and these soft limits (ulimit -n, -c, -s, -t, -v; each at most
 distd's hard limit). In the foreground its output streams live to distctl's (a local distd
@@ -42,28 +40,19 @@ away gives CMD SIGPIPE) and distctl exits with its code (128+N when killed by si
 cancels it, and so does killing distctl (any signal, even SIGKILL, as distd sees the
 connection close). With --bg it is queued, its id printed, and distctl exits 0.
 
-flags:
-  --bg           queue in the background; `distctl wait` is the barrier
-  -C DIR         run in DIR (relative to the current directory)
-  -e NAME=VALUE  add or override an environment variable (repeatable)
-  --group G      the barrier group within the build (`distctl wait --group G`)
-  --timeout DUR  stop the job after DUR (500ms, 2s, 1m); its code is then 124
-  --check        a failure of this job fails the whole build (default with --bg)
-  --no-check     a failure of this job does not fail the build (default in the foreground)
-  -f FILE        with --bg: queue every command of FILE (- for stdin), all or nothing:
-                 one a line, shell words and quotes (no expansion), # comments, and a
-                 trailing \ to continue a line; the flags above apply to each
-  --addr, --build  as before the command (see distctl --help)
-)";
+The flags end at CMD (or at --): what follows is the command's. With --bg, -f FILE (- for
+stdin) queues every command of FILE instead, all or nothing: one a line, shell words and
+quotes (no expansion), # comments, and a trailing \ to continue a line; the flags apply to
+each.)";
 
 struct RunFlags {
   bool background = false;
   std::string dir;
   std::vector<std::string> env;
   std::string group;
-  absl::Duration timeout = absl::ZeroDuration();
+  std::string timeout;  // DUR, checked
   std::optional<bool> check;
-  std::optional<std::string> file;
+  std::string file;  // -f, never empty when given
   std::vector<std::string> argv;
 };
 
@@ -140,57 +129,6 @@ absl::StatusOr<std::string> ReadAll(const std::string& file) {
   return text;
 }
 
-absl::Status ParseFlags(const std::vector<std::string>& args, GlobalOptions* global,
-                        RunFlags* flags, bool* help) {
-  ArgParser parser;
-  AddGlobalFlags(&parser, global);
-  parser.Flag({"--bg"}, [flags] { flags->background = true; });
-  parser.Flag({"--check"}, [flags] { flags->check = true; });
-  parser.Flag({"--no-check"}, [flags] { flags->check = false; });
-  parser.Option({"-C"}, "DIR", [flags](const std::string& value) {
-    if (value.empty()) return absl::InvalidArgumentError("the directory is empty");
-    flags->dir = value;
-    return absl::OkStatus();
-  });
-  parser.Option({"-e"}, "NAME=VALUE", [flags](const std::string& value) {
-    if (value.find('=') == std::string::npos || value[0] == '=') {
-      return absl::InvalidArgumentError(absl::StrCat("\"", value, "\" is not NAME=VALUE"));
-    }
-    flags->env.push_back(value);
-    return absl::OkStatus();
-  });
-  parser.Option({"--group"}, "G", [flags](const std::string& value) {
-    flags->group = value;
-    return absl::OkStatus();
-  });
-  parser.Option({"--timeout"}, "DUR", [flags](const std::string& value) {
-    absl::StatusOr<absl::Duration> timeout = ParsePositiveDuration(value);
-    if (!timeout.ok()) return timeout.status();
-    flags->timeout = *timeout;
-    return absl::OkStatus();
-  });
-  parser.Option({"-f"}, "FILE", [flags](const std::string& value) {
-    if (value.empty()) return absl::InvalidArgumentError("the file name is empty");
-    flags->file = value;
-    return absl::OkStatus();
-  });
-  absl::Status status = parser.Parse(args, /*stop_at_positional=*/true, &flags->argv);
-  *help = parser.help();
-  if (!status.ok() || *help) return status;
-  if (flags->file.has_value()) {
-    if (!flags->background) return absl::InvalidArgumentError("-f needs --bg");
-    if (!flags->argv.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("give either -f FILE or a command, not both (found \"", flags->argv[0],
-                       "\" after the flags)"));
-    }
-  } else if (absl::Status command = CheckCommand(flags->argv); !command.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(command.message(), ": distctl run [FLAGS] -- CMD"));
-  }
-  return absl::OkStatus();
-}
-
 // Submit, all or nothing, and the ids one a line.
 int Submit(const Connection& connection, const v1::SubmitRequest& request) {
   v1::SubmitResponse response;
@@ -226,16 +164,9 @@ std::string ResolveDirectory(absl::string_view cwd, absl::string_view dir) {
   return parts.empty() ? "/" : absl::StrCat("/", absl::StrJoin(parts, "/"));
 }
 
-int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
-  RunFlags flags;
-  bool help = false;
-  if (absl::Status status = ParseFlags(args, &global, &flags, &help); !status.ok()) {
-    return UsageError("run", status.message());
-  }
-  if (help) {
-    Out(kUsage);
-    return kExitOk;
-  }
+namespace {
+
+int Run(const GlobalOptions& global, const RunFlags& flags) {
   absl::StatusOr<std::string> cwd = CurrentDirectory();
   if (!cwd.ok()) {
     Err(cwd.status().message());
@@ -248,17 +179,18 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
     common.set_cwd(ResolveDirectory(*cwd, flags.dir));
   }
   for (const std::string& entry : flags.env) common.add_env(entry);
-  common.set_timeout_ms(flags.timeout > absl::ZeroDuration() ? ToApiMilliseconds(flags.timeout)
-                                                             : 0);
+  if (!flags.timeout.empty()) {
+    common.set_timeout_ms(ToApiMilliseconds(*ParsePositiveDuration(flags.timeout)));
+  }
   common.set_check(flags.check.value_or(flags.background));
   common.set_group(flags.group);
 
   // A batch is read and parsed before anything is sent (or a daemon started): bad input
   // queues nothing.
   std::vector<BatchLine> batch;
-  if (flags.file.has_value()) {
-    const std::string name = *flags.file == "-" ? "stdin" : *flags.file;
-    absl::StatusOr<std::string> text = ReadAll(*flags.file);
+  if (!flags.file.empty()) {
+    const std::string name = flags.file == "-" ? "stdin" : flags.file;
+    absl::StatusOr<std::string> text = ReadAll(flags.file);
     if (!text.ok()) return UsageError("run", text.status().message());
     absl::StatusOr<std::vector<BatchLine>> parsed = ParseBatch(*text);
     if (!parsed.ok()) {
@@ -306,6 +238,69 @@ int RunCommand(GlobalOptions global, const std::vector<std::string>& args) {
     for (std::string& word : line.words) command->add_argv(std::move(word));
   }
   return Submit(*connection, request);
+}
+
+}  // namespace
+
+void AddRunCommand(const CommandSite& site) {
+  CLI::App* run = AddSubcommand(site, "run", kDescription);
+  auto flags = std::make_shared<RunFlags>();
+  CLI::Option* bg = run->add_flag("--bg", flags->background,
+                                  "queue in the background; `distctl wait` is the barrier");
+  run->add_option("-C", flags->dir, "run in DIR (relative to the current directory)")
+      ->type_name("DIR")
+      ->check(CLI::Validator(
+          [](std::string& value) { return value.empty() ? "the directory is empty" : ""; }, ""));
+  run->add_option("-e", flags->env, "add or override an environment variable (repeatable)")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            return value.find('=') == std::string::npos || value[0] == '='
+                       ? absl::StrCat("\"", value, "\" is not NAME=VALUE")
+                       : std::string();
+          },
+          ""));
+  run->add_option("--group", flags->group,
+                  "the barrier group within the build (`distctl wait --group G`)")
+      ->type_name("G");
+  run->add_option("--timeout", flags->timeout,
+                  "stop the job after DUR (500ms, 2s, 1m); its code is then 124")
+      ->type_name("DUR")
+      ->check(PositiveDuration());
+  // As they come, so that the last of them wins.
+  run->add_flag_callback(
+         "--check", [flags] { flags->check = true; },
+         "a failure of this job fails the whole build (default with --bg)")
+      ->trigger_on_parse();
+  run->add_flag_callback(
+         "--no-check", [flags] { flags->check = false; },
+         "a failure of this job does not fail the build (default in the foreground)")
+      ->trigger_on_parse();
+  run->add_option("-f", flags->file, "with --bg: queue every command of FILE (- for stdin)")
+      ->type_name("FILE")
+      ->needs(bg)
+      ->check(CLI::Validator(
+          [](std::string& value) { return value.empty() ? "the file name is empty" : ""; }, ""));
+  // At least one word, so that a `--` is CMD's mark, not the end of the command's part of the
+  // command line (an empty command is refused with the others, below).
+  run->add_option("CMD", flags->argv, "the command and its arguments")
+      ->type_name("ARG")
+      ->expected(1, -1);
+  // Everything from CMD on is the command's, its flags included.
+  run->positionals_at_end();
+  run->callback([site, flags] {
+    if (!flags->file.empty()) {
+      if (!flags->argv.empty()) {
+        throw CLI::ValidationError(
+            absl::StrCat("give either -f FILE or a command, not both (found \"", flags->argv[0],
+                         "\" after the flags)"));
+      }
+    } else if (absl::Status command = CheckCommand(flags->argv); !command.ok()) {
+      throw CLI::ValidationError(absl::StrCat(command.message(), ": distctl run [FLAGS] -- CMD"));
+    }
+    *site.action = [global = site.global, flags] { return Run(*global, *flags); };
+  });
 }
 
 }  // namespace distd::client

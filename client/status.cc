@@ -1,12 +1,12 @@
 // `distctl status`: the pool, the builds and the running jobs, once or every second.
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
@@ -19,18 +19,10 @@
 namespace distd::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: distctl status [--json] [--watch]
-
+constexpr char kDescription[] = R"(the pool, the builds and the running jobs
 Shows the pool (running and queued jobs, slots), the builds (state, jobs by state, first
 failure) and the running jobs. Every build, unless one was named with --build or
-DISTD_BUILD: then only that one, and distctl exits 1 if it has failed (0 otherwise).
-
-flags:
-  --json         one JSON object (the API's StatusResponse, proto field names)
-  --watch        again every second until Ctrl-C (clearing the screen on a terminal;
-                 with --json, one object a line)
-  --addr, --build  as before the command (see distctl --help)
-)";
+DISTD_BUILD: then only that one, and distctl exits 1 if it has failed (0 otherwise).)";
 
 constexpr absl::Duration kWatchInterval = absl::Seconds(1);
 
@@ -62,26 +54,7 @@ absl::StatusOr<std::string> Json(const v1::StatusResponse& response) {
   return json;
 }
 
-}  // namespace
-
-int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
-  ArgParser parser;
-  AddGlobalFlags(&parser, &global);
-  bool json = false;
-  bool watch = false;
-  parser.Flag({"--json"}, [&] { json = true; });
-  parser.Flag({"--watch"}, [&] { watch = true; });
-  std::vector<std::string> positional;
-  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
-    return UsageError("status", status.message());
-  }
-  if (parser.help()) {
-    Out(kUsage);
-    return kExitOk;
-  }
-  if (!positional.empty()) {
-    return UsageError("status", absl::StrCat("unexpected argument \"", positional[0], "\""));
-  }
+int Status(const GlobalOptions& global, bool json, bool watch) {
   absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok()) return ReportConnectError(connection.status());
 
@@ -133,6 +106,27 @@ int StatusCommand(GlobalOptions global, const std::vector<std::string>& args) {
     }
     if (SleepUnlessSignalled(kWatchInterval) != 0) return kExitOk;
   }
+}
+
+}  // namespace
+
+void AddStatusCommand(const CommandSite& site) {
+  CLI::App* status = AddSubcommand(site, "status", kDescription);
+  struct Flags {
+    bool json = false;
+    bool watch = false;
+  };
+  auto flags = std::make_shared<Flags>();
+  status->add_flag("--json", flags->json,
+                   "one JSON object (the API's StatusResponse, proto field names)");
+  status->add_flag("--watch", flags->watch,
+                   "again every second until Ctrl-C (clearing the screen on a terminal; with "
+                   "--json, one object a line)");
+  status->callback([site, flags] {
+    *site.action = [global = site.global, flags] {
+      return Status(*global, flags->json, flags->watch);
+    };
+  });
 }
 
 }  // namespace distd::client

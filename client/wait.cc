@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +13,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "client/args.h"
 #include "client/commands.h"
 #include "client/connect.h"
 #include "client/print.h"
@@ -23,18 +23,11 @@
 namespace distd::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: distctl wait [--group G] [--progress]
-
+constexpr char kDescription[] = R"(waits for the build's background jobs: the barrier
 Waits for every background job of the build (or of group G in it) submitted before it.
 All succeeded: exits 0. The build failed: returns once no job of it runs, prints
 FAILED: CMD and that job's output on stderr, and exits 1. Ctrl-C or SIGTERM aborts the
-build and exits 130 or 143 once nothing of it runs.
-
-flags:
-  --group G      wait for group G only
-  --progress     on a terminal, a status line on stderr: [done/total] running: CMD
-  --addr, --build  as before the command (see distctl --help)
-)";
+build and exits 130 or 143 once nothing of it runs.)";
 
 constexpr char kInterruptReason[] = "distctl wait interrupted";
 
@@ -193,29 +186,7 @@ void PrintFailure(const v1::Failure& failure) {
   if (failure.has_job() && !failure.reason().empty()) Err(OneLine(failure.reason()));
 }
 
-}  // namespace
-
-int WaitCommand(GlobalOptions global, const std::vector<std::string>& args) {
-  ArgParser parser;
-  AddGlobalFlags(&parser, &global);
-  std::string group;
-  bool progress = false;
-  parser.Option({"--group"}, "G", [&](const std::string& value) {
-    group = value;
-    return absl::OkStatus();
-  });
-  parser.Flag({"--progress"}, [&] { progress = true; });
-  std::vector<std::string> positional;
-  if (absl::Status status = parser.Parse(args, false, &positional); !status.ok()) {
-    return UsageError("wait", status.message());
-  }
-  if (parser.help()) {
-    Out(kUsage);
-    return kExitOk;
-  }
-  if (!positional.empty()) {
-    return UsageError("wait", absl::StrCat("unexpected argument \"", positional[0], "\""));
-  }
+int Wait(const GlobalOptions& global, const std::string& group, bool progress) {
   absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok() && absl::IsCancelled(connection.status()) && ReceivedSignal() != 0) {
     // Interrupted before the wait began: the signal still means "abort the build".
@@ -277,6 +248,25 @@ int WaitCommand(GlobalOptions global, const std::vector<std::string>& args) {
     return kExitBuildFailed;
   }
   return StreamEndedEarly(status, connection->address);
+}
+
+}  // namespace
+
+void AddWaitCommand(const CommandSite& site) {
+  CLI::App* wait = AddSubcommand(site, "wait", kDescription);
+  struct Flags {
+    std::string group;
+    bool progress = false;
+  };
+  auto flags = std::make_shared<Flags>();
+  wait->add_option("--group", flags->group, "wait for group G only")->type_name("G");
+  wait->add_flag("--progress", flags->progress,
+                 "on a terminal, a status line on stderr: [done/total] running: CMD");
+  wait->callback([site, flags] {
+    *site.action = [global = site.global, flags] {
+      return Wait(*global, flags->group, flags->progress);
+    };
+  });
 }
 
 }  // namespace distd::client

@@ -3,15 +3,19 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/address.h"
+#include "common/cli_help.h"
 #include "common/exit_codes.h"
 #include "common/process_setup.h"
 #include "grpcpp/grpcpp.h"
@@ -26,23 +30,11 @@
 namespace distd {
 namespace {
 
-constexpr char kUsage[] =
-    R"(usage: distd [--listen ADDR]... [--jobs N] [--grace DUR] [--output-memory MIB]
-             [--log-level LEVEL]
+constexpr char kDescription[] =
+    "Runs build commands for distctl on one bounded pool shared by every build on the host.";
 
-Runs build commands for distctl on one bounded pool shared by every build on the host.
-
-  --listen ADDR      unix:PATH to listen on (repeatable). Default: $DISTD_SOCKET, else
-                     $XDG_RUNTIME_DIR/distd/distd.sock, else /tmp/distd-$UID/distd.sock
-  --jobs N           jobs running at once, across all builds (default: number of CPUs)
-  --grace DUR        between SIGTERM and SIGKILL when a job is stopped (default 5s, at most 10m)
-  --output-memory MIB  all the jobs' kept output together, in MiB (default 256): beyond it the
-                     output of the oldest finished jobs is dropped, and their logs say so
-  --log-level LEVEL  trace, debug, info, warn, error or off (default info)
-  --help, --version
-
-SIGTERM or SIGINT: stop accepting, abort every build, wait until no job runs, exit 0.
-)";
+constexpr char kFooter[] =
+    "SIGTERM or SIGINT: stop accepting, abort every build, wait until no job runs, exit 0.";
 
 struct Options {
   std::vector<Address> listen;
@@ -50,87 +42,107 @@ struct Options {
   spdlog::level::level_enum log_level = spdlog::level::info;
 };
 
-[[noreturn]] void UsageError(const std::string& message) {
-  std::fprintf(stderr, "distd: %s\n(distd --help shows the usage)\n", message.c_str());
-  std::exit(kExitUsage);
+// Stores in *out the whole number `value` of flag `name` times `scale`, if it is from `min` to
+// `max`; else throws CLI11's error for it.
+template <typename T>
+std::function<void(const std::string&)> Number(const char* name, uint64_t min, uint64_t max,
+                                               uint64_t scale, const char* unit, T* out) {
+  return [=](const std::string& value) {
+    uint64_t number = 0;
+    if (!absl::SimpleAtoi(value, &number) || number < min || number > max) {
+      throw CLI::ValidationError(
+          name, absl::StrCat("\"", value, "\" is not a number", unit, " from ", min, " to ", max));
+    }
+    *out = static_cast<T>(number * scale);
+  };
 }
 
-Options ParseFlags(int argc, char** argv) {
-  Options options;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool has_value = false;
-    if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      has_value = true;
-    }
-    auto take = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= args.size()) UsageError(absl::StrCat(flag, " needs a value"));
-      return args[++i];
-    };
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    } else if (flag == "--version") {
-      std::puts("distd 0.1.0");
-      std::exit(kExitOk);
-    } else if (flag == "--listen") {
-      absl::StatusOr<Address> address = ParseAddress(take());
-      if (!address.ok()) UsageError(absl::StrCat("--listen: ", address.status().message()));
-      options.listen.push_back(*address);
-    } else if (flag == "--jobs" || flag == "-j") {
-      std::string text = take();
-      if (!absl::SimpleAtoi(text, &options.engine.jobs) || options.engine.jobs < 1 ||
-          options.engine.jobs > 4096) {
-        UsageError(absl::StrCat("--jobs: \"", text, "\" is not a number from 1 to 4096"));
-      }
-    } else if (flag == "--output-memory") {
-      std::string text = take();
-      uint64_t mib = 0;
-      if (!absl::SimpleAtoi(text, &mib) || mib < 1 || mib > (uint64_t{1} << 20)) {
-        UsageError(absl::StrCat("--output-memory: \"", text,
-                                "\" is not a number of MiB from 1 to 1048576"));
-      }
-      options.engine.max_output_bytes = mib << 20;
-    } else if (flag == "--grace") {
-      std::string text = take();
-      const absl::Duration max_grace = engine::Limits().max_grace;
-      if (!absl::ParseDuration(text, &options.engine.grace) ||
-          options.engine.grace < absl::ZeroDuration() || options.engine.grace > max_grace) {
-        UsageError(absl::StrCat("--grace: \"", text, "\" is not a duration from 0 to ",
-                                absl::FormatDuration(max_grace), " such as 500ms or 2s"));
-      }
-    } else if (flag == "--log-level") {
-      std::string text = take();
-      options.log_level = spdlog::level::from_str(text);
-      if (options.log_level == spdlog::level::off && text != "off") {
-        UsageError(absl::StrCat("--log-level: \"", text, "\" is not one of trace, debug, info, ",
-                                "warn, error, off"));
-      }
-    } else if (flag == "--state-dir" || flag == "--metrics-listen" || flag == "--tls-cert" ||
-               flag == "--tls-key" || flag == "--tls-client-ca" || flag == "--token-file") {
-      UsageError(absl::StrCat(flag, " is not supported by this version of distd"));
-    } else {
-      UsageError(absl::StrCat("unknown flag \"", flag, "\""));
-    }
+// Parses the command line into *options. Returns nullopt when distd is to run, else the exit
+// code, having printed the help or the version (0) or what was wrong (2).
+std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
+  CLI::App app(kDescription, "distd");
+  UseHelpFormatter(&app);
+  app.footer(kFooter);
+  app.set_version_flag("--version", "distd 0.1.0", "print distd's version");
+  app.add_option_function<std::string>(
+         "--listen",
+         [options](const std::string& text) {
+           absl::StatusOr<Address> address = ParseAddress(text);
+           if (!address.ok()) {
+             throw CLI::ValidationError("--listen", std::string(address.status().message()));
+           }
+           // Whoever reaches distd runs commands as its user: TCP only with TLS and a token,
+           // which this version does not have yet.
+           if (address->kind == Address::Kind::kTcp) {
+             throw CLI::ValidationError(
+                 absl::StrCat("--listen ", address->ToString(),
+                              ": TCP needs TLS and a token, which this version does not "
+                              "support; use unix:PATH"));
+           }
+           options->listen.push_back(*address);
+         },
+         "unix:PATH to listen on (repeatable). Default: $DISTD_SOCKET, else "
+         "$XDG_RUNTIME_DIR/distd/distd.sock, else /tmp/distd-$UID/distd.sock")
+      ->type_name("ADDR")
+      ->allow_extra_args(false)
+      ->trigger_on_parse();
+  app.add_option_function<std::string>("-j,--jobs",
+                                       Number("--jobs", 1, 4096, 1, "", &options->engine.jobs),
+                                       "jobs running at once, across all builds (default: "
+                                       "number of CPUs)")
+      ->type_name("N");
+  const absl::Duration max_grace = engine::Limits().max_grace;
+  app.add_option_function<std::string>(
+         "--grace",
+         [options, max_grace](const std::string& text) {
+           absl::Duration grace;
+           if (!absl::ParseDuration(text, &grace) || grace < absl::ZeroDuration() ||
+               grace > max_grace) {
+             throw CLI::ValidationError(
+                 "--grace", absl::StrCat("\"", text, "\" is not a duration from 0 to ",
+                                         absl::FormatDuration(max_grace), " such as 500ms or 2s"));
+           }
+           options->engine.grace = grace;
+         },
+         absl::StrCat("between SIGTERM and SIGKILL when a job is stopped (default 5s, at most ",
+                      absl::FormatDuration(max_grace), ")"))
+      ->type_name("DUR");
+  app.add_option_function<std::string>(
+         "--output-memory",
+         Number("--output-memory", 1, uint64_t{1} << 20, uint64_t{1} << 20, " of MiB",
+                &options->engine.max_output_bytes),
+         "all the jobs' kept output together, in MiB (default 256): beyond it the output of "
+         "the oldest finished jobs is dropped, and their logs say so")
+      ->type_name("MIB");
+  app.add_option_function<std::string>(
+         "--log-level",
+         [options](const std::string& text) {
+           options->log_level = spdlog::level::from_str(text);
+           if (options->log_level == spdlog::level::off && text != "off") {
+             throw CLI::ValidationError(
+                 "--log-level",
+                 absl::StrCat("\"", text, "\" is not one of trace, debug, info, warn, error, off"));
+           }
+         },
+         "trace, debug, info, warn, error or off (default info)")
+      ->type_name("LEVEL");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return kExitOk;
+  } catch (const CLI::CallForVersion& version) {
+    std::puts(version.what());
+    return kExitOk;
+  } catch (const CLI::ParseError& error) {
+    const std::string message = DescribeParseError(error, app);
+    std::fprintf(stderr, "distd: %s\n(distd --help shows the usage)\n", message.c_str());
+    return kExitUsage;
   }
-  if (options.listen.empty()) {
-    options.listen.push_back(Address{Address::Kind::kUnix, DefaultSocketPath(), "", 0});
+  if (options->listen.empty()) {
+    options->listen.push_back(Address{Address::Kind::kUnix, DefaultSocketPath(), "", 0});
   }
-  for (const Address& address : options.listen) {
-    if (address.kind == Address::Kind::kTcp) {
-      // Whoever reaches distd runs commands as its user: TCP only with TLS and a token,
-      // which this version does not have yet.
-      UsageError(absl::StrCat("--listen ", address.ToString(),
-                              ": TCP needs TLS and a token, which this version does not support;"
-                              " use unix:PATH"));
-    }
-  }
-  return options;
+  return std::nullopt;
 }
 
 int Run(const Options& options) {
@@ -206,7 +218,10 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  distd::Options options = distd::ParseFlags(argc, argv);
+  distd::Options options;
+  if (std::optional<int> code = distd::ParseFlags(argc, argv, &options); code.has_value()) {
+    return *code;
+  }
   // The log goes to stderr; stdout is not the daemon's to use.
   spdlog::set_default_logger(spdlog::stderr_color_mt("distd"));
   spdlog::set_level(options.log_level);

@@ -1,13 +1,17 @@
-// What of distctl can be tested without a daemon: the flag parser, global options, output
+// What of distctl can be tested without a daemon: the command line, global options, output
 // helpers, -C resolution. The commands themselves are tested black-box against a distd.
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
-#include "client/args.h"
+#include "client/cli.h"
 #include "client/commands.h"
 #include "client/print.h"
 #include "client/run.h"
+#include "common/exit_codes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -15,113 +19,149 @@ namespace distd::client {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::IsEmpty;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
+// One distctl command line, parsed as main parses it, with what it printed.
 struct Parsed {
-  bool bg = false;
-  std::string dir;
-  std::vector<std::string> env;
-  std::vector<std::string> positional;
-  absl::Status status;
-  bool help = false;
+  std::optional<int> code;  // nullopt: a command is to run
+  std::string out;
+  std::string err;
+  GlobalOptions global;
+  std::vector<std::string> run_argv;  // run's CMD, if run was parsed
+  bool has_action = false;
 };
 
-Parsed Parse(std::vector<std::string> args, bool stop_at_positional = true) {
+Parsed Parse(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  CommandLine command_line;
   Parsed parsed;
-  ArgParser parser;
-  parser.Flag({"--bg"}, [&] { parsed.bg = true; });
-  parser.Option({"-C", "--dir"}, "DIR", [&](const std::string& value) {
-    parsed.dir = value;
-    return absl::OkStatus();
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  parsed.code = command_line.Parse(args, [&env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
   });
-  parser.Option({"-e"}, "NAME=VALUE", [&](const std::string& value) {
-    if (value.find('=') == std::string::npos) return absl::InvalidArgumentError("no '='");
-    parsed.env.push_back(value);
-    return absl::OkStatus();
-  });
-  parsed.status = parser.Parse(args, stop_at_positional, &parsed.positional);
-  parsed.help = parser.help();
+  parsed.has_action = static_cast<bool>(command_line.action());
+  // `help` is the one command that needs no daemon: it runs here.
+  if (!parsed.code.has_value() && !args.empty() && args[0] == "help") {
+    parsed.code = command_line.action()();
+  }
+  parsed.out = testing::internal::GetCapturedStdout();
+  parsed.err = testing::internal::GetCapturedStderr();
+  parsed.global = command_line.global();
+  parsed.run_argv = command_line.Find({"run"})->get_option("CMD")->results();
   return parsed;
 }
 
-TEST(ArgParserTest, FlagsAndValuesInEveryForm) {
-  Parsed parsed = Parse({"--bg", "-C", "a", "-eX=1", "-e", "Y=2", "cmd"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_TRUE(parsed.bg);
-  EXPECT_EQ(parsed.dir, "a");
-  EXPECT_THAT(parsed.env, ElementsAre("X=1", "Y=2"));
-  EXPECT_THAT(parsed.positional, ElementsAre("cmd"));
+TEST(CommandLineTest, GlobalOptionsGoAnywhereAndTheLastWins) {
+  Parsed parsed = Parse({"--addr", "unix:/a", "--build=b1", "status", "--build", "b2"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_TRUE(parsed.has_action);
+  EXPECT_EQ(parsed.global.addr, "unix:/a");
+  EXPECT_EQ(parsed.global.addr_source, "--addr");
+  EXPECT_EQ(parsed.global.build, "b2");
+  EXPECT_TRUE(parsed.global.build_given);
 
-  parsed = Parse({"--dir=b", "-Cc"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_EQ(parsed.dir, "c");
-  parsed = Parse({"--dir="});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_EQ(parsed.dir, "");
+  parsed = Parse({"build", "close", "x", "--addr", "unix:/c"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_EQ(parsed.global.addr, "unix:/c");
+  EXPECT_FALSE(parsed.global.build_given);
+  EXPECT_EQ(parsed.global.build, "default");
 }
 
-TEST(ArgParserTest, TheCommandEndsTheFlags) {
-  Parsed parsed = Parse({"--bg", "cc", "-c", "--bg", "x.c"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_THAT(parsed.positional, ElementsAre("cc", "-c", "--bg", "x.c"));
-  parsed = Parse({"--", "-weird", "--bg"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_FALSE(parsed.bg);
-  EXPECT_THAT(parsed.positional, ElementsAre("-weird", "--bg"));
-  parsed = Parse({"--bg", "--"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_THAT(parsed.positional, IsEmpty());
+TEST(CommandLineTest, TheEnvironmentGivesDefaultsAndFlagsWin) {
+  const std::map<std::string, std::string> env = {{"DISTD_ADDR", "unix:/env"},
+                                                  {"DISTD_BUILD", "from-env"}};
+  Parsed parsed = Parse({"wait"}, env);
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_EQ(parsed.global.addr, "unix:/env");
+  EXPECT_EQ(parsed.global.addr_source, "DISTD_ADDR");
+  EXPECT_EQ(parsed.global.build, "from-env");
+  EXPECT_TRUE(parsed.global.build_given);
+
+  parsed = Parse({"wait", "--addr", "unix:/flag", "--build", "b"}, env);
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_EQ(parsed.global.addr, "unix:/flag");
+  EXPECT_EQ(parsed.global.addr_source, "--addr");
+  EXPECT_EQ(parsed.global.build, "b");
+
+  // Set but empty is a mistake, not the default build.
+  parsed = Parse({"wait"}, {{"DISTD_BUILD", ""}});
+  EXPECT_EQ(parsed.code, kExitUsage);
+  EXPECT_THAT(parsed.err, HasSubstr("DISTD_BUILD: the build name is empty"));
+  EXPECT_FALSE(parsed.has_action);
 }
 
-TEST(ArgParserTest, InterspersedWhenAsked) {
-  Parsed parsed = Parse({"12", "--bg", "-", "--", "--x"}, /*stop_at_positional=*/false);
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_TRUE(parsed.bg);
-  EXPECT_THAT(parsed.positional, ElementsAre("12", "-", "--x"));
+TEST(CommandLineTest, RunsCommandKeepsItsFlags) {
+  Parsed parsed = Parse({"run", "--bg", "cc", "-c", "--bg", "x.c"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_THAT(parsed.run_argv, ElementsAre("cc", "-c", "--bg", "x.c"));
+  parsed = Parse({"run", "-e", "X=1", "-eY=2", "--", "-weird", "--help"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_THAT(parsed.run_argv, ElementsAre("-weird", "--help"));
+  // After CMD, --help is the command's.
+  parsed = Parse({"run", "cmd", "--help"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_EQ(parsed.out, "");
+  EXPECT_THAT(parsed.run_argv, ElementsAre("cmd", "--help"));
 }
 
-TEST(ArgParserTest, ValuesMayLookLikeFlags) {
-  Parsed parsed = Parse({"-C", "--bg"});
-  ASSERT_TRUE(parsed.status.ok()) << parsed.status;
-  EXPECT_EQ(parsed.dir, "--bg");
-  EXPECT_FALSE(parsed.bg);
+TEST(CommandLineTest, UsageErrorsSayWhatWasWrong) {
+  const std::pair<std::vector<std::string>, std::string> cases[] = {
+      {{"--nope"}, "distctl: unknown flag --nope\n"},
+      {{"run", "--nope=3", "--", "true"}, "distctl: run: unknown flag --nope\n"},
+      {{"-bg"}, "distctl: unknown flag -bg\n"},
+      {{"frobnicate"}, "distctl: unknown command \"frobnicate\"\n"},
+      {{}, "distctl: missing command (run, wait, abort, status, logs, build)\n"},
+      {{"build"}, "distctl: build: missing command (list, close)\n"},
+      {{"build", "close"}, "distctl: build close: NAME is required\n"},
+      {{"wait", "x"}, "distctl: wait: unexpected argument \"x\"\n"},
+      {{"run", "-C"}, "distctl: run: -C: 1 required DIR missing\n"},
+      {{"run", "-e", "X", "true"}, "distctl: run: -e: \"X\" is not NAME=VALUE\n"},
+      {{"run", "--timeout", "soon", "true"},
+       "distctl: run: --timeout: \"soon\" is not a duration such as 500ms, 2s or 1m\n"},
+      {{"run", "-f", "jobs.txt"}, "distctl: run: -f requires --bg\n"},
+      {{"run", "--bg", "-f", "jobs.txt", "true"},
+       "distctl: run: give either -f FILE or a command, not both (found \"true\" after the "
+       "flags)\n"},
+      {{"run", "--"},
+       "distctl: run: empty command: no program given: distctl run [FLAGS] -- CMD\n"},
+      {{"logs", "0"}, "distctl: logs: JOB must be a job id (a number > 0), not \"0\"\n"},
+      {{"--build", "", "wait"}, "distctl: --build: the build name is empty\n"},
+      {{"abort", "--grace", "0s"}, "distctl: abort: --grace: \"0s\" is not more than 0\n"},
+      {{"help", "nope"}, "distctl: help: unknown command \"nope\"\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    Parsed parsed = Parse(args);
+    EXPECT_EQ(parsed.code, kExitUsage) << testing::PrintToString(args);
+    EXPECT_FALSE(parsed.has_action) << testing::PrintToString(args);
+    EXPECT_THAT(parsed.err, StartsWith(message)) << testing::PrintToString(args);
+    // And where to read more.
+    EXPECT_THAT(parsed.err, HasSubstr("--help' for usage")) << testing::PrintToString(args);
+  }
 }
 
-TEST(ArgParserTest, ErrorsSayWhatWasWrong) {
-  EXPECT_EQ(Parse({"--nope"}).status.message(), "unknown flag --nope");
-  EXPECT_EQ(Parse({"--nope=3"}).status.message(), "unknown flag --nope");
-  EXPECT_EQ(Parse({"-bg"}).status.message(), "unknown flag -bg");
-  EXPECT_EQ(Parse({"-C"}).status.message(), "flag -C needs a value (DIR)");
-  EXPECT_EQ(Parse({"--bg=yes"}).status.message(), "flag --bg takes no value (in \"--bg=yes\")");
-  EXPECT_EQ(Parse({"-e", "X"}).status.message(), "bad value for -e: no '='");
-  EXPECT_TRUE(absl::IsInvalidArgument(Parse({"--nope"}).status));
-}
-
-TEST(ArgParserTest, HelpStopsParsing) {
-  Parsed parsed = Parse({"--bg", "--help", "--nope"});
-  EXPECT_TRUE(parsed.status.ok());
-  EXPECT_TRUE(parsed.help);
-  EXPECT_TRUE(Parse({"-h"}).help);
-  // After the command, --help is the command's.
-  parsed = Parse({"cmd", "--help"});
-  EXPECT_FALSE(parsed.help);
-  EXPECT_THAT(parsed.positional, ElementsAre("cmd", "--help"));
-}
-
-TEST(GlobalFlagsTest, FlagsWinAndNoteWhereTheyCameFrom) {
-  GlobalOptions global;
-  global.addr = "unix:/from/env";
-  global.addr_source = "DISTD_ADDR";
-  ArgParser parser;
-  AddGlobalFlags(&parser, &global);
-  std::vector<std::string> rest;
-  ASSERT_TRUE(parser.Parse({"--addr", "unix:/x", "--build=b1", "wait"}, true, &rest).ok());
-  EXPECT_EQ(global.addr, "unix:/x");
-  EXPECT_EQ(global.addr_source, "--addr");
-  EXPECT_EQ(global.build, "b1");
-  EXPECT_TRUE(global.build_given);
-  EXPECT_THAT(rest, ElementsAre("wait"));
-  EXPECT_FALSE(parser.Parse({"--build="}, true, &rest).ok());
+TEST(CommandLineTest, HelpIsGeneratedWithTheExitCodes) {
+  Parsed parsed = Parse({"--help"});
+  ASSERT_EQ(parsed.code, kExitOk);
+  EXPECT_FALSE(parsed.has_action);
+  EXPECT_THAT(parsed.out, StartsWith("usage: distctl [FLAGS] COMMAND\n"));
+  for (const char* text : {"\ncommands:\n", "\n  run ", "\n  build ", "\nexit codes:", "124", "125",
+                           "126", "127", "128+N", "--addr ADDR", "DISTD_BUILD"}) {
+    EXPECT_THAT(parsed.out, HasSubstr(text));
+  }
+  // A command's help is its own, with the global options.
+  parsed = Parse({"run", "--help"});
+  ASSERT_EQ(parsed.code, kExitOk);
+  EXPECT_THAT(parsed.out, StartsWith("usage: distctl run [FLAGS] [CMD...]\n"));
+  EXPECT_THAT(parsed.out, HasSubstr("\n  --timeout DUR "));
+  EXPECT_THAT(parsed.out, HasSubstr("\n  --build NAME "));
+  Parsed help = Parse({"help", "run"});
+  EXPECT_EQ(help.code, kExitOk);
+  EXPECT_EQ(help.out, parsed.out);
+  EXPECT_THAT(Parse({"help", "build", "close"}).out,
+              StartsWith("usage: distctl build close [FLAGS] NAME\n"));
+  EXPECT_EQ(Parse({"--version"}).out, "distctl " DISTD_VERSION "\n");
 }
 
 TEST(DurationTest, PositiveAndFinite) {

@@ -3,9 +3,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "client/print.h"
-#include "client/signals.h"
+#include "client/stop.h"
 #include "common/exit_codes.h"
 
 namespace distd::client {
@@ -114,25 +113,24 @@ bool ReportError(const v1::Error& error) {
   return true;
 }
 
-grpc::Status CallCancellable(grpc::ClientContext* context,
-                             const std::function<grpc::Status()>& call, int* signo) {
-  absl::Mutex mu;
-  int received = 0;  // guarded by mu
-  grpc::Status status;
-  {
-    OnSignal on_signal([&](int s) {
-      {
-        absl::MutexLock lock(&mu);
-        if (received == 0) received = s;
-      }
-      context->TryCancel();
-    });
-    status = call();
-  }
-  absl::MutexLock lock(&mu);
+grpc::Status CallCancellable(grpc::ClientContext* context, absl::FunctionRef<grpc::Status()> call,
+                             int* signo) {
+  CallStop stop([context](int) { context->TryCancel(); });
+  const grpc::Status status = call();
+  const int reason = stop.Finish();
   // A signal that came after the call had completed changed nothing: report the outcome.
-  *signo = status.ok() ? 0 : received;
+  *signo = status.ok() ? 0 : reason;
   return status;
+}
+
+std::optional<int> ExitWithoutResult(const StreamEnd& end, const Address& address) {
+  if (end.stopped != 0) return StopExitCode(end.stopped);
+  if (end.refused.has_value()) {
+    if (!ReportError(*end.refused)) Err("distd refused the request without saying why");
+    return RefusalExitCode(*end.refused);
+  }
+  if (end.result) return std::nullopt;
+  return StreamEndedEarly(end.status, address);
 }
 
 }  // namespace distd::client

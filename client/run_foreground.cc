@@ -2,18 +2,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <csignal>
-#include <cstring>
+#include <memory>
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/print.h"
+#include "client/relay.h"
 #include "client/rpc.h"
 #include "client/run.h"
-#include "client/signals.h"
+#include "client/stop.h"
 #include "common/direct_output.h"
 #include "common/exit_codes.h"
 #include "grpcpp/client_context.h"
@@ -23,14 +22,14 @@ namespace {
 
 constexpr absl::Duration kCancelTimeout = absl::Seconds(5);
 
-// Stops the job, from the signal thread or from the relay. The first time, with the job's id
-// known, by CancelJob: the job is stopped (SIGTERM, then SIGKILL after the grace) and the
-// stream goes on to its result, so distctl exits only once the job is gone. Before the id is
-// known, or the second time (an impatient user), or if CancelJob fails, by cancelling the
-// call itself, which makes distd cancel the job.
-class Canceller {
+// Stopping a foreground job: the first time, with the job's id known, by CancelJob: the job is
+// stopped (SIGTERM, then SIGKILL after the grace) and the stream goes on to its result, so
+// that distctl exits only once the job is gone. Before the id is known, the second time (an
+// impatient user), or if CancelJob fails, by cancelling the call itself, which makes distd
+// cancel the job.
+class JobStopper {
  public:
-  Canceller(v1::Distd::Stub* stub, grpc::ClientContext* run_context)
+  JobStopper(v1::Distd::Stub* stub, grpc::ClientContext* run_context)
       : stub_(stub), run_context_(run_context) {}
 
   void SetJob(uint64_t id) {
@@ -38,21 +37,14 @@ class Canceller {
     job_id_ = id;
   }
 
-  // `reason`: the signal, or -1 for an error of distctl's own (it exits 125 then).
-  void Cancel(int reason) {
+  void Stop(int nth) {
     uint64_t job = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (reason_ == 0) reason_ = reason;
-      if (++cancels_ == 1) job = job_id_;
+      job = job_id_;
     }
-    if (job != 0 && CancelJob(job)) return;
+    if (nth == 1 && job != 0 && CancelJob(job)) return;
     run_context_->TryCancel();
-  }
-
-  int reason() const {
-    absl::MutexLock lock(&mu_);
-    return reason_;
   }
 
  private:
@@ -71,10 +63,8 @@ class Canceller {
 
   v1::Distd::Stub* const stub_;
   grpc::ClientContext* const run_context_;
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   uint64_t job_id_ ABSL_GUARDED_BY(mu_) = 0;
-  int reason_ ABSL_GUARDED_BY(mu_) = 0;
-  int cancels_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // The exit code of a finished job, saying why on stderr when its code alone would not.
@@ -131,56 +121,30 @@ void OfferOwnFiles(v1::RunRequest* request) {
 
 int RunForeground(const Connection& connection, const v1::RunRequest& request) {
   grpc::ClientContext context;
-  Canceller canceller(connection.stub.get(), &context);
-  std::optional<v1::JobResult> result;
-  std::optional<v1::Error> error;
-  grpc::Status status;
-  {
-    OnSignal on_signal([&](int signo) { canceller.Cancel(signo); });
-    std::unique_ptr<grpc::ClientReader<v1::RunEvent>> reader =
-        connection.stub->Run(&context, request);
-    v1::RunEvent event;
-    bool relaying[3] = {false, true, true};  // by fd
-    while (reader->Read(&event)) {
-      if (result.has_value() || error.has_value()) continue;  // nothing counts after the end
-      switch (event.event_case()) {
-        case v1::RunEvent::kQueued:
-          canceller.SetJob(event.queued().job_id());
-          break;
-        case v1::RunEvent::kOutput: {
-          const int fd = event.output().stream() == v1::STDERR ? STDERR_FILENO : STDOUT_FILENO;
-          if (!relaying[fd]) break;
-          if (int err = WriteAll(fd, event.output().data()); err != 0) {
-            relaying[fd] = false;
-            if (err != EPIPE) {
-              Err(absl::StrCat("cannot write the job's ", fd == STDOUT_FILENO ? "stdout" : "stderr",
-                               ": ", std::strerror(err)));
-            }
-            canceller.Cancel(err == EPIPE ? SIGPIPE : -1);
-          }
-          break;
-        }
-        case v1::RunEvent::kResult:
-          result = event.result();
-          break;
-        case v1::RunEvent::kError:
-          error = event.error();
-          break;
-        default:  // kStarted, and events newer than this client
-          break;
-      }
+  JobStopper job(connection.stub.get(), &context);
+  CallStop stop([&job](int nth) { job.Stop(nth); });
+  std::unique_ptr<grpc::ClientReader<v1::RunEvent>> reader =
+      connection.stub->Run(&context, request);
+  OutputRelay relay(&stop);
+  v1::JobResult result;
+  const StreamEnd stream = ReadStream<v1::RunEvent>(reader.get(), &stop, [&](const auto& event) {
+    switch (event.event_case()) {
+      case v1::RunEvent::kQueued:
+        job.SetJob(event.queued().job_id());
+        break;
+      case v1::RunEvent::kOutput:
+        relay.Write(event.output());
+        break;
+      case v1::RunEvent::kResult:
+        result = event.result();
+        return true;
+      default:  // kStarted, and events newer than this client
+        break;
     }
-    status = reader->Finish();
-  }
-  if (int reason = canceller.reason(); reason != 0) {
-    return reason > 0 ? kExitSignalBase + reason : kExitDistdError;
-  }
-  if (error.has_value()) {
-    if (!ReportError(*error)) Err("distd refused the job without saying why");
-    return RefusalExitCode(*error);
-  }
-  if (result.has_value()) return ExitCodeOf(*result);
-  return StreamEndedEarly(status, connection.address);
+    return false;
+  });
+  if (std::optional<int> code = ExitWithoutResult(stream, connection.address)) return *code;
+  return ExitCodeOf(result);
 }
 
 }  // namespace distd::client

@@ -8,7 +8,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +17,7 @@
 #include "client/print.h"
 #include "client/rpc.h"
 #include "client/signals.h"
+#include "client/stop.h"
 #include "common/exit_codes.h"
 
 namespace distd::client {
@@ -31,58 +31,27 @@ build and exits 130 or 143 once nothing of it runs.)";
 
 constexpr char kInterruptReason[] = "distctl wait interrupted";
 
-// A signal that came while connecting: abort the build anyway (as a signal during the wait
-// would), then exit as that signal says.
-int AbortAfterEarlySignal(const GlobalOptions& global) {
-  const int signo = ReceivedSignal();
-  absl::StatusOr<Connection> connection = Dial(global);
-  if (connection.ok()) {
-    v1::AbortRequest request;
-    request.set_build(global.build);
-    request.set_reason(kInterruptReason);
-    v1::AbortResponse response;
-    grpc::ClientContext context;
-    grpc::Status status = connection->stub->Abort(&context, request, &response);
-    if (!status.ok()) {
-      Err(absl::StrCat("aborting build ", global.build, ": ",
-                       DescribeRpcError(status, connection->address)));
-    } else if (!ReportError(response.error())) {
-      Err(absl::StrCat("aborted build ", global.build));
-    }
-  }
-  return kExitSignalBase + signo;
-}
-
-// The abort a signal starts. Sent asynchronously so that the signal thread stays free: a
-// second Ctrl-C gives up on waiting for it (the abort itself goes on in distd).
-class InterruptAbort {
+// The abort that a stop of the wait starts. Sent asynchronously so that the signal thread
+// stays free: a second Ctrl-C gives up on waiting for it (the abort itself goes on in distd).
+class BuildAbort {
  public:
-  InterruptAbort(v1::Distd::Stub* stub, std::string build) : stub_(stub) {
+  BuildAbort(v1::Distd::Stub* stub, std::string build) : stub_(stub) {
     request_.set_build(std::move(build));
     request_.set_reason(kInterruptReason);
   }
-  ~InterruptAbort() {
+  ~BuildAbort() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &InterruptAbort::IdleLocked));
+    mu_.Await(absl::Condition(this, &BuildAbort::IdleLocked));
   }
-  InterruptAbort(const InterruptAbort&) = delete;
-  InterruptAbort& operator=(const InterruptAbort&) = delete;
+  BuildAbort(const BuildAbort&) = delete;
+  BuildAbort& operator=(const BuildAbort&) = delete;
 
-  // Signal thread. Once the wait has ended there is nothing to abort: a Ctrl-C that comes
-  // just after a successful wait must not kill the build.
-  void OnSignal(int signo, grpc::ClientContext* wait_context) {
+  // Sends the abort (once).
+  void Start() {
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      if (signal_ == 0) {
-        signal_ = signo;
-        started_ = true;
-      } else {
-        // Again: stop waiting for the abort and for the wait.
-        context_.TryCancel();
-        wait_context->TryCancel();
-        return;
-      }
+      if (started_) return;
+      started_ = true;
     }
     // Outside the lock: gRPC may run the callback before this returns.
     stub_->async()->Abort(&context_, &request_, &response_, [this](grpc::Status status) {
@@ -92,18 +61,13 @@ class InterruptAbort {
     });
   }
 
-  // The relay has seen the end of the wait (idempotent). Returns the signal if one came
-  // before it.
-  int Finish() {
-    absl::MutexLock lock(&mu_);
-    finished_ = true;
-    return signal_;
-  }
+  // Stops waiting for the answer.
+  void GiveUp() { context_.TryCancel(); }
 
-  // Waits for the abort's answer; prints what went wrong with it, if anything.
+  // Waits for the answer; says whether the build was aborted, or what went wrong.
   void AwaitAndReport(const Address& address) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &InterruptAbort::IdleLocked));
+    mu_.Await(absl::Condition(this, &BuildAbort::IdleLocked));
     if (!started_) return;
     if (!status_.ok()) {
       if (status_.error_code() != grpc::StatusCode::CANCELLED) {
@@ -123,12 +87,23 @@ class InterruptAbort {
   v1::AbortResponse response_;
   grpc::ClientContext context_;
   absl::Mutex mu_;
-  int signal_ ABSL_GUARDED_BY(mu_) = 0;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
+
+// A signal that came while connecting: abort the build anyway (as a signal during the wait
+// would), then exit as that signal says.
+int AbortAfterEarlySignal(const GlobalOptions& global) {
+  const int signo = ReceivedSignal();
+  absl::StatusOr<Connection> connection = Dial(global);
+  if (connection.ok()) {
+    BuildAbort abort(connection->stub.get(), global.build);
+    abort.Start();
+    abort.AwaitAndReport(connection->address);
+  }
+  return kExitSignalBase + signo;
+}
 
 // The line that rewrites itself on a terminal.
 class ProgressLine {
@@ -202,52 +177,31 @@ int Wait(const GlobalOptions& global, const std::string& group, bool progress) {
   ProgressLine line(request.progress());
 
   grpc::ClientContext context;
-  InterruptAbort abort(connection->stub.get(), global.build);
-  std::optional<v1::Build> result;
-  std::optional<v1::Error> error;
-  grpc::Status status;
-  int signo = 0;
-  {
-    OnSignal on_signal([&](int s) { abort.OnSignal(s, &context); });
-    std::unique_ptr<grpc::ClientReader<v1::WaitEvent>> reader =
-        connection->stub->Wait(&context, request);
-    v1::WaitEvent event;
-    while (reader->Read(&event)) {
-      if (result.has_value() || error.has_value()) continue;
-      switch (event.event_case()) {
-        case v1::WaitEvent::kProgress:
-          line.Show(event.progress());
-          break;
-        case v1::WaitEvent::kResult:
-          result = event.result();
-          abort.Finish();
-          break;
-        case v1::WaitEvent::kError:
-          error = event.error();
-          abort.Finish();
-          break;
-        default:
-          break;
-      }
+  BuildAbort abort(connection->stub.get(), global.build);
+  // The first stop aborts the build, and the wait goes on to see it end; the next gives up.
+  CallStop stop([&](int nth) {
+    if (nth == 1) {
+      abort.Start();
+    } else {
+      abort.GiveUp();
+      context.TryCancel();
     }
-    status = reader->Finish();
-    signo = abort.Finish();
-  }
+  });
+  std::unique_ptr<grpc::ClientReader<v1::WaitEvent>> reader =
+      connection->stub->Wait(&context, request);
+  v1::Build result;
+  const StreamEnd stream = ReadStream<v1::WaitEvent>(reader.get(), &stop, [&](const auto& event) {
+    if (event.has_progress()) line.Show(event.progress());
+    if (!event.has_result()) return false;
+    result = event.result();
+    return true;
+  });
   line.Erase();
-  if (signo != 0) {
-    abort.AwaitAndReport(connection->address);
-    return kExitSignalBase + signo;
-  }
-  if (error.has_value()) {
-    if (!ReportError(*error)) Err("distd refused the wait without saying why");
-    return RefusalExitCode(*error);
-  }
-  if (result.has_value()) {
-    if (!result->has_failure()) return kExitOk;
-    PrintFailure(result->failure());
-    return kExitBuildFailed;
-  }
-  return StreamEndedEarly(status, connection->address);
+  if (stream.stopped != 0) abort.AwaitAndReport(connection->address);
+  if (std::optional<int> code = ExitWithoutResult(stream, connection->address)) return *code;
+  if (!result.has_failure()) return kExitOk;
+  PrintFailure(result.failure());
+  return kExitBuildFailed;
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 // What of distctl can be tested without a daemon: the command line, global options, output
 // helpers, -C resolution. The commands themselves are tested black-box against a distd.
+#include <unistd.h>
+
+#include <csignal>
 #include <map>
 #include <optional>
 #include <string>
@@ -10,7 +13,9 @@
 #include "client/cli.h"
 #include "client/commands.h"
 #include "client/print.h"
+#include "client/relay.h"
 #include "client/run.h"
+#include "client/stop.h"
 #include "common/exit_codes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -218,6 +223,90 @@ TEST(PrintTest, FormatElapsed) {
 
 TEST(PrintTest, FormatTable) {
   EXPECT_EQ(FormatTable({{"A", "BB", "C"}, {"long", "x", ""}}), "A     BB  C\nlong  x\n");
+}
+
+TEST(CallStopTest, EachRequestCountsAndTheFirstReasonWins) {
+  std::vector<int> calls;
+  CallStop stop([&](int nth) { calls.push_back(nth); });
+  stop.Stop(SIGINT);
+  stop.Stop(SIGTERM);
+  EXPECT_THAT(calls, testing::ElementsAre(1, 2));
+  EXPECT_EQ(stop.Finish(), SIGINT);
+  EXPECT_EQ(stop.Finish(), SIGINT);
+}
+
+TEST(CallStopTest, ARequestAfterTheEndChangesNothing) {
+  std::vector<int> calls;
+  CallStop stop([&](int nth) { calls.push_back(nth); });
+  EXPECT_EQ(stop.Finish(), 0);
+  stop.Stop(SIGINT);
+  EXPECT_TRUE(calls.empty());
+  EXPECT_EQ(stop.Finish(), 0);
+}
+
+TEST(CallStopTest, ExitCodes) {
+  EXPECT_EQ(StopExitCode(SIGINT), 130);
+  EXPECT_EQ(StopExitCode(SIGPIPE), 141);
+  EXPECT_EQ(StopExitCode(kStopOwnFault), kExitDistdError);
+}
+
+// Points fd 1 or 2 at a pipe for the life of the object, and back after.
+class Redirect {
+ public:
+  explicit Redirect(int fd) : fd_(fd), saved_(dup(fd)) {
+    EXPECT_EQ(pipe(pipe_), 0);
+    EXPECT_EQ(dup2(pipe_[1], fd_), fd_);
+    close(pipe_[1]);
+  }
+  ~Redirect() {
+    dup2(saved_, fd_);
+    close(saved_);
+    if (pipe_[0] >= 0) close(pipe_[0]);
+  }
+  void CloseReader() {
+    close(pipe_[0]);
+    pipe_[0] = -1;
+  }
+  std::string Drain() {
+    dup2(saved_, fd_);  // the pipe's last writer gone: read to its end
+    std::string out;
+    char buf[256];
+    for (ssize_t n; (n = read(pipe_[0], buf, sizeof buf)) > 0;) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  const int fd_;
+  const int saved_;
+  int pipe_[2] = {-1, -1};
+};
+
+v1::Output Piece(v1::Stream stream, std::string data) {
+  v1::Output output;
+  output.set_stream(stream);
+  output.set_data(std::move(data));
+  return output;
+}
+
+TEST(OutputRelayTest, AGoneReaderStopsForSigpipeAndDropsOnlyItsStream) {
+  const auto old = std::signal(SIGPIPE, SIG_IGN);  // as distctl's main has it
+  std::vector<int> calls;
+  CallStop stop([&](int nth) { calls.push_back(nth); });
+  OutputRelay relay(&stop);
+  std::string err;
+  {
+    Redirect out(STDOUT_FILENO);
+    Redirect errs(STDERR_FILENO);
+    out.CloseReader();
+    relay.Write(Piece(v1::STDOUT, "lost\n"));
+    relay.Write(Piece(v1::STDOUT, "dropped, no second stop\n"));
+    relay.Write(Piece(v1::STDERR, "still here\n"));
+    err = errs.Drain();
+  }
+  std::signal(SIGPIPE, old);
+  EXPECT_THAT(calls, testing::ElementsAre(1));
+  EXPECT_EQ(stop.Finish(), SIGPIPE);
+  EXPECT_EQ(err, "still here\n");
 }
 
 }  // namespace

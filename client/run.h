@@ -19,6 +19,11 @@ namespace distd::client {
 // job itself gets SIGPIPE, as in a shell pipe, and its code is passed through.)
 int RunForeground(const Connection& connection, const v1::RunRequest& request);
 
+// distctl's exit code for a job that ended with `result`, saying why on stderr when the code
+// alone would not: its own code, 128+signal, 124 timed out, 127 program not found, 126 could
+// not start, 125 never ran or lost (docs/cli.md).
+int JobExitCode(const v1::JobResult& result);
+
 // Offers our stdout and stderr (pipes, /dev/null) for distd to write the job's
 // output to directly, where it can: those streams then never pass through distctl.
 void OfferOwnFiles(v1::RunRequest* request);

@@ -67,22 +67,14 @@ class JobStopper {
   uint64_t job_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// The exit code of a finished job, saying why on stderr when its code alone would not.
-int ExitCodeOf(const v1::JobResult& result) {
+}  // namespace
+
+int JobExitCode(const v1::JobResult& result) {
   const std::string& message = result.message();
   switch (result.outcome()) {
-    case v1::CANNOT_START:
-      Err(message.empty() ? "the command could not be started" : message);
-      break;
-    case v1::CANCELLED:
-      Err(absl::StrCat("job ", result.job_id(), ": ", message.empty() ? "cancelled" : message));
-      // A job that never ran has no code of its own to pass through.
-      return kExitDistdError;
-    case v1::TIMED_OUT:
-    case v1::LOST:
-      if (!message.empty()) Err(message);
-      break;
-    default:
+    case v1::SUCCEEDED:
+    case v1::FAILED:
+    case v1::KILLED: {
       // Stopped by somebody else (an abort of the build, distd shutting down): the code
       // (143, 137) alone would not say why.
       if (result.stopped()) {
@@ -91,17 +83,35 @@ int ExitCodeOf(const v1::JobResult& result) {
                                            "the job cancelled)")
                             : message);
       }
-      break;
+      const int signal = result.signal();
+      if (signal > 0 && signal < kExitSignalBase) return kExitSignalBase + signal;
+      const int code = result.exit_code();
+      if (signal == 0 && code >= 0 && code <= 255) return code;
+      Err(absl::StrCat("distd reported exit code ", code, " and signal ", signal, " for job ",
+                       result.job_id()));
+      return kExitDistdError;
+    }
+    case v1::TIMED_OUT:
+      if (!message.empty()) Err(message);
+      return kExitTimedOut;
+    case v1::CANNOT_START:
+      Err(message.empty() ? "the command could not be started" : message);
+      return result.program_not_found() ? kExitNotFound : kExitCannotRun;
+    case v1::CANCELLED:
+    case v1::LOST:
+      // A job that never ran, or whose end distd did not see, has no code of its own.
+      if (message.empty()) {
+        Err(absl::StrCat("job ", result.job_id(), ": ",
+                         result.outcome() == v1::LOST ? "lost" : "cancelled"));
+      } else {
+        Err(absl::StrCat("job ", result.job_id(), ": ", message));
+      }
+      return kExitDistdError;
+    default:
+      Err(absl::StrCat("distd reported no outcome for job ", result.job_id()));
+      return kExitDistdError;
   }
-  const int code = result.exit_code();
-  if (code < 0 || code > 255) {
-    Err(absl::StrCat("distd reported exit code ", code, " for job ", result.job_id()));
-    return kExitDistdError;
-  }
-  return code;
 }
-
-}  // namespace
 
 void OfferOwnFiles(v1::RunRequest* request) {
   for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
@@ -144,7 +154,7 @@ int RunForeground(const Connection& connection, const v1::RunRequest& request) {
     return false;
   });
   if (std::optional<int> code = ExitWithoutResult(stream, connection.address)) return *code;
-  return ExitCodeOf(result);
+  return JobExitCode(result);
 }
 
 }  // namespace distd::client

@@ -1,5 +1,6 @@
-// Exit codes shared by the engine (job outcomes) and distctl (its own exit status).
-// They follow `docker run` and coreutils `timeout`; docs/cli.md lists them.
+// The exit statuses of distctl and distd. distd reports how a job ended as facts (outcome,
+// exit code, signal); distctl turns them into these (client/run.h, JobExitCode). They follow
+// `docker run` and coreutils `timeout`; docs/cli.md lists them.
 #ifndef DISTD_COMMON_EXIT_CODES_H_
 #define DISTD_COMMON_EXIT_CODES_H_
 

@@ -19,7 +19,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/exit_codes.h"
 #include "common/shell_words.h"
 #include "server/engine/records.h"
 #include "spdlog/spdlog.h"
@@ -224,7 +223,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
     request.targets.reset();  // closed before anyone hears the job ended
     JobResult result;
     result.outcome = Outcome::kCannotStart;
-    result.exit_code = absl::IsNotFound(process.status()) ? kExitNotFound : kExitCannotRun;
+    result.program_not_found = absl::IsNotFound(process.status());
     result.message = std::string(process.status().message());
     FinishLocked(job, std::move(result), deferred);
     return;
@@ -379,16 +378,14 @@ void Engine::OnProcessExit(JobId id, ExitStatus status) {
   }
   JobResult result;
   result.signal = status.signal;
+  if (status.signal == 0) result.exit_code = status.exit_code;
   if (job->timed_out) {
     result.outcome = Outcome::kTimedOut;
-    result.exit_code = kExitTimedOut;
     result.message = absl::StrCat("timed out after ", absl::FormatDuration(*job->spec.timeout));
   } else if (status.signal != 0) {
     result.outcome = Outcome::kKilled;
-    result.exit_code = kExitSignalBase + status.signal;
   } else {
     result.outcome = status.exit_code == 0 ? Outcome::kSucceeded : Outcome::kFailed;
-    result.exit_code = status.exit_code;
   }
   result.stopped = job->stopped_on_request;
   if (result.stopped && result.message.empty()) result.message = job->stop_reason;

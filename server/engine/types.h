@@ -55,9 +55,9 @@ enum class Outcome {
   kSucceeded,    // exit code 0
   kFailed,       // exit code != 0
   kKilled,       // died of a signal
-  kTimedOut,     // stopped by its timeout; exit code 124
+  kTimedOut,     // stopped by its timeout
   kCancelled,    // never started: its build died, or it was cancelled while queued
-  kCannotStart,  // spawn failed: 127 program not found, 126 anything else
+  kCannotStart,  // spawn failed (program_not_found says whether for a missing program)
 };
 
 const char* OutcomeName(Outcome outcome);
@@ -67,9 +67,11 @@ bool IsFailure(Outcome outcome);
 
 struct JobResult {
   Outcome outcome = Outcome::kNone;
-  // The code distctl passes through: exit code, 128+signal, 124, 126 or 127; -1 if cancelled.
-  int exit_code = -1;
-  int signal = 0;
+  // How the process ended, as facts: what a client makes of them (an exit code of its own,
+  // a line in a table) is the client's business.
+  int exit_code = -1;              // its own exit code if it exited, else -1
+  int signal = 0;                  // the signal it died of, else 0
+  bool program_not_found = false;  // kCannotStart because the program was not found
   // Stopped by an abort or a client's cancel rather than ending on its own.
   bool stopped = false;
   std::string message;  // why it could not start, or what stopped it

@@ -194,6 +194,7 @@ void ToProto(const engine::JobResult& result, engine::JobId id, v1::JobResult* o
   out->set_outcome(ToProto(result.outcome));
   out->set_exit_code(result.exit_code);
   out->set_signal(result.signal);
+  out->set_program_not_found(result.program_not_found);
   out->set_stopped(result.stopped);
   out->set_message(Utf8Safe(result.message));
 }

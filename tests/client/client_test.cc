@@ -309,5 +309,35 @@ TEST(OutputRelayTest, AGoneReaderStopsForSigpipeAndDropsOnlyItsStream) {
   EXPECT_EQ(err, "still here\n");
 }
 
+v1::JobResult Ended(v1::Outcome outcome, int exit_code, int signal = 0) {
+  v1::JobResult result;
+  result.set_job_id(7);
+  result.set_outcome(outcome);
+  result.set_exit_code(exit_code);
+  result.set_signal(signal);
+  return result;
+}
+
+TEST(JobExitCodeTest, TheClientsDialectFromTheFacts) {
+  EXPECT_EQ(JobExitCode(Ended(v1::SUCCEEDED, 0)), 0);
+  EXPECT_EQ(JobExitCode(Ended(v1::FAILED, 3)), 3);
+  EXPECT_EQ(JobExitCode(Ended(v1::KILLED, -1, SIGTERM)), 128 + SIGTERM);
+  EXPECT_EQ(JobExitCode(Ended(v1::TIMED_OUT, -1, SIGTERM)), kExitTimedOut);
+  EXPECT_EQ(JobExitCode(Ended(v1::TIMED_OUT, 0)), kExitTimedOut);  // exited on the TERM
+  v1::JobResult missing = Ended(v1::CANNOT_START, -1);
+  missing.set_program_not_found(true);
+  EXPECT_EQ(JobExitCode(missing), kExitNotFound);
+  EXPECT_EQ(JobExitCode(Ended(v1::CANNOT_START, -1)), kExitCannotRun);
+  EXPECT_EQ(JobExitCode(Ended(v1::CANCELLED, -1)), kExitDistdError);
+  EXPECT_EQ(JobExitCode(Ended(v1::LOST, -1)), kExitDistdError);
+}
+
+TEST(JobExitCodeTest, NonsenseFromDistdIsItsFault) {
+  EXPECT_EQ(JobExitCode(Ended(v1::FAILED, 256)), kExitDistdError);
+  EXPECT_EQ(JobExitCode(Ended(v1::FAILED, -1)), kExitDistdError);
+  EXPECT_EQ(JobExitCode(Ended(v1::KILLED, -1, 200)), kExitDistdError);
+  EXPECT_EQ(JobExitCode(Ended(v1::OUTCOME_NONE, 0)), kExitDistdError);
+}
+
 }  // namespace
 }  // namespace distd::client

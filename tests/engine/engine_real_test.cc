@@ -104,33 +104,33 @@ TEST_F(EngineRealTest, ExitCodesAndSignals) {
   JobInfo killed = RunToEnd(Shell("kill -TERM $$"));
   EXPECT_EQ(killed.result.outcome, Outcome::kKilled);
   EXPECT_EQ(killed.result.signal, SIGTERM);
-  EXPECT_EQ(killed.result.exit_code, 128 + SIGTERM);
+  EXPECT_EQ(killed.result.exit_code, -1);
 }
 
-TEST_F(EngineRealTest, MissingProgramIs127AndMissingDirectoryIs126) {
+TEST_F(EngineRealTest, AMissingProgramAndAMissingDirectoryCannotStart) {
   JobSpec missing;
   missing.argv = {"distd-no-such-program"};
   missing.cwd = "/";
   missing.env = Env();
   JobInfo job = RunToEnd(missing);
   EXPECT_EQ(job.result.outcome, Outcome::kCannotStart);
-  EXPECT_EQ(job.result.exit_code, 127);
+  EXPECT_TRUE(job.result.program_not_found);
   EXPECT_THAT(job.result.message, HasSubstr("distd-no-such-program"));
 
   JobSpec no_dir = Shell("true");
   no_dir.cwd = "/distd/no/such/directory";
   job = RunToEnd(no_dir);
   EXPECT_EQ(job.result.outcome, Outcome::kCannotStart);
-  EXPECT_EQ(job.result.exit_code, 126);
+  EXPECT_FALSE(job.result.program_not_found);
   EXPECT_THAT(job.result.message, HasSubstr("/distd/no/such/directory"));
 }
 
-TEST_F(EngineRealTest, TimeoutGives124) {
+TEST_F(EngineRealTest, ATimeoutStopsTheJob) {
   JobSpec spec = Shell("sleep 30");
   spec.timeout = absl::Milliseconds(200);
   JobInfo job = RunToEnd(spec);
   EXPECT_EQ(job.result.outcome, Outcome::kTimedOut);
-  EXPECT_EQ(job.result.exit_code, 124);
+  EXPECT_EQ(job.result.signal, SIGTERM);
 }
 
 TEST_F(EngineRealTest, TimeoutEscalatesToSigkill) {

@@ -374,7 +374,8 @@ TEST_F(EngineTest, TimeoutStopsTheJobAndFailsTheBuildWith124) {
   ASSERT_TRUE(spawner().Kill(id, SIGTERM));
   auto job = engine().GetJob(id);
   EXPECT_EQ(job->result.outcome, Outcome::kTimedOut);
-  EXPECT_EQ(job->result.exit_code, 124);
+  EXPECT_EQ(job->result.signal, SIGTERM);
+  EXPECT_EQ(job->result.exit_code, -1);
   EXPECT_FALSE(job->result.stopped);
   EXPECT_EQ(engine().GetBuild("b")->state, BuildState::kDying);
   EXPECT_THAT(spawner().Signals(other), ElementsAre(SIGTERM));
@@ -397,13 +398,14 @@ TEST_F(EngineTest, SpawnFailuresBecome127And126AndFailTheBuild) {
   JobId missing = Submit("b1", Spec({"missing"}));
   auto job = engine().GetJob(missing);
   EXPECT_EQ(job->result.outcome, Outcome::kCannotStart);
-  EXPECT_EQ(job->result.exit_code, 127);
+  EXPECT_TRUE(job->result.program_not_found);
   EXPECT_THAT(job->result.message, HasSubstr("program not found"));
   EXPECT_EQ(engine().GetBuild("b1")->state, BuildState::kDead);
   EXPECT_THAT(engine().GetBuild("b1")->failure->reason, HasSubstr("could not start"));
 
   JobId noexec = Submit("b2", Spec({"noexec"}, /*check=*/false));
-  EXPECT_EQ(engine().GetJob(noexec)->result.exit_code, 126);
+  EXPECT_EQ(engine().GetJob(noexec)->result.outcome, Outcome::kCannotStart);
+  EXPECT_FALSE(engine().GetJob(noexec)->result.program_not_found);
   EXPECT_EQ(engine().GetBuild("b2")->state, BuildState::kRunning);
 }
 

@@ -176,12 +176,13 @@ TEST_F(ServiceTest, RunStreamsQueuedStartedOutputAndResult) {
   EXPECT_EQ(run.err, "err\n");
 }
 
-TEST_F(ServiceTest, RunOfAMissingProgramIs127AndBadInputIsAnError) {
+TEST_F(ServiceTest, RunOfAMissingProgramSaysSoAndBadInputIsAnError) {
   v1::Command missing;
   missing.add_argv("distd-no-such-program");
   RunResult run = RunJob(missing);
   ASSERT_TRUE(run.events.back().has_result());
-  EXPECT_EQ(run.events.back().result().exit_code(), 127);
+  EXPECT_EQ(run.events.back().result().outcome(), v1::CANNOT_START);
+  EXPECT_TRUE(run.events.back().result().program_not_found());
 
   RunResult empty = RunJob(v1::Command());
   ASSERT_EQ(empty.events.size(), 1u);
@@ -237,7 +238,8 @@ TEST_F(ServiceTest, ArgumentsAndPathsAreBytesNotUtf8) {
   missing.add_argv("no-such-\xff-program");
   run = RunJob(missing);
   ASSERT_TRUE(run.status.ok()) << run.status.error_message();
-  EXPECT_EQ(run.events.back().result().exit_code(), 127);
+  EXPECT_EQ(run.events.back().result().outcome(), v1::CANNOT_START);
+  EXPECT_TRUE(run.events.back().result().program_not_found());
   EXPECT_THAT(run.events.back().result().message(), HasSubstr("no-such-?-program"));
 }
 

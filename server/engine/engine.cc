@@ -145,7 +145,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     auto created = std::make_unique<Build>();
     created->name = std::make_shared<const std::string>(build_name);
     build = created.get();
-    builds_.emplace(std::string(build_name), std::move(created));
+    builds_.emplace(*build->name, std::move(created));
   }
   const absl::Time now = clock_->Now();
   ids->reserve(specs.size());

@@ -269,7 +269,9 @@ class Engine final : public spawn::ProcessEvents {
   WaiterId last_waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t running_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);
+  // Keyed by a view of the build's own name (Build::name, shared with its jobs): the name is
+  // stored once.
+  absl::flat_hash_map<absl::string_view, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);
   // What every job's OutputBuffers hold (declared before jobs_: their buffers give their bytes back
   // as they go).
   OutputBudget output_budget_ ABSL_GUARDED_BY(mu_);

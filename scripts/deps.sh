@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
+  libsqlite3-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   procps util-linux spin python3
   # The peers of the benchmark (bench/), whose smoke run is one of the tests.

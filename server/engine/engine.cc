@@ -149,6 +149,8 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   }
   const absl::Time now = clock_->Now();
   ids->reserve(specs.size());
+  std::vector<JobInfo> queued;  // for the observers
+  if (!observers_.empty()) queued.reserve(specs.size());
   for (JobSpec& spec : specs) {
     auto job = std::make_unique<Job>();
     job->id = ++last_job_id_;
@@ -168,10 +170,11 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
       build->barrier.unfinished.push_back(job->id);
       if (!job->spec.group.empty()) build->groups[job->spec.group].unfinished.push_back(job->id);
     }
-    for (EngineObserver* o : observers_) o->OnJobQueued(InfoLocked(*job));
+    if (!observers_.empty()) queued.push_back(InfoLocked(*job));
     ids->push_back(job->id);
     jobs_.emplace(job->id, std::move(job));
   }
+  for (EngineObserver* o : observers_) o->OnJobsQueued(queued);
   queued_ += ids->size();
   build->submitted += ids->size();
   if (!build->in_ring) {

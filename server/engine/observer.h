@@ -32,7 +32,9 @@ class JobWatcher {
 
 class EngineObserver : public JobWatcher {
  public:
-  virtual void OnJobQueued(const JobInfo& /*job*/) {}
+  // The jobs of one Submit, in order: one call for the whole batch, so that an observer that
+  // writes them somewhere can write them together.
+  virtual void OnJobsQueued(absl::Span<const JobInfo> /*jobs*/) {}
   // These queued jobs of `build` were cancelled because it died (an abort or a failure); their
   // outcome is kCancelled, with the time the build died as ended_at. OnJobFinished is not
   // called for them: every such job is reported exactly once, here. The engine finishes a
@@ -40,7 +42,8 @@ class EngineObserver : public JobWatcher {
   // several calls, in chunks, and may come after OnBuildDying and OnBuildDead: jobs with a
   // watcher before OnBuildDying, the rest as the sweep reaches them or when one is looked up
   // first. Every call for a build comes before its OnBuildClosed. (The build's counts in
-  // BuildInfo include them from OnBuildDying on.)
+  // BuildInfo include them from OnBuildDying on.) Every job still queued at OnBuildDying is
+  // among them: an observer may take OnBuildDying as their cancellation.
   virtual void OnJobsCancelled(absl::string_view /*build*/, absl::Span<const JobId> /*ids*/) {}
   virtual void OnBuildDying(const BuildInfo& /*build*/) {}
   virtual void OnBuildDead(const BuildInfo& /*build*/) {}

@@ -62,6 +62,11 @@ enum class Outcome {
 
 const char* OutcomeName(Outcome outcome);
 
+// The message of a job cancelled because its build died (the engine supplies it when it
+// reports such a job, rather than storing it in each of them).
+inline constexpr char kBuildStoppedMessage[] =
+    "cancelled: the build was stopped before the job started";
+
 // True for the outcomes that fail a build when the job is checked.
 bool IsFailure(Outcome outcome);
 

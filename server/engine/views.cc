@@ -15,12 +15,6 @@
 #include "server/engine/records.h"
 
 namespace distd::engine {
-namespace {
-
-// The message of a job cancelled because its build died: supplied by InfoLocked, not stored.
-constexpr char kBuildStoppedMessage[] = "cancelled: the build was stopped before the job started";
-
-}  // namespace
 
 void Engine::OnProcessOutput(JobId id, OutputStream stream, absl::string_view data) {
   absl::MutexLock lock(&mu_);

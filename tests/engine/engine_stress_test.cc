@@ -40,12 +40,14 @@ uint64_t EnvOr(const char* name, uint64_t fallback) {
 // Tracks what every job went through, as the engine reports it.
 class Ledger : public EngineObserver {
  public:
-  void OnJobQueued(const JobInfo& job) override {
+  void OnJobsQueued(absl::Span<const JobInfo> jobs) override {
     absl::MutexLock lock(&mu_);
-    auto& j = jobs_[job.id];
-    ++j.queued;
-    j.build = job.build;
-    j.group = job.group;
+    for (const JobInfo& job : jobs) {
+      auto& j = jobs_[job.id];
+      ++j.queued;
+      j.build = job.build;
+      j.group = job.group;
+    }
   }
   void OnJobStarted(const JobInfo& job) override {
     absl::MutexLock lock(&mu_);

@@ -546,7 +546,9 @@ TEST_F(EngineTest, WaitErrorsAndCancellation) {
 
 class Recorder : public EngineObserver {
  public:
-  void OnJobQueued(const JobInfo& job) override { Add("queued", job.id); }
+  void OnJobsQueued(absl::Span<const JobInfo> jobs) override {
+    Add("queued:" + std::to_string(jobs.size()), jobs.front().id);
+  }
   void OnJobStarted(const JobInfo& job) override { Add("started", job.id); }
   void OnJobOutput(JobId id, OutputStream, absl::string_view data) override {
     Add("output:" + std::string(data), id);
@@ -578,9 +580,9 @@ TEST_F(EngineTest1, ObserversSeeEveryChangeInOrder) {
   // step, here even after the build is dead.
   clock().Advance(absl::ZeroDuration());
   EXPECT_THAT(recorder.events,
-              ElementsAre("queued@1", "queued@2", "queued@3", "started@1", "output:hi@1",
-                          "finished:succeeded@1", "started@2", "finished:failed@2", "dying@0",
-                          "dead@0", "cancelled:1@3"));  // by the sweep, not by a Close
+              ElementsAre("queued:3@1", "started@1", "output:hi@1", "finished:succeeded@1",
+                          "started@2", "finished:failed@2", "dying@0", "dead@0",
+                          "cancelled:1@3"));  // by the sweep, not by a Close
   ASSERT_TRUE(engine().Close("b").ok());
   engine().RemoveObserver(&recorder);
   EXPECT_EQ(recorder.events.back(), "closed@0");

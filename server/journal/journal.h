@@ -1,0 +1,132 @@
+// The journal: what distd knows of builds and jobs, kept in SQLite (WAL mode) in its state
+// directory, so that a client that went away, or a distd started after one that died, can still
+// learn how every job of a build ended.
+//
+// One writer: the Recorder's thread (recorder.h), which groups the engine's changes into one
+// transaction per batch. Reads (recovery at start, history, a closed build's outcome) may come
+// from other threads; SQLite serialises them with the writer (the connection is opened in
+// serialized mode).
+//
+// What is kept, per build (a name is used again once its build is closed, so a build is a row
+// with a key, and at most one row per name is open): its name, state, when it was first used
+// and when it died, its first failure, and its jobs' counts as last reported. Per job: the
+// build's row, argv, directory, group, whether it is checked, state, the times it was queued,
+// started and ended, how it ended (outcome, exit code, signal, message) and, while it runs, its
+// pid (the leader of its process group).
+#ifndef DISTD_SERVER_JOURNAL_JOURNAL_H_
+#define DISTD_SERVER_JOURNAL_JOURNAL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "server/engine/types.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace distd::journal {
+
+// A build as the journal has it.
+struct BuildRecord {
+  int64_t key = 0;
+  std::string name;
+  engine::BuildState state = engine::BuildState::kRunning;
+  bool open = true;  // not closed yet
+  absl::Time created_at;
+  absl::Time died_at = absl::InfinitePast();
+  std::string failure;  // the first failure's one line; empty if none
+  uint64_t succeeded = 0, failed = 0, cancelled = 0, submitted = 0;
+};
+
+// A job as the journal has it: the engine's record, and the key of its build's row.
+struct JobRecord {
+  int64_t build_key = 0;
+  engine::JobInfo job;
+};
+
+class Journal {
+ public:
+  // The file in the state directory.
+  static constexpr char kFileName[] = "journal.db";
+
+  // Opens the journal in `state_dir`, creating the directory (0700) and the file if missing.
+  // The directory is held to distd's rule for private directories (common/private_dir.h). A
+  // file that is not a journal of ours, or one written by a newer distd, is refused; every
+  // error names the path and says what is wrong.
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // A write transaction: the calls between Begin and Commit land together or not at all. On
+  // an error the caller calls Rollback, and nothing of the transaction is kept.
+  absl::Status Begin();
+  absl::Status Commit();
+  void Rollback();
+  // How many transactions were committed since Open.
+  uint64_t commits() const { return commits_.load(); }
+  // Caps the file at `pages` pages of 4 KiB, as a full disk would: for the tests of a full disk.
+  absl::Status CapPagesForTesting(int pages);
+
+  // Within a transaction. The jobs of one submission (all of one build): their rows, and
+  // their build's row if this is its first job (or the first since its name was closed).
+  absl::Status JobsQueued(absl::Span<const engine::JobInfo> jobs);
+  // A job that started or finished: its state, pid, times and result.
+  absl::Status JobChanged(const engine::JobInfo& job);
+  // Queued jobs cancelled because their build died: they ended when it died (or at `when`,
+  // if the journal missed that).
+  absl::Status JobsCancelled(absl::Span<const engine::JobId> ids, absl::Time when);
+  // A build that is dying or dead: its state, counts and first failure; once it is not
+  // running, its jobs still queued are cancelled as of `when`.
+  absl::Status BuildChanged(const engine::BuildInfo& build, absl::Time when);
+  // A build closed: its name may start a new build.
+  absl::Status BuildClosed(absl::string_view name);
+
+  // Reads.
+  absl::StatusOr<std::optional<JobRecord>> FindJob(engine::JobId id);
+  // The builds, most recent first, at most `limit`.
+  absl::StatusOr<std::vector<BuildRecord>> RecentBuilds(int limit);
+  // The highest job id ever recorded (0 if none): a new distd goes on from there.
+  absl::StatusOr<engine::JobId> LastJobId();
+
+ private:
+  Journal(sqlite3* db, int dir_fd, std::string path);
+  absl::Status Exec(const char* sql);
+  absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql);
+  absl::StatusOr<std::string> ReadOne(const char* sql);  // the first column of the first row
+  absl::Status Step(sqlite3_stmt* stmt);  // runs a statement that returns no rows, and resets it
+  absl::Status Fail(absl::string_view what);
+  absl::StatusOr<int64_t> OpenBuildKey(absl::string_view name, absl::Time created_at);
+  absl::Status CreateSchema();
+  absl::Status LoadOpenBuilds();
+
+  sqlite3* const db_;
+  const int dir_fd_;        // the checked state directory, held while the journal is open
+  const std::string path_;  // for messages
+  // The open build rows by name, so that a job's build is found without a query. Only the
+  // writer's thread touches it.
+  absl::flat_hash_map<std::string, int64_t> open_builds_;
+  std::atomic<uint64_t> commits_ = 0;
+  // Prepared once, reused.
+  sqlite3_stmt* insert_build_ = nullptr;
+  sqlite3_stmt* insert_job_ = nullptr;
+  sqlite3_stmt* update_job_ = nullptr;
+  sqlite3_stmt* cancel_job_ = nullptr;
+  sqlite3_stmt* cancel_queue_ = nullptr;
+  sqlite3_stmt* update_build_ = nullptr;
+  sqlite3_stmt* close_build_ = nullptr;
+};
+
+}  // namespace distd::journal
+
+#endif  // DISTD_SERVER_JOURNAL_JOURNAL_H_

@@ -1,0 +1,106 @@
+// The engine's changes into the journal, off the engine's hot path.
+//
+// The Recorder is an EngineObserver: each callback (made under the engine's lock) only copies
+// what it needs into a queue. Its own thread takes the whole queue at once and writes it in
+// one transaction. A batch of 100,000 submissions is one change (the engine reports a
+// submission in one call), and so is the cancellation of as many (the build's death), so
+// either is one commit rather than 100,000. The engine's order of events is kept.
+//
+// A write that fails (a full or read-only disk) is not lost: the transaction is rolled back,
+// the changes stay queued, in order, and are tried again, first after a short pause, then at
+// most every `retry_max`. While the journal is behind that way, healthy() says why, and distd
+// refuses new work with that message instead of running jobs it could not account for.
+#ifndef DISTD_SERVER_JOURNAL_RECORDER_H_
+#define DISTD_SERVER_JOURNAL_RECORDER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/engine/observer.h"
+#include "server/journal/journal.h"
+#include "server/spawn/clock.h"
+
+namespace distd::journal {
+
+struct RecorderOptions {
+  absl::Duration retry_min = absl::Milliseconds(100);
+  absl::Duration retry_max = absl::Seconds(5);
+};
+
+class Recorder : public engine::EngineObserver {
+ public:
+  // Writes into `journal`, which it uses alone from now on (reads from other threads are
+  // fine), reading the time of a change from `clock` where the engine gives none.
+  Recorder(Journal* journal, spawn::Clock* clock, RecorderOptions options = {});
+  // Writes what is still queued (one last try) and stops its thread.
+  ~Recorder() override;
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+
+  // OK, or why the last write failed while changes are still waiting to be written.
+  absl::Status healthy() const;
+
+  // Returns once everything queued before the call is written, or a write tried after the
+  // call failed.
+  absl::Status Flush();
+
+  void OnJobsQueued(absl::Span<const engine::JobInfo> jobs) override;
+  void OnJobStarted(const engine::JobInfo& job) override;
+  void OnJobFinished(const engine::JobInfo& job) override;
+  void OnJobsCancelled(absl::string_view build, absl::Span<const engine::JobId> ids) override;
+  void OnBuildDying(const engine::BuildInfo& build) override;
+  void OnBuildDead(const engine::BuildInfo& build) override;
+  void OnBuildClosed(absl::string_view build) override;
+
+ private:
+  struct Queued {
+    std::vector<engine::JobInfo> jobs;
+  };
+  struct Changed {
+    engine::JobInfo job;
+  };
+  struct Cancelled {
+    std::vector<engine::JobId> ids;
+    absl::Time when;
+  };
+  struct BuildChange {
+    engine::BuildInfo build;
+    absl::Time when;
+  };
+  struct Closed {
+    std::string name;
+  };
+  using Change = std::variant<Queued, Changed, Cancelled, BuildChange, Closed>;
+
+  void Push(Change change);
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; }
+  void Loop();
+  absl::Status Write(const std::vector<Change>& changes);
+
+  Journal* const journal_;
+  spawn::Clock* const clock_;
+  const RecorderOptions options_;
+  mutable absl::Mutex mu_;
+  std::vector<Change> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;    // changes ever queued
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;   // of them, committed
+  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;  // writes tried
+  absl::Status health_ ABSL_GUARDED_BY(mu_);
+  // Builds whose death is queued: the journal cancels their queues then, in one statement, so
+  // that the engine's later reports of those jobs need not be written.
+  absl::flat_hash_set<std::string> dying_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: started once the rest is ready
+};
+
+}  // namespace distd::journal
+
+#endif  // DISTD_SERVER_JOURNAL_RECORDER_H_

@@ -1,0 +1,249 @@
+// The journal and its recorder, against an engine over a fake spawner and a fake clock.
+#include "server/journal/journal.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/journal/recorder.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace distd::journal {
+namespace {
+
+using engine::BuildState;
+using engine::JobId;
+using engine::JobSpec;
+using engine::JobState;
+using engine::Outcome;
+using engine::Spec;
+using ::testing::HasSubstr;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = ::testing::TempDir() + "journal_test.XXXXXX";
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void RunSql(const std::string& file, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(file.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+TEST(JournalTest, OpenMakesAPrivateDirectory) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/state/distd";
+  auto journal = Journal::Open(dir);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  struct stat st;
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(*(*journal)->LastJobId(), 0u);
+}
+
+TEST(JournalTest, AFileThatIsNoJournalIsRefusedByName) {
+  TempDir tmp;
+  const std::string file = tmp.path() + "/journal.db";
+  FILE* f = fopen(file.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("this is not a database, but it is long enough to look like a header of one.......", f);
+  fclose(f);
+  auto journal = Journal::Open(tmp.path());
+  ASSERT_FALSE(journal.ok());
+  EXPECT_THAT(journal.status().message(), HasSubstr(file));
+  EXPECT_THAT(journal.status().message(), HasSubstr("not a database"));
+}
+
+TEST(JournalTest, AJournalOfANewerDistdIsRefused) {
+  TempDir tmp;
+  ASSERT_TRUE(Journal::Open(tmp.path()).ok());
+  RunSql(tmp.path() + "/journal.db", "PRAGMA user_version = 99");
+  auto journal = Journal::Open(tmp.path());
+  ASSERT_FALSE(journal.ok());
+  EXPECT_THAT(journal.status().message(), HasSubstr("newer distd"));
+}
+
+TEST(JournalTest, AJournalBehindALinkIsRefused) {
+  TempDir tmp;
+  ASSERT_TRUE(Journal::Open(tmp.path() + "/real").ok());
+  mkdir((tmp.path() + "/linked").c_str(), 0700);
+  ASSERT_EQ(symlink("../real/journal.db", (tmp.path() + "/linked/journal.db").c_str()), 0);
+  EXPECT_FALSE(Journal::Open(tmp.path() + "/linked").ok());
+}
+
+class RecorderTest : public ::testing::Test {
+ protected:
+  RecorderTest() : fake_(Options()) { Reopen(); }
+  ~RecorderTest() override { Detach(); }
+
+  static engine::EngineOptions Options() {
+    engine::EngineOptions options;
+    options.jobs = 2;
+    options.max_finished_jobs = 1'000'000;
+    return options;
+  }
+  void Reopen() {
+    Detach();
+    auto journal = Journal::Open(tmp_.path());
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    journal_ = *std::move(journal);
+    recorder_ = std::make_unique<Recorder>(
+        journal_.get(), fake_.clock,
+        RecorderOptions{.retry_min = absl::Milliseconds(1), .retry_max = absl::Milliseconds(20)});
+    fake_.engine->AddObserver(recorder_.get());
+  }
+  void Detach() {
+    if (recorder_ == nullptr) return;
+    fake_.engine->RemoveObserver(recorder_.get());
+    recorder_.reset();
+    journal_.reset();
+  }
+  std::vector<JobId> Submit(const std::string& build, std::vector<JobSpec> specs) {
+    auto ids = fake_.engine->Submit(build, std::move(specs), engine::Caller{0, "test"});
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<JobId>();
+  }
+  engine::JobInfo Recorded(JobId id) {
+    auto record = journal_->FindJob(id);
+    EXPECT_TRUE(record.ok()) << record.status();
+    EXPECT_TRUE(record.ok() && record->has_value()) << "job " << id << " not in the journal";
+    return record.ok() && record->has_value() ? (*record)->job : engine::JobInfo();
+  }
+
+  TempDir tmp_;
+  engine::FakeEngine fake_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Recorder> recorder_;
+};
+
+TEST_F(RecorderTest, EveryJobsEndIsKeptAcrossAReopen) {
+  std::vector<JobSpec> specs;
+  specs.push_back(Spec({"cc", "-c", "a.c"}, true, "objs"));
+  specs.push_back(Spec({"cc", "-c", "b.c"}));
+  specs.push_back(Spec({"ld"}));
+  std::vector<JobId> ids = Submit("b", std::move(specs));
+  fake_.clock->Advance(absl::Seconds(1));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[1], 3));  // fails the build; "ld" never runs
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));  // done before its SIGTERM took
+  fake_.clock->Advance(absl::Minutes(1));       // the sweep reports "ld" cancelled
+  ASSERT_TRUE(recorder_->Flush().ok());
+  Reopen();
+
+  engine::JobInfo a = Recorded(ids[0]);
+  EXPECT_EQ(a.build, "b");
+  EXPECT_THAT(a.argv, ::testing::ElementsAre("cc", "-c", "a.c"));
+  EXPECT_EQ(a.group, "objs");
+  EXPECT_EQ(a.cwd, "/");
+  EXPECT_EQ(a.state, JobState::kFinished);
+  EXPECT_EQ(a.result.outcome, Outcome::kSucceeded);
+  EXPECT_EQ(a.result.exit_code, 0);
+  EXPECT_NE(a.started_at, absl::InfinitePast());
+  engine::JobInfo b = Recorded(ids[1]);
+  EXPECT_EQ(b.result.outcome, Outcome::kFailed);
+  EXPECT_EQ(b.result.exit_code, 3);
+  EXPECT_EQ(b.ended_at - b.started_at, absl::Seconds(1));
+  engine::JobInfo ld = Recorded(ids[2]);
+  EXPECT_EQ(ld.result.outcome, Outcome::kCancelled);
+  EXPECT_EQ(ld.started_at, absl::InfinitePast());
+  EXPECT_EQ(ld.ended_at, b.ended_at);  // when the build died
+  EXPECT_THAT(ld.result.message, HasSubstr("the build was stopped"));
+
+  auto builds = journal_->RecentBuilds(10);
+  ASSERT_TRUE(builds.ok()) << builds.status();
+  ASSERT_EQ(builds->size(), 1u);
+  EXPECT_EQ((*builds)[0].name, "b");
+  EXPECT_EQ((*builds)[0].state, BuildState::kDead);
+  EXPECT_THAT((*builds)[0].failure, HasSubstr("exit code 3"));
+  EXPECT_EQ((*builds)[0].succeeded, 1u);
+  EXPECT_EQ((*builds)[0].failed, 1u);
+  EXPECT_EQ(*journal_->LastJobId(), ids[2]);
+}
+
+TEST_F(RecorderTest, AClosedNameStartsANewBuild) {
+  std::vector<JobId> first = Submit("b", {Spec({"one"})});
+  ASSERT_TRUE(fake_.spawner->Exit(first[0], 1));
+  ASSERT_TRUE(fake_.engine->Close("b").ok());
+  std::vector<JobId> second = Submit("b", {Spec({"two"})});
+  ASSERT_TRUE(fake_.spawner->Exit(second[0], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  auto builds = journal_->RecentBuilds(10);
+  ASSERT_TRUE(builds.ok()) << builds.status();
+  ASSERT_EQ(builds->size(), 2u);
+  EXPECT_TRUE((*builds)[0].open);
+  EXPECT_EQ((*builds)[0].state, BuildState::kRunning);
+  EXPECT_FALSE((*builds)[1].open);
+  EXPECT_EQ((*builds)[1].state, BuildState::kDead);
+  EXPECT_NE(journal_->FindJob(first[0])->value().build_key,
+            journal_->FindJob(second[0])->value().build_key);
+}
+
+TEST_F(RecorderTest, A100000JobBatchIsOneCommitAndSoIsItsCancellation) {
+  constexpr int kJobs = 100'000;
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < kJobs; ++i) specs.push_back(Spec({"cc", std::to_string(i)}));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  const uint64_t before = journal_->commits();
+  std::vector<JobId> ids = Submit("big", std::move(specs));
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // The submission is one change; the starts of the pool's two jobs may come apart from it.
+  EXPECT_LE(journal_->commits() - before, 3u);
+  EXPECT_EQ(Recorded(ids.back()).state, JobState::kQueued);
+
+  const uint64_t submitted = journal_->commits();
+  fake_.engine->AbortAsync("big", engine::Reason("enough"), [](auto) {});
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // The dying step is one commit, and cancels the queue before the engine's sweep has
+  // reached any of its records (the sweep is a task on the clock, which has not moved).
+  EXPECT_EQ(journal_->commits() - submitted, 1u);
+  EXPECT_EQ(Recorded(ids.back()).result.outcome, Outcome::kCancelled);
+  EXPECT_EQ(Recorded(ids[kJobs / 2]).state, JobState::kFinished);
+
+  while (fake_.spawner->DeliverSignals() > 0) {
+  }
+  ASSERT_TRUE(fake_.engine->Close("big").ok());  // finishes and reports the cancelled records
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // The two stopped jobs' ends, the build's death and its close: the engine's reports of the
+  // cancelled records were not written again.
+  EXPECT_LE(journal_->commits() - submitted, 5u);
+  EXPECT_EQ(Recorded(ids.front()).result.outcome, Outcome::kKilled);
+  EXPECT_EQ(Recorded(ids.back()).result.outcome, Outcome::kCancelled);
+}
+
+TEST_F(RecorderTest, AFullDiskIsSaidAndNothingIsLost) {
+  ASSERT_TRUE(journal_->CapPagesForTesting(8).ok());  // the schema and a few rows
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < 2000; ++i) specs.push_back(Spec({"cc", std::string(100, 'x')}, false));
+  std::vector<JobId> ids = Submit("b", std::move(specs));
+  absl::Status flushed = recorder_->Flush();
+  ASSERT_FALSE(flushed.ok());
+  EXPECT_THAT(flushed.message(), HasSubstr("disk full"));
+  EXPECT_FALSE(recorder_->healthy().ok());
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));  // more changes while the disk is full
+
+  ASSERT_TRUE(journal_->CapPagesForTesting(1 << 20).ok());  // space again
+  ASSERT_TRUE(recorder_->Flush().ok());
+  EXPECT_TRUE(recorder_->healthy().ok());
+  EXPECT_EQ(Recorded(ids[0]).result.outcome, Outcome::kSucceeded);
+  EXPECT_EQ(Recorded(ids.back()).state, JobState::kQueued);
+}
+
+}  // namespace
+}  // namespace distd::journal

@@ -61,9 +61,10 @@ def timed(argv, **kwargs):
 
 
 class Daemon:
-    """A distd of its own on a private socket, with distctl pointed at it."""
+    """A distd of its own on a private socket, with distctl pointed at it; its journal in its
+    own directory, or none."""
 
-    def __init__(self, bin_dir, work, jobs):
+    def __init__(self, bin_dir, work, jobs, journal=True):
         self.distd = str(bin_dir / "distd")
         self.distctl = str(bin_dir / "distctl")
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="distd-", dir=work))
@@ -72,8 +73,10 @@ class Daemon:
         self.env = dict(os.environ, DISTD_ADDR=self.addr)
         self.env.pop("DISTD_BUILD", None)
         self.log = open(self.dir / "distd.log", "wb")
-        self.proc = subprocess.Popen([self.distd, "--listen", self.addr, "--jobs", str(jobs)],
-                                     stdout=self.log, stderr=self.log)
+        state = ["--state-dir", str(self.dir / "state")] if journal else ["--no-journal"]
+        self.proc = subprocess.Popen(
+            [self.distd, "--listen", self.addr, "--jobs", str(jobs)] + state,
+            stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
         while run(self.ctl("status"), check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -175,10 +178,11 @@ def w1_dispatch(ctx):
                 f"tsp -w {n - 2} >/dev/null; tsp -w {n - 1} >/dev/null")
     d = ctx.daemon
     tsp = ctx.tsp
-    series = {k: [] for k in ("distd", "ninja -j2", "make -j2", "xargs -P2", "parallel -j2",
-                              "tsp (2 slots)")}
+    series = {k: [] for k in ("distd", "distd, no journal", "ninja -j2", "make -j2", "xargs -P2",
+                              "parallel -j2", "tsp (2 slots)")}
     for r in ctx.rounds():
         series["distd"].append(distd_batch(d, cmds, f"w1-{r}"))
+        series["distd, no journal"].append(distd_batch(ctx.bare, cmds, f"w1-{r}"))
         series["ninja -j2"].append(timed(["ninja", "-C", str(work), "-j2"]))
         series["make -j2"].append(timed(["make", "-C", str(work), "-j2", "-s"]))
         series["xargs -P2"].append(timed(["xargs", "-P2", "-n1", "-a", str(xs), "true"]))
@@ -188,6 +192,7 @@ def w1_dispatch(ctx):
         series["tsp (2 slots)"].append(timed(["sh", "-c", tsp_loop], env=tsp.env))
     return Result(f"{n} x `true`, pool of 2: submit all, then wait", series, "s",
                   target=("distd", "ninja -j2", "<=", 1.10),
+                  target2=("distd", "distd, no journal", "<=", 1.10),
                   note="xargs runs `true x` (one argument a line); ninja and parallel run "
                        "each command through /bin/sh, make, xargs and distd exec it directly.")
 
@@ -200,11 +205,14 @@ def w2_round_trip(ctx):
     loop = "i=0; while [ $i -lt %d ]; do %s >/dev/null || exit 1; i=$((i+1)); done"
     distd_loop = loop % (n, f"'{d.distctl}' run -- true")
     tsp_loop = loop % (n, "tsp -f true")
-    series = {"distctl run": [], "tsp -f": []}
+    series = {"distctl run": [], "distctl run, no journal": [], "tsp -f": []}
     for r in ctx.rounds():
         series["distctl run"].append(timed(["sh", "-c", distd_loop], env=d.env) / n)
+        series["distctl run, no journal"].append(
+            timed(["sh", "-c", distd_loop], env=ctx.bare.env) / n)
         series["tsp -f"].append(timed(["sh", "-c", tsp_loop], env=tsp.env) / n)
         run(d.ctl("build", "close", "default"), check=False)
+        run(ctx.bare.ctl("build", "close", "default"), check=False)
     return Result(f"`distctl run -- true` {n} times from a shell loop, per invocation",
                   series, "ms", target=("distctl run", "tsp -f", "<=", 2.0))
 
@@ -597,9 +605,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="distd-bench-") as tmp:
         work = pathlib.Path(tmp)
         ctx = Context(args, work)
-        ctx.daemon = ctx.tsp = None
+        ctx.daemon = ctx.bare = ctx.tsp = None
         try:
             ctx.daemon = Daemon(ctx.bin_dir, work, jobs=2)
+            ctx.bare = Daemon(ctx.bin_dir, work, jobs=2, journal=False)
             ctx.tsp = TaskSpooler(work, slots=2)
             for wid, name, fn in WORKLOADS:
                 if only and wid not in only:
@@ -616,8 +625,9 @@ def main():
         finally:
             if ctx.tsp:
                 ctx.tsp.kill()
-            if ctx.daemon:
-                ctx.daemon.stop()
+            for daemon in (ctx.daemon, ctx.bare):
+                if daemon:
+                    daemon.stop()
         text = report(ctx, results, time.perf_counter() - started)
     if args.out:
         args.out.write_text(text)

@@ -24,6 +24,7 @@ failure. Returns once no job of the build runs; the build then stays failed unti
 
 void AddAbortCommand(const CommandSite& site) {
   CLI::App* abort = AddSubcommand(site, "abort", kDescription);
+  if (abort == nullptr) return;
   auto request = std::make_shared<v1::AbortRequest>();
   request->set_reason("distctl abort");
   abort

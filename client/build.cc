@@ -38,8 +38,9 @@ int Close(const Connection& connection, const std::string& name) {
 
 void AddBuildCommand(const CommandSite& site) {
   CLI::App* build = AddSubcommand(site, "build", kDescription);
+  if (build == nullptr) return;
   build->require_subcommand(1);
-  const CommandSite within{build, site.global, site.action};
+  const CommandSite within{build, site.global, site.action, ""};
   CLI::App* list =
       AddSubcommand(within, "list", "the builds distd knows: state, jobs by state, first failure");
   list->callback([site] {

@@ -44,17 +44,41 @@ std::string CommandName(const CLI::App* command) {
   return absl::StrJoin(words, " ");
 }
 
+// The command the arguments name: the first that is not a global option or its value, if it
+// is one of distctl's (help aside, which shows the others); else "".
+std::string CommandWord(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") break;
+    if (arg == "--addr" || arg == "--build") {
+      ++i;  // its value
+      continue;
+    }
+    if (!arg.empty() && arg[0] == '-') continue;
+    for (const char* command : {"run", "wait", "abort", "status", "logs", "build"}) {
+      if (arg == command) return arg;
+    }
+    break;
+  }
+  return "";
+}
+
 }  // namespace
 
-CommandLine::CommandLine() : app_(kDescription, "distctl") {
-  UseHelpFormatter(&app_);
-  app_.set_help_flag("-h,--help", "this help; distctl COMMAND --help, a command's");
-  app_.set_version_flag("--version", absl::StrCat("distctl ", DISTD_VERSION),
-                        "print distctl's version");
-  app_.footer(kFooter);
-  app_.require_subcommand(1);
-  AddGlobalOptions(&app_, &global_);
-  const CommandSite site{&app_, &global_, &action_};
+void CommandLine::Build(const std::string& wanted) {
+  global_ = GlobalOptions();
+  action_ = nullptr;
+  help_path_.clear();
+  app_ = std::make_unique<CLI::App>(kDescription, "distctl");
+  CLI::App& app = *app_;
+  UseHelpFormatter(&app);
+  app.set_help_flag("-h,--help", "this help; distctl COMMAND --help, a command's");
+  app.set_version_flag("--version", absl::StrCat("distctl ", DISTD_VERSION),
+                       "print distctl's version");
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  AddGlobalOptions(&app, &global_);
+  const CommandSite site{&app, &global_, &action_, wanted};
   AddRunCommand(site);
   AddWaitCommand(site);
   AddAbortCommand(site);
@@ -62,6 +86,7 @@ CommandLine::CommandLine() : app_(kDescription, "distctl") {
   AddLogsCommand(site);
   AddBuildCommand(site);
   CLI::App* help = AddSubcommand(site, "help", "the help of distctl, or of COMMAND");
+  if (help == nullptr) return;
   help->add_option("COMMAND", help_path_, "a command (and its own: build close)");
   help->callback([this] {
     if (Find(help_path_) == nullptr) {
@@ -80,7 +105,7 @@ CommandLine::CommandLine() : app_(kDescription, "distctl") {
 }
 
 const CLI::App* CommandLine::Find(const std::vector<std::string>& path) const {
-  const CLI::App* app = &app_;
+  const CLI::App* app = app_.get();
   for (const std::string& word : path) {
     const CLI::App* next = nullptr;
     for (const CLI::App* sub : app->get_subcommands({})) {
@@ -94,33 +119,39 @@ const CLI::App* CommandLine::Find(const std::vector<std::string>& path) const {
 
 std::optional<int> CommandLine::Parse(const std::vector<std::string>& args,
                                       const std::function<const char*(const char*)>& getenv) {
-  // The environment gives the defaults; the flags, parsed next, win.
-  if (const char* addr = getenv("DISTD_ADDR"); addr != nullptr && *addr != '\0') {
-    global_.addr = addr;
-    global_.addr_source = "DISTD_ADDR";
+  // Only the command named is built whole; should the parse fail, it is done again with
+  // every command whole, so that the error is the one a whole command line gives.
+  for (std::string wanted = CommandWord(args);; wanted.clear()) {
+    Build(wanted);
+    // The environment gives the defaults; the flags, parsed next, win.
+    if (const char* addr = getenv("DISTD_ADDR"); addr != nullptr && *addr != '\0') {
+      global_.addr = addr;
+      global_.addr_source = "DISTD_ADDR";
+    }
+    if (const char* build = getenv("DISTD_BUILD"); build != nullptr) {
+      // Set but empty is a mistake (an unset variable in a script), as --build "" is: acting
+      // on the default build instead could abort someone else's.
+      if (*build == '\0') return UsageError("", "DISTD_BUILD: the build name is empty");
+      global_.build = build;
+      global_.build_given = true;
+    }
+    // CLI11 takes the arguments last first.
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+      app_->parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+      Out(app_->help());
+      return kExitOk;
+    } catch (const CLI::CallForVersion& version) {
+      Out(absl::StrCat(version.what(), "\n"));
+      return kExitOk;
+    } catch (const CLI::ParseError& error) {
+      if (!wanted.empty()) continue;
+      const CLI::App* command = Deepest(app_.get());
+      return UsageError(CommandName(command), DescribeParseError(error, *command));
+    }
+    return std::nullopt;
   }
-  if (const char* build = getenv("DISTD_BUILD"); build != nullptr) {
-    // Set but empty is a mistake (an unset variable in a script), as --build "" is: acting
-    // on the default build instead could abort someone else's.
-    if (*build == '\0') return UsageError("", "DISTD_BUILD: the build name is empty");
-    global_.build = build;
-    global_.build_given = true;
-  }
-  // CLI11 takes the arguments last first.
-  std::vector<std::string> reversed(args.rbegin(), args.rend());
-  try {
-    app_.parse(reversed);
-  } catch (const CLI::CallForHelp&) {
-    Out(app_.help());
-    return kExitOk;
-  } catch (const CLI::CallForVersion& version) {
-    Out(absl::StrCat(version.what(), "\n"));
-    return kExitOk;
-  } catch (const CLI::ParseError& error) {
-    const CLI::App* command = Deepest(&app_);
-    return UsageError(CommandName(command), DescribeParseError(error, *command));
-  }
-  return std::nullopt;
 }
 
 }  // namespace distd::client

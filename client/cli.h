@@ -6,6 +6,7 @@
 #define DISTD_CLIENT_CLI_H_
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,13 +18,13 @@ namespace distd::client {
 
 class CommandLine {
  public:
-  CommandLine();
+  CommandLine() = default;
   CommandLine(const CommandLine&) = delete;
   CommandLine& operator=(const CommandLine&) = delete;
 
   // Parses `args` (argv without argv[0]), with `getenv` for the environment. Returns nullopt
   // when a command is to run: action() runs it. Otherwise the exit code, having printed what
-  // was asked (help, the version: 0) or what was wrong (a usage error: 2).
+  // was asked (help, the version: 0) or what was wrong (a usage error: 2). Once per object.
   std::optional<int> Parse(const std::vector<std::string>& args,
                            const std::function<const char*(const char*)>& getenv);
 
@@ -35,7 +36,11 @@ class CommandLine {
   const CLI::App* Find(const std::vector<std::string>& path) const;
 
  private:
-  CLI::App app_;
+  // A fresh command line: every command whole if `wanted` is empty, else that one whole and
+  // the others by name.
+  void Build(const std::string& wanted);
+
+  std::unique_ptr<CLI::App> app_;
   GlobalOptions global_;
   Action action_;
   std::vector<std::string> help_path_;

@@ -36,6 +36,7 @@ CLI::App* AddSubcommand(const CommandSite& site, const std::string& name,
   CLI::App* command = site.parent->add_subcommand(name, description);
   command->group("commands");
   UseHelpFormatter(command);
+  if (!site.wanted.empty() && site.wanted != name) return nullptr;
   AddGlobalOptions(command, site.global);
   return command;
 }

@@ -37,11 +37,16 @@ struct CommandSite {
   CLI::App* parent;
   GlobalOptions* global;
   Action* action;
+  // The command that the command line names, if known ("" for any): the others are added by
+  // name and summary only, for distctl's help, since building every command's flags is most
+  // of distctl's start-up (see CommandLine::Parse).
+  std::string wanted;
 };
 
 // A subcommand of the site's parent, with help in distctl's style and the global options, so
 // that they may also follow the command's name (`distctl wait --build b`); the last one
-// given wins. `description` opens with its one-line summary.
+// given wins. `description` opens with its one-line summary. nullptr when the site wants
+// another command: the caller then adds nothing more.
 CLI::App* AddSubcommand(const CommandSite& site, const std::string& name,
                         const std::string& description);
 

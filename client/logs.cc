@@ -56,6 +56,7 @@ int Logs(const GlobalOptions& global, const v1::LogsRequest& request) {
 
 void AddLogsCommand(const CommandSite& site) {
   CLI::App* logs = AddSubcommand(site, "logs", kDescription);
+  if (logs == nullptr) return;
   auto request = std::make_shared<v1::LogsRequest>();
   logs->add_flag_callback(
       "-f,--follow", [request] { request->set_follow(true); }, "then what it writes until it ends");

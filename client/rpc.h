@@ -4,6 +4,7 @@
 #ifndef DISTD_CLIENT_RPC_H_
 #define DISTD_CLIENT_RPC_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -48,12 +49,13 @@ grpc::Status CallCancellable(grpc::ClientContext* context, absl::FunctionRef<grp
 // A unary call of `method` on `connection` that SIGINT/SIGTERM/SIGHUP cancels, as distctl's
 // exit code: kExitOk with *response filled in (and, where the answer has an Error, not a
 // refusal); else, after saying why, the code of a call that failed at the gRPC level or that
-// distd refused.
+// distd refused. `amend`, if given, may reword a refusal before it is said.
 template <typename Request, typename Response>
 int CallDistd(const Connection& connection,
               grpc::Status (v1::Distd::Stub::*method)(grpc::ClientContext*, const Request&,
                                                       Response*),
-              const Request& request, Response* response) {
+              const Request& request, Response* response,
+              const std::function<void(v1::Error*)>& amend = nullptr) {
   grpc::ClientContext context;
   int signo = 0;
   const grpc::Status status = CallCancellable(
@@ -61,6 +63,7 @@ int CallDistd(const Connection& connection,
       &signo);
   if (!status.ok()) return FailedCall(status, signo, connection.address);
   if constexpr (requires { response->error(); }) {
+    if (amend && response->error().code() != v1::Error::OK) amend(response->mutable_error());
     if (ReportError(response->error())) return RefusalExitCode(response->error());
   }
   return kExitOk;

@@ -8,11 +8,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -129,10 +131,22 @@ absl::StatusOr<std::string> ReadAll(const std::string& file) {
   return text;
 }
 
-// Submit, all or nothing, and the ids one a line.
-int Submit(const Connection& connection, const v1::SubmitRequest& request) {
+// Submit, all or nothing, and the ids one a line. A refusal of one command of a batch read
+// from `file` names the file's line rather than the command's number.
+int Submit(const Connection& connection, const v1::SubmitRequest& request, const std::string& file,
+           const std::vector<int>& lines) {
   v1::SubmitResponse response;
-  if (int code = CallDistd(connection, &v1::Distd::Stub::Submit, request, &response);
+  const auto name_the_line = [&](v1::Error* error) {
+    const uint32_t n = error->command();
+    if (n == 0 || n > lines.size()) return;
+    std::string message = error->message();
+    const std::string prefix = absl::StrCat("command ", n, ": ");
+    if (absl::StartsWith(message, prefix)) message.erase(0, prefix.size());
+    error->set_message(absl::StrCat(file, ": line ", lines[n - 1], ": ", message));
+  };
+  if (int code =
+          CallDistd(connection, &v1::Distd::Stub::Submit, request, &response,
+                    lines.empty() ? nullptr : std::function<void(v1::Error*)>(name_the_line));
       code != kExitOk) {
     return code;
   }
@@ -188,8 +202,9 @@ int Run(const GlobalOptions& global, const RunFlags& flags) {
   // A batch is read and parsed before anything is sent (or a daemon started): bad input
   // queues nothing.
   std::vector<BatchLine> batch;
+  const std::string file = flags.file == "-" ? "stdin" : flags.file;
   if (!flags.file.empty()) {
-    const std::string name = flags.file == "-" ? "stdin" : flags.file;
+    const std::string& name = file;
     absl::StatusOr<std::string> text = ReadAll(flags.file);
     if (!text.ok()) return UsageError("run", text.status().message());
     absl::StatusOr<std::vector<BatchLine>> parsed = ParseBatch(*text);
@@ -232,18 +247,21 @@ int Run(const GlobalOptions& global, const RunFlags& flags) {
     *command = common;
     for (const std::string& word : flags.argv) command->add_argv(word);
   }
+  std::vector<int> lines;
   for (BatchLine& line : batch) {
     v1::Command* command = request.add_commands();
     *command = common;
     for (std::string& word : line.words) command->add_argv(std::move(word));
+    lines.push_back(line.line);
   }
-  return Submit(*connection, request);
+  return Submit(*connection, request, file, lines);
 }
 
 }  // namespace
 
 void AddRunCommand(const CommandSite& site) {
   CLI::App* run = AddSubcommand(site, "run", kDescription);
+  if (run == nullptr) return;
   auto flags = std::make_shared<RunFlags>();
   CLI::Option* bg = run->add_flag("--bg", flags->background,
                                   "queue in the background; `distctl wait` is the barrier");

@@ -21,8 +21,9 @@ namespace {
 
 constexpr char kDescription[] = R"(the pool, the builds and the running jobs
 Shows the pool (running and queued jobs, slots), the builds (state, jobs by state, first
-failure) and the running jobs. Every build, unless one was named with --build or
-DISTD_BUILD: then only that one, and distctl exits 1 if it has failed (0 otherwise).)";
+failure), the running jobs and the builds closed last, with their outcome. Every build,
+unless one was named with --build or DISTD_BUILD: then only that one, and distctl exits 1
+if it has failed (0 otherwise).)";
 
 constexpr absl::Duration kWatchInterval = absl::Seconds(1);
 
@@ -36,6 +37,9 @@ std::string Human(const v1::StatusResponse& response) {
   }
   if (response.running_jobs_size() > 0) {
     absl::StrAppend(&text, "\n", FormatRunningJobs(response.running_jobs(), absl::Now()));
+  }
+  if (response.history_size() > 0) {
+    absl::StrAppend(&text, "\nrecently closed:\n", FormatHistory(response.history(), absl::Now()));
   }
   return text;
 }
@@ -54,12 +58,16 @@ absl::StatusOr<std::string> Json(const v1::StatusResponse& response) {
   return json;
 }
 
-int Status(const GlobalOptions& global, bool json, bool watch) {
+int Status(const GlobalOptions& global, bool json, bool watch, int history) {
   absl::StatusOr<Connection> connection = Connect(global);
   if (!connection.ok()) return ReportConnectError(connection.status());
 
   v1::StatusRequest request;
-  if (global.build_given) request.set_build(global.build);
+  if (global.build_given) {
+    request.set_build(global.build);
+  } else {
+    request.set_history(history);
+  }
   const bool clear_screen = watch && !json && isatty(STDOUT_FILENO) == 1;
   for (bool first = true;; first = false) {
     grpc::ClientContext context;
@@ -112,19 +120,27 @@ int Status(const GlobalOptions& global, bool json, bool watch) {
 
 void AddStatusCommand(const CommandSite& site) {
   CLI::App* status = AddSubcommand(site, "status", kDescription);
+  if (status == nullptr) return;
   struct Flags {
     bool json = false;
     bool watch = false;
+    int history = 5;
   };
   auto flags = std::make_shared<Flags>();
   status->add_flag("--json", flags->json,
                    "one JSON object (the API's StatusResponse, proto field names)");
+  status
+      ->add_option("--history", flags->history,
+                   "with every build, the N builds closed last, from distd's journal "
+                   "(default 5, at most 100; 0: none)")
+      ->type_name("N")
+      ->check(CLI::Range(0, 100));
   status->add_flag("--watch", flags->watch,
                    "again every second until Ctrl-C (clearing the screen on a terminal; with "
                    "--json, one object a line)");
   status->callback([site, flags] {
     *site.action = [global = site.global, flags] {
-      return Status(*global, flags->json, flags->watch);
+      return Status(*global, flags->json, flags->watch, flags->history);
     };
   });
 }

@@ -34,6 +34,24 @@ std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& bu
   return FormatTable(rows);
 }
 
+std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+                          absl::Time now) {
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back(
+      {"CLOSED", "BUILD", "OUTCOME", "SUCCEEDED", "FAILED", "CANCELLED", "SUBMITTED", "FAILURE"});
+  for (const v1::Build& build : builds) {
+    std::string ago = "-";
+    if (build.closed_at_ms() > 0) {
+      ago = absl::StrCat(FormatElapsed(now - absl::FromUnixMillis(build.closed_at_ms())), " ago");
+    }
+    rows.push_back({ago, OneLine(build.name()), build.has_failure() ? "failed" : "succeeded",
+                    absl::StrCat(build.succeeded()), absl::StrCat(build.failed()),
+                    absl::StrCat(build.cancelled()), absl::StrCat(build.submitted()),
+                    build.has_failure() ? OneLine(build.failure().reason()) : ""});
+  }
+  return FormatTable(rows);
+}
+
 std::string FormatRunningJobs(const google::protobuf::RepeatedPtrField<v1::Job>& jobs,
                               absl::Time now) {
   std::vector<std::vector<std::string>> rows;

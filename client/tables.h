@@ -14,6 +14,9 @@ std::string BuildStateName(v1::BuildState state);
 
 // One row per build: name, state, its jobs by state, and its first failure.
 std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds);
+// Closed builds, most recent first, with when they were closed and how they ended.
+std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+                          absl::Time now);
 
 // One row per running job: id, build, pid, time since it started (by `now`), command.
 std::string FormatRunningJobs(const google::protobuf::RepeatedPtrField<v1::Job>& jobs,

@@ -25,8 +25,9 @@ namespace {
 
 constexpr char kDescription[] = R"(waits for the build's background jobs: the barrier
 Waits for every background job of the build (or of group G in it) submitted before it.
-All succeeded: exits 0. The build failed: returns once no job of it runs, prints
-FAILED: CMD and that job's output on stderr, and exits 1. Ctrl-C or SIGTERM aborts the
+All succeeded, or the build never had a job: exits 0. The build failed: returns once no
+job of it runs, prints FAILED: CMD and that job's output on stderr, and exits 1. A closed
+build is answered as distd's journal last saw it. Ctrl-C or SIGTERM aborts the
 build and exits 130 or 143 once nothing of it runs.)";
 
 constexpr char kInterruptReason[] = "distctl wait interrupted";
@@ -199,7 +200,12 @@ int Wait(const GlobalOptions& global, const std::string& group, bool progress) {
   line.Erase();
   if (stream.stopped != 0) abort.AwaitAndReport(connection->address);
   if (std::optional<int> code = ExitWithoutResult(stream, connection->address)) return *code;
-  if (!result.has_failure()) return kExitOk;
+  if (!result.has_failure()) {
+    if (result.submitted() == 0) {
+      Err(absl::StrCat("build ", global.build, ": nothing to wait for (no job was queued in it)"));
+    }
+    return kExitOk;
+  }
   PrintFailure(result.failure());
   return kExitBuildFailed;
 }
@@ -208,6 +214,7 @@ int Wait(const GlobalOptions& global, const std::string& group, bool progress) {
 
 void AddWaitCommand(const CommandSite& site) {
   CLI::App* wait = AddSubcommand(site, "wait", kDescription);
+  if (wait == nullptr) return;
   struct Flags {
     std::string group;
     bool progress = false;

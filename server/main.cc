@@ -21,9 +21,12 @@
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
 #include "server/engine/validate.h"
+#include "server/journal/journal.h"
+#include "server/journal/recorder.h"
 #include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/service.h"
+#include "server/spawn/leftovers.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -37,7 +40,10 @@ constexpr char kFooter[] =
     "SIGTERM or SIGINT: stop accepting, abort every build, wait until no job runs, exit 0.";
 
 struct Options {
+  Options() { engine.idle_abort = absl::Minutes(30); }
   std::vector<Address> listen;
+  std::string state_dir;  // empty: the default
+  bool journal = true;
   engine::EngineOptions engine;
   spdlog::level::level_enum log_level = spdlog::level::info;
 };
@@ -108,12 +114,34 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
                       absl::FormatDuration(max_grace), ")"))
       ->type_name("DUR");
   app.add_option_function<std::string>(
+         "--idle-abort",
+         [options](const std::string& text) {
+           absl::Duration idle;
+           if (!absl::ParseDuration(text, &idle) || idle < absl::ZeroDuration() ||
+               idle == absl::InfiniteDuration()) {
+             throw CLI::ValidationError(
+                 "--idle-abort",
+                 absl::StrCat("\"", text, "\" is not a duration such as 30m or 2h (0: never)"));
+           }
+           options->engine.idle_abort = idle;
+         },
+         "abort a build with jobs queued or running that no client (wait, run, logs --follow) "
+         "attends for this long (default 30m; 0: never)")
+      ->type_name("DUR");
+  app.add_option_function<std::string>(
          "--output-memory",
          Number("--output-memory", 1, uint64_t{1} << 20, uint64_t{1} << 20, " of MiB",
                 &options->engine.max_output_bytes),
          "all the jobs' kept output together, in MiB (default 256): beyond it the output of "
          "the oldest finished jobs is dropped, and their logs say so")
       ->type_name("MIB");
+  app.add_option("--state-dir", options->state_dir,
+                 "where distd keeps its journal of builds and jobs (default: "
+                 "$XDG_STATE_HOME/distd, else ~/.local/state/distd); one distd at a time")
+      ->type_name("DIR");
+  app.add_flag_callback(
+      "--no-journal", [options] { options->journal = false; },
+      "keep no journal: how jobs ended is forgotten when distd stops (for throwaway daemons)");
   app.add_option_function<std::string>(
          "--log-level",
          [options](const std::string& text) {
@@ -142,7 +170,74 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
   if (options->listen.empty()) {
     options->listen.push_back(Address{Address::Kind::kUnix, DefaultSocketPath(), "", 0});
   }
+  if (options->journal && options->state_dir.empty()) {
+    absl::StatusOr<std::string> dir = journal::DefaultStateDir();
+    if (!dir.ok()) {
+      std::fprintf(stderr, "distd: %s\n", std::string(dir.status().message()).c_str());
+      return kExitUsage;
+    }
+    options->state_dir = *dir;
+  }
   return std::nullopt;
+}
+
+// The service's view of the journal.
+class JournalHistory final : public service::History {
+ public:
+  explicit JournalHistory(journal::Journal* journal) : journal_(journal) {}
+
+  std::optional<engine::BuildInfo> PastBuild(absl::string_view name) override {
+    absl::StatusOr<std::optional<journal::BuildRecord>> found = journal_->FindBuild(name);
+    if (!found.ok()) {
+      spdlog::warn("{}", std::string(found.status().message()));
+      return std::nullopt;
+    }
+    if (!found->has_value()) return std::nullopt;
+    return (*found)->ToInfo();
+  }
+
+  std::vector<service::ClosedBuild> RecentlyClosed(int limit) override {
+    std::vector<service::ClosedBuild> closed;
+    absl::StatusOr<std::vector<journal::BuildRecord>> builds =
+        journal_->RecentBuilds(limit, /*closed_only=*/true);
+    if (!builds.ok()) {
+      spdlog::warn("{}", std::string(builds.status().message()));
+      return closed;
+    }
+    for (const journal::BuildRecord& b : *builds) closed.push_back({b.ToInfo(), b.closed_at});
+    return closed;
+  }
+
+ private:
+  journal::Journal* const journal_;
+};
+
+// Opens the journal and settles what a distd that died left unfinished: the ids go on after
+// its last, its builds are known again by name (see Journal::Recover).
+absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string& state_dir,
+                                                              engine::EngineOptions* options,
+                                                              journal::Recovery* recovery) {
+  absl::StatusOr<std::unique_ptr<journal::Journal>> journal = journal::Journal::Open(state_dir);
+  if (!journal.ok()) return journal.status();
+  absl::StatusOr<engine::JobId> last = (*journal)->LastJobId();
+  if (!last.ok()) return last.status();
+  options->last_job_id = *last;
+  absl::StatusOr<journal::Recovery> recovered =
+      (*journal)->Recover(absl::Now(), [](int pid, absl::Time started_at) {
+        if (int killed = spawn::KillLeftoverGroup(pid, started_at); killed > 0) {
+          spdlog::warn("killed {} process(es) left of a job of the previous distd (group {})",
+                       killed, pid);
+        }
+      });
+  if (!recovered.ok()) return recovered.status();
+  *recovery = *std::move(recovered);
+  if (recovery->lost > 0 || recovery->cancelled > 0) {
+    spdlog::warn(
+        "the previous distd stopped with jobs unfinished: {} running (now lost), {} "
+        "queued (now cancelled); failed: {}",
+        recovery->lost, recovery->cancelled, absl::StrJoin(recovery->failed, ", "));
+  }
+  return journal;
 }
 
 int Run(const Options& options) {
@@ -161,9 +256,45 @@ int Run(const Options& options) {
   // abort or the failing build's barrier has been answered (see EngineOptions::sweep_delay).
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
+  std::unique_ptr<journal::Journal> journal;
+  journal::Recovery recovery;
+  if (options.journal) {
+    absl::StatusOr<std::unique_ptr<journal::Journal>> opened =
+        OpenJournal(options.state_dir, &engine_options, &recovery);
+    if (!opened.ok()) {
+      spdlog::error("{}", std::string(opened.status().message()));
+      return kExitBuildFailed;
+    }
+    journal = *std::move(opened);
+  }
+  // Set before the server starts, so before any submission asks.
+  std::unique_ptr<journal::Recorder> recorder;
+  engine_options.admission = [&recorder]() -> absl::Status {
+    if (recorder == nullptr) return absl::OkStatus();
+    absl::Status health = recorder->healthy();
+    if (health.ok()) return health;
+    return absl::Status(health.code(),
+                        absl::StrCat("distd cannot record new jobs: ", health.message()));
+  };
   engine::Engine engine(engine_options, spawn::NewPosixSpawner(), spawn::NewRealClock());
+  if (journal != nullptr) {
+    for (const engine::BuildInfo& build : recovery.open) {
+      if (absl::Status s = engine.Restore(build); !s.ok()) {
+        spdlog::warn("the journal's build {} is not restored: {}", build.name,
+                     std::string(s.message()));
+      }
+    }
+    recorder = std::make_unique<journal::Recorder>(journal.get(), engine.clock());
+    engine.AddObserver(recorder.get());
+  }
   service::Peers peers(getuid());
-  service::Service service(service::ServiceOptions(), &engine, &peers);
+  service::ServiceOptions service_options;
+  std::unique_ptr<JournalHistory> history;
+  if (journal != nullptr) {
+    history = std::make_unique<JournalHistory>(journal.get());
+    service_options.history = history.get();
+  }
+  service::Service service(service_options, &engine, &peers);
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(service::kMaxRequestBytes);
@@ -179,8 +310,9 @@ int Run(const Options& options) {
     listener->Start(server.get(), &peers, [] { kill(getpid(), SIGTERM); });
     names.push_back(listener->path());
   }
-  spdlog::info("distd {} serving {} with {} jobs", getpid(), absl::StrJoin(names, ", "),
-               engine.Pool().jobs);
+  spdlog::info("distd {} serving {} with {} jobs; journal: {}", getpid(),
+               absl::StrJoin(names, ", "), engine.Pool().jobs,
+               journal != nullptr ? options.state_dir : "none");
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -196,6 +328,10 @@ int Run(const Options& options) {
   // Abort every build and wait for every process group first, so that waiting clients get
   // their answers; then end the calls that are left.
   engine.Shutdown(absl::StrCat("distd received ", strsignal(sig)));
+  if (recorder != nullptr) {
+    engine.RemoveObserver(recorder.get());
+    recorder.reset();  // writes what is left
+  }
   keeper.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.reset();

@@ -4,7 +4,8 @@
 // States. A build is running, dying or dead (BuildState), then closed (forgotten: the name
 // may start a new build). Only these steps move it, each under mu_:
 //   running -> dying   StartDyingLocked, called by FinishLocked when a checked job fails on
-//                      its own (not stopped on request), by AbortAsync, and by Shutdown.
+//                      its own (not stopped on request), by AbortAsync, by Shutdown, and by
+//                      CheckIdleBuilds (idle.cc) for a build no client attends.
 //   dying -> dead      MaybeDeadLocked, once Build::running is empty: called after every
 //                      finished job (FinishLocked), and by AbortAsync and Shutdown for a
 //                      build that had nothing running.
@@ -34,7 +35,7 @@
 //   Submit, DispatchLocked, StartLocked,         engine.cc: admission, dispatch and
 //   FinishLocked, OnProcessExit, Close             completion
 //   StartDyingLocked, StopRunningLocked,         this file
-//   MaybeDeadLocked, AbortAsync
+//   MaybeDeadLocked, AbortAsync                    (CheckIdleBuilds is an abort)
 //   AddWaiterLocked, AdvanceBarrierLocked,       barriers.cc
 //   CompleteWaiterLocked, WaitAsync
 // Left out of the model: several builds and the ring, groups, CancelJob, CancelWaiter,
@@ -272,4 +273,32 @@ void Engine::Shutdown(absl::string_view reason) {
   mu_.Await(absl::Condition(
       +[](uint64_t* running) { return *running == 0; }, &running_));
 }
+// A build a previous distd left enters in one of the protocol's resting states: running with
+// nothing to do, or dead with its failure. Nothing of it runs, so there is no step to take.
+absl::Status Engine::Restore(const BuildInfo& info) {
+  const bool idle = info.state == BuildState::kRunning && info.queued == 0 && info.running == 0;
+  const bool dead = info.state == BuildState::kDead && info.failure.has_value() &&
+                    info.queued == 0 && info.running == 0;
+  if (!idle && !dead) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("build ", info.name, " cannot be restored: it has jobs queued or running, ",
+                     "or is dying, or is dead without a failure"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (FindBuildLocked(info.name) != nullptr) {
+    return absl::AlreadyExistsError(absl::StrCat("build ", info.name, " exists"));
+  }
+  auto build = std::make_unique<Build>();
+  build->name = std::make_shared<const std::string>(info.name);
+  build->state = info.state;
+  build->failure = info.failure;
+  if (dead) build->died_at = clock_->Now();
+  build->submitted = info.submitted;
+  build->succeeded = info.succeeded;
+  build->failed = info.failed;
+  build->cancelled = info.cancelled;
+  builds_.emplace(*build->name, std::move(build));
+  return absl::OkStatus();
+}
+
 }  // namespace distd::engine

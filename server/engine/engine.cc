@@ -18,6 +18,7 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/shell_words.h"
 #include "server/engine/records.h"
@@ -71,7 +72,10 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<spawn::Spawner> spa
     : options_(options),
       pool_size_(DefaultPoolSize(options.jobs)),
       spawner_(std::move(spawner)),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      last_job_id_(options.last_job_id) {
+  if (options_.idle_abort > absl::ZeroDuration()) ScheduleIdleCheck();
+}
 
 Engine::~Engine() {
   Shutdown("the engine is shutting down");
@@ -119,7 +123,15 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   for (size_t i = 0; i < specs.size(); ++i) {
     if (absl::Status s = ValidateJobSpec(specs[i], limits); !s.ok()) {
       if (specs.size() == 1) return s;
-      return absl::Status(s.code(), absl::StrCat("command ", i + 1, ": ", s.message()));
+      absl::Status refused(s.code(), absl::StrCat("command ", i + 1, ": ", s.message()));
+      refused.SetPayload(kCommandPayload, absl::Cord(absl::StrCat(i + 1)));
+      return refused;
+    }
+  }
+  if (options_.admission) {
+    if (absl::Status s = options_.admission(); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat(s.message(), "; nothing of this request was queued"));
     }
   }
   auto shared_caller = std::make_shared<const Caller>(caller);
@@ -177,6 +189,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   for (EngineObserver* o : observers_) o->OnJobsQueued(queued);
   queued_ += ids->size();
   build->submitted += ids->size();
+  build->attended_at = now;
   if (!build->in_ring) {
     // A build that gains work goes first: its next job waits for at most one free slot,
     // however many jobs other builds have queued.

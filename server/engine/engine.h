@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -60,6 +61,15 @@ struct EngineOptions {
   // CPU with the dying step's own latency: stopping and reaping the running jobs, answering
   // the aborts and barriers. Nothing but the time of OnJobsCancelled tells the difference.
   absl::Duration sweep_delay = absl::ZeroDuration();
+  // Job ids go on after this one: the highest id a previous distd gave (see the journal), so
+  // that an id names one job for as long as the journal remembers it.
+  JobId last_job_id = 0;
+  // A build with jobs queued or running that no client attends for this long is aborted
+  // (see idle.cc). Zero: never.
+  absl::Duration idle_abort = absl::ZeroDuration();
+  // Asked before each submission is accepted, without the engine's lock: a status other than
+  // OK refuses it with that status (distd's journal cannot be written, say). Empty: always.
+  std::function<absl::Status()> admission;
 };
 
 enum class AbortMode {
@@ -166,6 +176,17 @@ class Engine final : public spawn::ProcessEvents {
   // (name given) of that one, NotFound if unknown.
   absl::StatusOr<Snapshot> TakeSnapshot(absl::string_view build);
 
+  // A build that a previous distd left, as its journal has it, known again by its name: a
+  // running build with no job queued or running (it may take more), or a dead one with its
+  // failure (a barrier on it answers with that failure). Called before the first submission;
+  // observers are not told (they were told then). AlreadyExists if the name is taken;
+  // InvalidArgument for a build with jobs queued or running, or dying, or dead without a
+  // failure.
+  absl::Status Restore(const BuildInfo& build);
+
+  // The engine's clock, for observers that note the time of a change.
+  spawn::Clock* clock() const { return clock_.get(); }
+
   // Observers must outlive the engine or be removed first. See observer.h for their duties.
   void AddObserver(EngineObserver* observer);
   void RemoveObserver(EngineObserver* observer);
@@ -203,6 +224,12 @@ class Engine final : public spawn::ProcessEvents {
 
   // engine.cc: admission, dispatch, completion.
   Build* FindBuildLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // idle.cc: abandoned builds.
+  absl::Duration IdleCheckInterval() const;
+  void ScheduleIdleCheck();
+  void CheckIdleBuilds() ABSL_LOCKS_EXCLUDED(mu_);
+  bool AttendedLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The one door to a job for every lookup: a doomed job is finished on the spot (sweep.cc).
   Job* FindJobLocked(JobId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked(Deferred& deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

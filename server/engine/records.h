@@ -84,6 +84,8 @@ struct Engine::Build {
   std::optional<Failure> failure;
   bool in_ring = false;
   std::list<Build*>::iterator ring_pos;
+  // When a client was last seen attending it (see idle.cc).
+  absl::Time attended_at;
   uint64_t submitted = 0;
   uint64_t succeeded = 0;
   uint64_t failed = 0;

@@ -18,6 +18,8 @@ const char* OutcomeName(Outcome outcome) {
       return "cancelled";
     case Outcome::kCannotStart:
       return "cannot_start";
+    case Outcome::kLost:
+      return "lost";
   }
   return "unknown";
 }
@@ -28,6 +30,7 @@ bool IsFailure(Outcome outcome) {
     case Outcome::kKilled:
     case Outcome::kTimedOut:
     case Outcome::kCannotStart:
+    case Outcome::kLost:
       return true;
     case Outcome::kNone:
     case Outcome::kSucceeded:

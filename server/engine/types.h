@@ -58,9 +58,14 @@ enum class Outcome {
   kTimedOut,     // stopped by its timeout
   kCancelled,    // never started: its build died, or it was cancelled while queued
   kCannotStart,  // spawn failed (program_not_found says whether for a missing program)
+  kLost,         // it was running when distd died; how it ended is not known
 };
 
 const char* OutcomeName(Outcome outcome);
+
+// A batch refused for one of its commands carries that command's number (from 1, in
+// decimal) as a payload of this type, beside the "command N: " that opens its message.
+inline constexpr char kCommandPayload[] = "distd/command";
 
 // The message of a job cancelled because its build died (the engine supplies it when it
 // reports such a job, rather than storing it in each of them).

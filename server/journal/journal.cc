@@ -2,22 +2,34 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/private_dir.h"
+#include "server/journal/sql.h"
 
 namespace distd::journal {
 namespace {
 
 using engine::BuildState;
 using engine::JobState;
-using engine::Outcome;
+using sql::BindText;
+using sql::BindTime;
+using sql::ColumnText;
+using sql::ColumnTime;
+using sql::ParseJobState;
+using sql::ParseOutcome;
+using sql::Query;
+using sql::ReadBuild;
+using sql::StateName;
 
 // The schema's version, in PRAGMA user_version. A journal with a higher one was written by a
 // newer distd, whose rows this one might misread: it is refused rather than guessed at.
@@ -31,6 +43,7 @@ CREATE TABLE builds (
   open INTEGER NOT NULL,
   created_ms INTEGER NOT NULL,
   died_ms INTEGER,
+  closed_ms INTEGER,
   failure TEXT NOT NULL DEFAULT '',
   succeeded INTEGER NOT NULL DEFAULT 0,
   failed INTEGER NOT NULL DEFAULT 0,
@@ -61,86 +74,59 @@ CREATE INDEX jobs_build ON jobs (build);
 CREATE INDEX jobs_running ON jobs (state) WHERE state = 'running';
 )sql";
 
-// Names as stored: the journal outlives any order of the engine's enums. One table per enum,
-// read both ways; a name the table does not know reads as the table's last entry.
-template <typename E>
-struct Named {
-  E value;
-  const char* name;
-};
-constexpr Named<JobState> kJobStates[] = {{JobState::kQueued, "queued"},
-                                          {JobState::kRunning, "running"},
-                                          {JobState::kFinished, "finished"}};
-constexpr Named<BuildState> kBuildStates[] = {
-    {BuildState::kRunning, "running"}, {BuildState::kDying, "dying"}, {BuildState::kDead, "dead"}};
-
-template <typename E, size_t N>
-const char* NameOf(const Named<E> (&table)[N], E value) {
-  for (const Named<E>& n : table) {
-    if (n.value == value) return n.name;
-  }
-  return table[N - 1].name;
-}
-
-template <typename E, size_t N>
-E Parse(const Named<E> (&table)[N], absl::string_view name) {
-  for (const Named<E>& n : table) {
-    if (name == n.name) return n.value;
-  }
-  return table[N - 1].value;
-}
-
-const char* StateName(JobState state) { return NameOf(kJobStates, state); }
-const char* StateName(BuildState state) { return NameOf(kBuildStates, state); }
-JobState ParseJobState(absl::string_view name) { return Parse(kJobStates, name); }
-BuildState ParseBuildState(absl::string_view name) { return Parse(kBuildStates, name); }
-
-Outcome ParseOutcome(absl::string_view name) {
-  for (Outcome o : {Outcome::kNone, Outcome::kSucceeded, Outcome::kFailed, Outcome::kKilled,
-                    Outcome::kTimedOut, Outcome::kCancelled, Outcome::kCannotStart}) {
-    if (name == engine::OutcomeName(o)) return o;
-  }
-  return Outcome::kNone;
-}
-
-// Times as milliseconds since the epoch; "never" as NULL.
-void BindTime(sqlite3_stmt* stmt, int index, absl::Time t) {
-  if (t == absl::InfinitePast()) {
-    sqlite3_bind_null(stmt, index);
-  } else {
-    sqlite3_bind_int64(stmt, index, absl::ToUnixMillis(t));
-  }
-}
-
-absl::Time ColumnTime(sqlite3_stmt* stmt, int index) {
-  if (sqlite3_column_type(stmt, index) == SQLITE_NULL) return absl::InfinitePast();
-  return absl::FromUnixMillis(sqlite3_column_int64(stmt, index));
-}
-
-std::string ColumnText(sqlite3_stmt* stmt, int index) {
-  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, index));
-  return text == nullptr ? std::string() : std::string(text, sqlite3_column_bytes(stmt, index));
-}
-
-void BindText(sqlite3_stmt* stmt, int index, absl::string_view text) {
-  sqlite3_bind_text(stmt, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
-}
-
-// A statement for one read, finalized when it goes.
-struct Query {
-  sqlite3_stmt* stmt = nullptr;
-  ~Query() { sqlite3_finalize(stmt); }
-};
-
 }  // namespace
+
+engine::BuildInfo BuildRecord::ToInfo() const {
+  engine::BuildInfo info;
+  info.name = name;
+  info.state = state;
+  if (!failure.empty()) {
+    info.failure.emplace();
+    info.failure->reason = failure;
+  }
+  info.succeeded = succeeded;
+  info.failed = failed;
+  info.cancelled = cancelled;
+  info.submitted = submitted;
+  return info;
+}
+
+absl::StatusOr<std::string> DefaultStateDir() {
+  const char* state = std::getenv("XDG_STATE_HOME");
+  if (state != nullptr && state[0] == '/') return absl::StrCat(state, "/distd");
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && home[0] == '/') return absl::StrCat(home, "/.local/state/distd");
+  return absl::FailedPreconditionError(
+      "no state directory: neither XDG_STATE_HOME nor HOME is an absolute path; give "
+      "--state-dir DIR (or --no-journal)");
+}
 
 absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir) {
   absl::StatusOr<int> dir_fd = OpenPrivateDirectory(state_dir, CreateMissing::kYes);
   if (!dir_fd.ok()) return dir_fd.status();
   const std::string path = absl::StrCat(state_dir, "/", kFileName);
+  const std::string lock_path = absl::StrCat(state_dir, "/", kLockName);
+  absl::StatusOr<int> lock = OpenPrivateFile(*dir_fd, kLockName, O_RDWR | O_CREAT, lock_path);
+  if (!lock.ok()) {
+    close(*dir_fd);
+    return lock.status();
+  }
+  if (flock(*lock, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    close(*lock);
+    close(*dir_fd);
+    if (error == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("another distd uses the state directory ", state_dir, " (", lock_path,
+                       " is locked); give each distd its own --state-dir"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot lock ", lock_path, ": ", strerror(error)));
+  }
   // Checked first as any private file of ours is (a regular file of the user, no link).
   absl::StatusOr<int> file = OpenPrivateFile(*dir_fd, kFileName, O_RDWR | O_CREAT, path);
   if (!file.ok()) {
+    close(*lock);
     close(*dir_fd);
     return file.status();
   }
@@ -153,31 +139,44 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_
   if (rc != SQLITE_OK) {
     std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
+    close(*lock);
     close(*dir_fd);
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open the journal ", path, ": ", message));
   }
-  std::unique_ptr<Journal> journal(new Journal(db, *dir_fd, path));
+  std::unique_ptr<Journal> journal(new Journal(db, *dir_fd, *lock, path));
   if (absl::Status s = journal->CreateSchema(); !s.ok()) return s;
+  // Reads from other threads go through a connection of their own, so that they see what
+  // was committed, never the writer's transaction in progress, and never wait for it (WAL).
+  if (sqlite3_open_v2(through.c_str(), &journal->reader_,
+                      SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+    return journal->FailRead();
+  }
+  sqlite3_busy_timeout(journal->reader_, 5000);
   return journal;
 }
 
-Journal::Journal(sqlite3* db, int dir_fd, std::string path)
-    : db_(db), dir_fd_(dir_fd), path_(std::move(path)) {}
+Journal::Journal(sqlite3* db, int dir_fd, int lock_fd, std::string path)
+    : db_(db), dir_fd_(dir_fd), lock_fd_(lock_fd), path_(std::move(path)) {}
 
 Journal::~Journal() {
   for (sqlite3_stmt* stmt : {insert_build_, insert_job_, update_job_, cancel_job_, cancel_queue_,
                              update_build_, close_build_}) {
     sqlite3_finalize(stmt);
   }
+  sqlite3_close(reader_);
   sqlite3_close(db_);
+  close(lock_fd_);  // and with it the lock
   close(dir_fd_);
 }
 
-absl::Status Journal::Fail(absl::string_view what) {
-  const int code = sqlite3_extended_errcode(db_);
+absl::Status Journal::Fail(absl::string_view what) { return Fail(what, db_); }
+absl::Status Journal::FailRead() { return Fail("read", reader_); }
+
+absl::Status Journal::Fail(absl::string_view what, sqlite3* db) {
+  const int code = sqlite3_extended_errcode(db);
   std::string message =
-      absl::StrCat("journal ", path_, ": cannot ", what, ": ", sqlite3_errmsg(db_));
+      absl::StrCat("journal ", path_, ": cannot ", what, ": ", sqlite3_errmsg(db));
   if ((code & 0xff) == SQLITE_FULL) {
     return absl::ResourceExhaustedError(absl::StrCat(message, " (is the disk full?)"));
   }
@@ -201,6 +200,12 @@ absl::StatusOr<sqlite3_stmt*> Journal::Prepare(const char* sql) {
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
     return Fail("read");
   }
+  return stmt;
+}
+
+absl::StatusOr<sqlite3_stmt*> Journal::PrepareRead(const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(reader_, sql, -1, &stmt, nullptr) != SQLITE_OK) return FailRead();
   return stmt;
 }
 
@@ -275,7 +280,8 @@ absl::Status Journal::CreateSchema() {
       {&update_build_,
        "UPDATE builds SET state = ?2, died_ms = coalesce(died_ms, ?3), failure = ?4, "
        "succeeded = ?5, failed = ?6, cancelled = ?7, submitted = ?8 WHERE key = ?1"},
-      {&close_build_, "UPDATE builds SET open = 0 WHERE key = ?1"},
+      {&close_build_,
+       "UPDATE builds SET open = 0, closed_ms = ?2, " DISTD_RECOUNT " WHERE key = ?1"},
   };
   for (const auto& [out, sql] : statements) {
     absl::StatusOr<sqlite3_stmt*> prepared = Prepare(sql);
@@ -393,10 +399,11 @@ absl::Status Journal::BuildChanged(const engine::BuildInfo& build, absl::Time wh
   return Step(cancel_queue_);
 }
 
-absl::Status Journal::BuildClosed(absl::string_view name) {
+absl::Status Journal::BuildClosed(absl::string_view name, absl::Time when) {
   auto it = open_builds_.find(name);
   if (it == open_builds_.end()) return absl::OkStatus();  // it never had a job
   sqlite3_bind_int64(close_build_, 1, it->second);
+  BindTime(close_build_, 2, when);
   if (absl::Status s = Step(close_build_); !s.ok()) return s;
   open_builds_.erase(it);
   return absl::OkStatus();
@@ -404,7 +411,7 @@ absl::Status Journal::BuildClosed(absl::string_view name) {
 
 absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   Query q;
-  absl::StatusOr<sqlite3_stmt*> stmt = Prepare(
+  absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead(
       "SELECT j.build, b.name, j.argv, j.cwd, j.grp, j.checked, j.state, j.outcome, "
       "j.exit_code, j.signal, j.stopped, j.not_found, j.message, j.pid, j.queued_ms, "
       "j.started_ms, j.ended_ms FROM jobs j JOIN builds b ON b.key = j.build WHERE j.id = ?1");
@@ -413,7 +420,7 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   sqlite3_bind_int64(q.stmt, 1, static_cast<int64_t>(id));
   const int rc = sqlite3_step(q.stmt);
   if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc != SQLITE_ROW) return Fail("read");
+  if (rc != SQLITE_ROW) return FailRead();
   JobRecord record;
   engine::JobInfo& job = record.job;
   record.build_key = sqlite3_column_int64(q.stmt, 0);
@@ -442,40 +449,47 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   return record;
 }
 
-absl::StatusOr<std::vector<BuildRecord>> Journal::RecentBuilds(int limit) {
+absl::StatusOr<std::vector<BuildRecord>> Journal::RecentBuilds(int limit, bool closed_only) {
   Query q;
-  absl::StatusOr<sqlite3_stmt*> stmt = Prepare(
-      "SELECT key, name, state, open, created_ms, died_ms, failure, succeeded, failed, "
-      "cancelled, submitted FROM builds ORDER BY key DESC LIMIT ?1");
+  absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead(
+      closed_only ? "SELECT key, name, state, open, created_ms, died_ms, failure, succeeded, "
+                    "failed, cancelled, submitted, closed_ms FROM builds WHERE NOT open "
+                    "ORDER BY key DESC LIMIT ?1"
+                  : "SELECT key, name, state, open, created_ms, died_ms, failure, succeeded, "
+                    "failed, cancelled, submitted, closed_ms FROM builds "
+                    "ORDER BY key DESC LIMIT ?1");
   if (!stmt.ok()) return stmt.status();
   q.stmt = *stmt;
   sqlite3_bind_int(q.stmt, 1, limit);
   std::vector<BuildRecord> builds;
   int rc;
   while ((rc = sqlite3_step(q.stmt)) == SQLITE_ROW) {
-    BuildRecord& b = builds.emplace_back();
-    b.key = sqlite3_column_int64(q.stmt, 0);
-    b.name = ColumnText(q.stmt, 1);
-    b.state = ParseBuildState(ColumnText(q.stmt, 2));
-    b.open = sqlite3_column_int(q.stmt, 3) != 0;
-    b.created_at = ColumnTime(q.stmt, 4);
-    b.died_at = ColumnTime(q.stmt, 5);
-    b.failure = ColumnText(q.stmt, 6);
-    b.succeeded = sqlite3_column_int64(q.stmt, 7);
-    b.failed = sqlite3_column_int64(q.stmt, 8);
-    b.cancelled = sqlite3_column_int64(q.stmt, 9);
-    b.submitted = sqlite3_column_int64(q.stmt, 10);
+    builds.push_back(ReadBuild(q.stmt));
   }
-  if (rc != SQLITE_DONE) return Fail("read");
+  if (rc != SQLITE_DONE) return FailRead();
   return builds;
+}
+
+absl::StatusOr<std::optional<BuildRecord>> Journal::FindBuild(absl::string_view name) {
+  Query q;
+  absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead(
+      "SELECT key, name, state, open, created_ms, died_ms, failure, succeeded, failed, "
+      "cancelled, submitted, closed_ms FROM builds WHERE name = ?1 ORDER BY key DESC LIMIT 1");
+  if (!stmt.ok()) return stmt.status();
+  q.stmt = *stmt;
+  BindText(q.stmt, 1, name);
+  const int rc = sqlite3_step(q.stmt);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) return FailRead();
+  return ReadBuild(q.stmt);
 }
 
 absl::StatusOr<engine::JobId> Journal::LastJobId() {
   Query q;
-  absl::StatusOr<sqlite3_stmt*> stmt = Prepare("SELECT coalesce(max(id), 0) FROM jobs");
+  absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead("SELECT coalesce(max(id), 0) FROM jobs");
   if (!stmt.ok()) return stmt.status();
   q.stmt = *stmt;
-  if (sqlite3_step(q.stmt) != SQLITE_ROW) return Fail("read");
+  if (sqlite3_step(q.stmt) != SQLITE_ROW) return FailRead();
   return static_cast<engine::JobId>(sqlite3_column_int64(q.stmt, 0));
 }
 

@@ -3,9 +3,8 @@
 // learn how every job of a build ended.
 //
 // One writer: the Recorder's thread (recorder.h), which groups the engine's changes into one
-// transaction per batch. Reads (recovery at start, history, a closed build's outcome) may come
-// from other threads; SQLite serialises them with the writer (the connection is opened in
-// serialized mode).
+// transaction per batch. Reads (history, a closed build's outcome, a finished job) may come
+// from any thread, through a second, read-only connection: they see what was committed.
 //
 // What is kept, per build (a name is used again once its build is closed, so a build is a row
 // with a key, and at most one row per name is open): its name, state, when it was first used
@@ -18,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,8 +44,12 @@ struct BuildRecord {
   bool open = true;  // not closed yet
   absl::Time created_at;
   absl::Time died_at = absl::InfinitePast();
+  absl::Time closed_at = absl::InfinitePast();
   std::string failure;  // the first failure's one line; empty if none
   uint64_t succeeded = 0, failed = 0, cancelled = 0, submitted = 0;
+
+  // As the engine has a build: its failure is the reason alone.
+  engine::BuildInfo ToInfo() const;
 };
 
 // A job as the journal has it: the engine's record, and the key of its build's row.
@@ -54,15 +58,42 @@ struct JobRecord {
   engine::JobInfo job;
 };
 
+// The failure of a build whose jobs were running (or queued) when its distd died.
+inline constexpr char kRestartedWhileRunning[] = "distd restarted while jobs were running";
+inline constexpr char kRestartedWhileQueued[] = "distd restarted while jobs were queued";
+// The message of a job that was running then.
+inline constexpr char kLostMessage[] = "lost: distd restarted while the job was running";
+
+// What Recover found and did.
+struct Recovery {
+  uint64_t lost = 0;                // jobs that were running, now lost
+  uint64_t cancelled = 0;           // jobs that were queued, now cancelled
+  std::vector<std::string> failed;  // the builds that failed for it
+  // Every build not closed, as the engine is to know it again (Engine::Restore): running
+  // and idle, or dead with its failure.
+  std::vector<engine::BuildInfo> open;
+};
+
+// Called by Recover for each job that was running: the leader of its process group, and when
+// the job started, so that a pid used again since is told apart (spawn/leftovers.h).
+using LeftoverKiller = std::function<void(int pid, absl::Time started_at)>;
+
+// $XDG_STATE_HOME/distd if XDG_STATE_HOME is an absolute path, else ~/.local/state/distd;
+// an error if neither can be told (no HOME).
+absl::StatusOr<std::string> DefaultStateDir();
+
 class Journal {
  public:
-  // The file in the state directory.
+  // The files in the state directory.
   static constexpr char kFileName[] = "journal.db";
+  static constexpr char kLockName[] = "lock";
 
   // Opens the journal in `state_dir`, creating the directory (0700) and the file if missing.
-  // The directory is held to distd's rule for private directories (common/private_dir.h). A
-  // file that is not a journal of ours, or one written by a newer distd, is refused; every
-  // error names the path and says what is wrong.
+  // The directory is held to distd's rule for private directories (common/private_dir.h). One
+  // distd at a time: the directory's lock file is held while the journal is open, and a second
+  // Open is refused (FailedPrecondition) until it closes. A file that is not a journal of
+  // ours, or one written by a newer distd, is refused; every error names the path and says
+  // what is wrong.
   static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir);
   ~Journal();
   Journal(const Journal&) = delete;
@@ -89,30 +120,44 @@ class Journal {
   // A build that is dying or dead: its state, counts and first failure; once it is not
   // running, its jobs still queued are cancelled as of `when`.
   absl::Status BuildChanged(const engine::BuildInfo& build, absl::Time when);
-  // A build closed: its name may start a new build.
-  absl::Status BuildClosed(absl::string_view name);
+  // A build closed at `when`: its name may start a new build.
+  absl::Status BuildClosed(absl::string_view name, absl::Time when);
 
   // Reads.
   absl::StatusOr<std::optional<JobRecord>> FindJob(engine::JobId id);
-  // The builds, most recent first, at most `limit`.
-  absl::StatusOr<std::vector<BuildRecord>> RecentBuilds(int limit);
+  // The latest build of that name, open or closed; nullopt if none ever was.
+  absl::StatusOr<std::optional<BuildRecord>> FindBuild(absl::string_view name);
+  // The builds (or the closed ones only), most recent first, at most `limit` (-1: all).
+  absl::StatusOr<std::vector<BuildRecord>> RecentBuilds(int limit, bool closed_only = false);
   // The highest job id ever recorded (0 if none): a new distd goes on from there.
   absl::StatusOr<engine::JobId> LastJobId();
 
+  // At start, before the Recorder writes: settles what a distd that died left unfinished, in
+  // one transaction. Jobs that were running become lost (after `kill` was called for each),
+  // queued ones cancelled, and their builds dead with kRestartedWhileRunning (or ...Queued)
+  // unless they had failed already; a build that was dying becomes dead. Builds that were
+  // idle keep their state. Every open build's counts are recounted from its jobs.
+  absl::StatusOr<Recovery> Recover(absl::Time now, const LeftoverKiller& kill);
+
  private:
-  Journal(sqlite3* db, int dir_fd, std::string path);
+  Journal(sqlite3* db, int dir_fd, int lock_fd, std::string path);
   absl::Status Exec(const char* sql);
   absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql);
-  absl::StatusOr<std::string> ReadOne(const char* sql);  // the first column of the first row
+  absl::StatusOr<sqlite3_stmt*> PrepareRead(const char* sql);  // on reader_
+  absl::StatusOr<std::string> ReadOne(const char* sql);        // the first column of the first row
   absl::Status Step(sqlite3_stmt* stmt);  // runs a statement that returns no rows, and resets it
-  absl::Status Fail(absl::string_view what);
+  absl::Status Fail(absl::string_view what);  // of a call on db_
+  absl::Status FailRead();                    // of a call on reader_
+  absl::Status Fail(absl::string_view what, sqlite3* db);
   absl::StatusOr<int64_t> OpenBuildKey(absl::string_view name, absl::Time created_at);
   absl::Status CreateSchema();
   absl::Status LoadOpenBuilds();
 
-  sqlite3* const db_;
-  const int dir_fd_;        // the checked state directory, held while the journal is open
-  const std::string path_;  // for messages
+  sqlite3* const db_;          // the writer's
+  sqlite3* reader_ = nullptr;  // for reads from any thread
+  const int dir_fd_;           // the checked state directory, held while the journal is open
+  const int lock_fd_;          // its lock file, locked while the journal is open
+  const std::string path_;     // for messages
   // The open build rows by name, so that a job's build is found without a query. Only the
   // writer's thread touches it.
   absl::flat_hash_map<std::string, int64_t> open_builds_;

@@ -26,10 +26,10 @@ absl::Status Recorder::healthy() const {
 absl::Status Recorder::Flush() {
   absl::MutexLock lock(&mu_);
   const uint64_t target = pushed_;
-  const uint64_t attempts = attempts_;
-  // Either written, or a write tried since the call failed (health_ says why).
-  const auto done = [this, target, attempts]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return written_ >= target || (attempts_ > attempts && !health_.ok());
+  const uint64_t begun = started_;
+  // Either written, or a write begun since the call failed (health_ says why).
+  const auto done = [this, target, begun]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return written_ >= target || last_failed_ > begun;
   };
   mu_.Await(absl::Condition(&done));
   return written_ >= target ? absl::OkStatus() : health_;
@@ -70,7 +70,7 @@ void Recorder::OnBuildClosed(absl::string_view build) {
     absl::MutexLock lock(&mu_);
     dying_.erase(build);
   }
-  Push(Closed{std::string(build)});
+  Push(Closed{std::string(build), clock_->Now()});
 }
 
 absl::Status Recorder::Write(const std::vector<Change>& changes) {
@@ -86,7 +86,7 @@ absl::Status Recorder::Write(const std::vector<Change>& changes) {
     absl::Status operator()(const BuildChange& c) const {
       return journal->BuildChanged(c.build, c.when);
     }
-    absl::Status operator()(const Closed& c) const { return journal->BuildClosed(c.name); }
+    absl::Status operator()(const Closed& c) const { return journal->BuildClosed(c.name, c.when); }
   };
   for (const Change& change : changes) {
     status = std::visit(Apply{journal_}, change);
@@ -100,6 +100,7 @@ absl::Status Recorder::Write(const std::vector<Change>& changes) {
 void Recorder::Loop() {
   std::vector<Change> batch;  // taken from the queue, not yet written
   absl::Duration retry = options_.retry_min;
+  uint64_t attempt = 0;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -114,10 +115,10 @@ void Recorder::Loop() {
         std::move(queue_.begin(), queue_.end(), std::back_inserter(batch));
         queue_.clear();
       }
+      attempt = ++started_;
     }
     absl::Status status = Write(batch);
     absl::MutexLock lock(&mu_);
-    ++attempts_;
     if (status.ok()) {
       if (!health_.ok()) spdlog::info("the journal is written again");
       written_ += batch.size();
@@ -131,6 +132,7 @@ void Recorder::Loop() {
                     batch.size());
     }
     health_ = status;
+    last_failed_ = attempt;
     if (stopping_) {
       spdlog::error("distd stops with {} changes not in the journal", batch.size());
       return;

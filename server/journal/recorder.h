@@ -48,7 +48,7 @@ class Recorder : public engine::EngineObserver {
   // OK, or why the last write failed while changes are still waiting to be written.
   absl::Status healthy() const;
 
-  // Returns once everything queued before the call is written, or a write tried after the
+  // Returns once everything queued before the call is written, or a write begun after the
   // call failed.
   absl::Status Flush();
 
@@ -77,6 +77,7 @@ class Recorder : public engine::EngineObserver {
   };
   struct Closed {
     std::string name;
+    absl::Time when;
   };
   using Change = std::variant<Queued, Changed, Cancelled, BuildChange, Closed>;
 
@@ -90,9 +91,10 @@ class Recorder : public engine::EngineObserver {
   const RecorderOptions options_;
   mutable absl::Mutex mu_;
   std::vector<Change> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;    // changes ever queued
-  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;   // of them, committed
-  uint64_t attempts_ ABSL_GUARDED_BY(mu_) = 0;  // writes tried
+  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;       // changes ever queued
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;      // of them, committed
+  uint64_t started_ ABSL_GUARDED_BY(mu_) = 0;      // writes begun
+  uint64_t last_failed_ ABSL_GUARDED_BY(mu_) = 0;  // the last write that failed, by number
   absl::Status health_ ABSL_GUARDED_BY(mu_);
   // Builds whose death is queued: the journal cancels their queues then, in one statement, so
   // that the engine's later reports of those jobs need not be written.

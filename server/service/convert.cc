@@ -2,7 +2,12 @@
 
 #include <sys/resource.h>
 
+#include <optional>
+#include <string>
+
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 
 namespace distd::service {
@@ -96,6 +101,8 @@ v1::Outcome ToProto(engine::Outcome outcome) {
       return v1::CANCELLED;
     case engine::Outcome::kCannotStart:
       return v1::CANNOT_START;
+    case engine::Outcome::kLost:
+      return v1::LOST;
   }
   return v1::OUTCOME_NONE;
 }
@@ -127,6 +134,10 @@ v1::Error ToError(const absl::Status& status) {
     default:
       error.set_code(v1::Error::INTERNAL);
       break;
+  }
+  if (absl::optional<absl::Cord> command = status.GetPayload(engine::kCommandPayload)) {
+    uint32_t number = 0;
+    if (absl::SimpleAtoi(std::string(*command), &number)) error.set_command(number);
   }
   error.set_message(Utf8Safe(status.message()));
   return error;

@@ -95,8 +95,12 @@ class RunReactor final : public StreamWriter<v1::RunEvent>, public engine::JobWa
 class WaitReactor final : public StreamWriter<v1::WaitEvent> {
  public:
   WaitReactor(engine::Engine* engine, spawn::Clock* clock, absl::Duration interval,
-              const v1::WaitRequest& request)
-      : engine_(engine), clock_(clock), interval_(interval), build_(request.build()) {
+              History* history, const v1::WaitRequest& request)
+      : engine_(engine),
+        clock_(clock),
+        interval_(interval),
+        history_(history),
+        build_(request.build()) {
     Uncork();
     // The waiter's callback is the one place that finishes this stream, so the reactor
     // outlives it.
@@ -126,6 +130,16 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
  private:
   void OnResult(absl::StatusOr<engine::BuildInfo> result) {
     v1::WaitEvent event;
+    if (absl::IsNotFound(result.status())) {
+      // Closed, or never used: a script that waits unconditionally must not fail for it.
+      std::optional<engine::BuildInfo> past;
+      if (history_ != nullptr) past = history_->PastBuild(build_);
+      if (!past.has_value()) {
+        past.emplace();
+        past->name = build_;
+      }
+      result = *std::move(past);
+    }
     if (result.ok()) {
       ToProto(*result, event.mutable_result());
       Send(std::move(event), /*last=*/true);
@@ -178,6 +192,7 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
   engine::Engine* const engine_;
   spawn::Clock* const clock_;
   const absl::Duration interval_;
+  History* const history_;
   const std::string build_;
   std::string last_progress_;  // only the clock thread touches it
   absl::Mutex mu_;
@@ -280,9 +295,9 @@ grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
 }
 
 grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, spawn::Clock* clock,
-                                                        absl::Duration interval,
+                                                        absl::Duration interval, History* history,
                                                         const v1::WaitRequest& request) {
-  return new WaitReactor(engine, clock, interval, request);
+  return new WaitReactor(engine, clock, interval, history, request);
 }
 
 grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine,

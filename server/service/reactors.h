@@ -5,6 +5,7 @@
 #include "distd/v1/distd.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
+#include "server/service/history.h"
 #include "server/spawn/clock.h"
 
 namespace distd::service {
@@ -15,9 +16,11 @@ grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
                                                       const engine::Caller& caller,
                                                       const v1::RunRequest& request);
 
-// Wait: the engine's barrier, with Progress every `interval` when asked.
+// Wait: the engine's barrier, with Progress every `interval` when asked. A build the engine
+// does not know answers with what `history` (if any) remembers of it, or, if nothing, as a
+// build with nothing to wait for (no job submitted, no failure).
 grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, spawn::Clock* clock,
-                                                        absl::Duration interval,
+                                                        absl::Duration interval, History* history,
                                                         const v1::WaitRequest& request);
 
 // Logs: what a job printed, then with follow what it prints until it ends.

@@ -80,7 +80,8 @@ grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerConte
   if (!caller.ok()) return NewFinishedReactor<v1::WaitEvent>(Denied(caller.status()));
   spdlog::debug("wait on build {} group \"{}\" by {}", request->build(), request->group(),
                 caller->principal);
-  return NewWaitReactor(engine_, clock_.get(), options_.progress_interval, *request);
+  return NewWaitReactor(engine_, clock_.get(), options_.progress_interval, options_.history,
+                        *request);
 }
 
 grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
@@ -137,6 +138,14 @@ grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
     }
     for (const engine::JobInfo& job : snapshot->running) {
       ToProto(job, response->add_running_jobs());
+    }
+    if (options_.history != nullptr && request->history() > 0 && request->build().empty()) {
+      for (const ClosedBuild& closed :
+           options_.history->RecentlyClosed(std::min(request->history(), kMaxHistory))) {
+        v1::Build* build = response->add_history();
+        ToProto(closed.build, build);
+        build->set_closed_at_ms(absl::ToUnixMillis(closed.closed_at));
+      }
     }
     return true;
   });

@@ -10,6 +10,7 @@
 #include "distd/v1/distd.grpc.pb.h"
 #include "server/engine/engine.h"
 #include "server/service/arena_allocator.h"
+#include "server/service/history.h"
 #include "server/service/peers.h"
 #include "server/spawn/clock.h"
 
@@ -18,10 +19,14 @@ namespace distd::service {
 // Large enough for a batch of 100,000 commands with their environment; an oversized argument
 // gets the engine's message rather than gRPC's.
 inline constexpr int kMaxRequestBytes = 256 * 1024 * 1024;
+// Closed builds one status lists at most.
+inline constexpr int32_t kMaxHistory = 100;
 
 struct ServiceOptions {
   // How often a Wait with progress reports, at most.
   absl::Duration progress_interval = absl::Milliseconds(200);
+  // What is remembered beyond the engine; null: nothing. Must outlive the service.
+  History* history = nullptr;
 };
 
 class Service final : public v1::Distd::CallbackService {

@@ -12,6 +12,8 @@ T=$(mktemp -d /tmp/distd-cli-XXXXXX)
 SOCK=$T/d.sock
 export DISTD_ADDR=unix:$SOCK
 unset DISTD_BUILD DISTD_SOCKET
+# Each test's daemons keep their journal in its own directory (the default is the user's).
+export XDG_STATE_HOME=$T/state
 DPID=
 
 DISTCTL=$BIN/distctl
@@ -252,6 +254,15 @@ test_batch_all_or_nothing() {
   expect_code 0 distctl build list
   if grep -q other "$T/out"; then fail "a malformed batch queued jobs: $(cat "$T/out")"; fi
   printf 'true\n' | expect_code 0 distctl run --bg -f -
+  # A command that distd refuses is named by its line in the file, not by its number.
+  {
+    echo 'echo fine'
+    printf '# a comment\n\n'
+    printf 'echo %s\n' "$(head -c 200000 /dev/zero | tr '\0' x)"
+  } >"$T/long"
+  expect_code 2 distctl --build other run --bg -f "$T/long"
+  expect_grep "^distctl: $T/long: line 4: argument 1 " "$T/err"
+  if grep -q "command 2" "$T/err"; then fail "the refusal names the command: $(cat "$T/err")"; fi
 }
 
 test_barrier() {
@@ -387,6 +398,120 @@ test_sigterm_on_daemon() {
   [ $? -eq 1 ] || fail "the waiting client did not get the failure: $(cat "$T/wait.err")"
   [ -S "$SOCK" ] && fail "the socket was left behind"
   return 0
+}
+
+test_restart_after_kill() {
+  start_daemon
+  expect_code 0 distctl --build done run -- true
+  expect_code 0 distctl --build hit run --bg -- sh -c 'sleep 979.1 & wait'
+  expect_code 0 distctl --build hit run --bg -- sleep 979.2
+  expect_code 0 distctl --build hit run --bg -- sleep 979.3  # queued behind the pool of 2
+  local last
+  last=$(cat "$T/out")
+  wait_until 10 pgrep -f "^sleep 979.2" >/dev/null || fail "jobs did not start"
+  pgrep -f "^sleep 979.1" >/dev/null || fail "the first job's sleep did not start"
+  kill -KILL "$DPID"
+  wait "$DPID" 2>/dev/null
+  DPID=
+  pgrep -f "^sleep 979.1" >/dev/null || fail "nothing was left to kill: the test proves nothing"
+  start_daemon
+  # What was left of the running jobs' groups is gone, and nothing else.
+  no_survivor "sleep 979.1"
+  no_survivor "sleep 979.2"
+  expect_grep "killed 2 process" "$T/distd.log"  # sh and its sleep
+  expect_grep "killed 1 process" "$T/distd.log"
+  expect_grep "2 running (now lost), 1 queued (now cancelled); failed: hit" "$T/distd.log"
+  # The build failed, and says why; the idle one is as it was.
+  expect_code 1 distctl --build hit wait
+  expect_grep "distd restarted while jobs were running" "$T/err"
+  expect_code 0 distctl --build done wait
+  expect_code 0 distctl status
+  expect_grep "hit .*dead" "$T/out"
+  expect_grep "done .*running" "$T/out"
+  # Job ids go on after the journal's last, so an id names one job.
+  expect_code 0 distctl --build fresh run --bg -- true
+  [ "$(cat "$T/out")" -gt "$last" ] || fail "job id $(cat "$T/out") after $last"
+  # The failed build can be closed and its name used afresh.
+  expect_code 0 distctl build close hit
+  expect_code 0 distctl --build hit run -- true
+}
+
+test_wait_unused_and_closed() {
+  start_daemon
+  # A script that waits unconditionally does not fail for a build that had nothing.
+  expect_code 0 distctl --build never wait
+  expect_grep "nothing to wait for" "$T/err"
+  expect_code 0 distctl --build never wait --group g
+  # A closed build is answered as the journal last saw it, also after a restart.
+  expect_code 0 distctl --build broken run --bg -- false
+  expect_code 1 distctl --build broken wait
+  expect_code 0 distctl build close broken
+  expect_code 1 distctl --build broken wait
+  expect_grep "exit code 1" "$T/err"
+  expect_code 0 distctl --build fine run -- true
+  expect_code 0 distctl build close fine
+  expect_code 0 distctl --build fine wait
+  [ -s "$T/err" ] && fail "a closed build that succeeded: $(cat "$T/err")"
+  stop_daemon
+  start_daemon
+  expect_code 1 distctl --build broken wait
+  expect_grep "exit code 1" "$T/err"
+  # Status shows them, most recent first, with how they ended.
+  expect_code 0 distctl status
+  expect_grep "recently closed" "$T/out"
+  expect_grep " fine .* succeeded " "$T/out"
+  expect_grep " broken .* failed .*exit code 1" "$T/out"
+  [ "$(grep -n ' fine ' "$T/out" | cut -d: -f1)" -lt "$(grep -n ' broken ' "$T/out" | cut -d: -f1)" ] ||
+    fail "the history is not most recent first: $(cat "$T/out")"
+  expect_code 0 distctl status --history 1 --json
+  python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+h = s["history"]
+assert len(h) == 1 and h[0]["name"] == "fine" and int(h[0]["closed_at_ms"]) > 0, h
+' "$T/out" || fail "status --json history: $(cat "$T/out")"
+  expect_code 2 distctl status --history 101
+  # Without a journal nothing is remembered.
+  stop_daemon
+  start_daemon 2 --no-journal
+  expect_code 0 distctl --build broken wait
+  expect_grep "nothing to wait for" "$T/err"
+}
+
+test_idle_abort() {
+  start_daemon 2 --idle-abort 1s
+  # Nobody waits for it: aborted, and every process of it gone.
+  expect_code 0 distctl --build left run --bg -- sleep 982.1
+  # Somebody waits for this one all along: it runs to its end.
+  expect_code 0 distctl --build kept run --bg -- sleep 2.5
+  "$DISTCTL" --build kept wait >"$T/kept.out" 2>"$T/kept.err" &
+  local waiter=$!
+  wait_until 10 grep -q "build left aborted: abandoned" "$T/distd.log" ||
+    fail "the abandoned build was not aborted"
+  no_survivor "sleep 982.1"
+  expect_code 1 distctl --build left wait
+  expect_grep "abandoned: no client attended it for 1s" "$T/err"
+  wait "$waiter" || fail "the attended build did not succeed: $(cat "$T/kept.err")"
+  # An idle build (nothing queued or running) is left alone however long.
+  expect_code 0 distctl --build kept status
+}
+
+test_bad_state_dir() {
+  # Not a journal: a clear error at start that names the file.
+  mkdir -m 700 "$T/bad"
+  head -c 4096 /dev/urandom >"$T/bad/journal.db"
+  expect_code 1 "$BIN/distd" --listen "unix:$SOCK" --state-dir "$T/bad"
+  expect_grep "$T/bad/journal.db" "$T/err"
+  expect_grep "not a database" "$T/err"
+  # Open to others: refused as any private directory of distd's.
+  mkdir -m 755 "$T/open"
+  expect_code 1 "$BIN/distd" --listen "unix:$SOCK" --state-dir "$T/open"
+  expect_grep "must be 0700" "$T/err"
+  # Two daemons, one state directory: the second is refused, the first serves on.
+  start_daemon 2 --state-dir "$T/shared"
+  expect_code 1 "$BIN/distd" --listen "unix:$T/other.sock" --state-dir "$T/shared"
+  expect_grep "another distd uses the state directory $T/shared" "$T/err"
+  still_serving
 }
 
 test_fairness() {
@@ -547,7 +672,8 @@ test_other_users_daemon() {
   unset DISTD_ADDR
   # The other user's own distd, in their own directory, behind a link where ours would be.
   as_other mkdir -m 0700 "$PUB/theirs"
-  as_other "$BIN/distd" --listen "unix:$PUB/theirs/d.sock" >"$T/their.log" 2>&1 &
+  as_other "$BIN/distd" --listen "unix:$PUB/theirs/d.sock" --state-dir "$PUB/theirs/state" \
+    >"$T/their.log" 2>&1 &
   local their=$!
   wait_until 10 test -S "$PUB/theirs/d.sock" || fail "the other user's distd did not start"
   as_other ln -s "$PUB/theirs" "$PUB/distd-0"

@@ -54,7 +54,9 @@ Parsed Parse(std::vector<std::string> args, std::map<std::string, std::string> e
   parsed.out = testing::internal::GetCapturedStdout();
   parsed.err = testing::internal::GetCapturedStderr();
   parsed.global = command_line.global();
-  parsed.run_argv = command_line.Find({"run"})->get_option("CMD")->results();
+  if (const CLI::App* run = command_line.Find({"run"}); run != nullptr && run->parsed()) {
+    parsed.run_argv = run->get_option("CMD")->results();
+  }
   return parsed;
 }
 
@@ -66,6 +68,13 @@ TEST(CommandLineTest, GlobalOptionsGoAnywhereAndTheLastWins) {
   EXPECT_EQ(parsed.global.addr_source, "--addr");
   EXPECT_EQ(parsed.global.build, "b2");
   EXPECT_TRUE(parsed.global.build_given);
+
+  // A global option's value is not the command, whatever it reads.
+  parsed = Parse({"--build", "run", "wait", "--addr=unix:/w"});
+  ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;
+  EXPECT_EQ(parsed.global.build, "run");
+  EXPECT_EQ(parsed.global.addr, "unix:/w");
+  EXPECT_TRUE(parsed.run_argv.empty());
 
   parsed = Parse({"build", "close", "x", "--addr", "unix:/c"});
   ASSERT_EQ(parsed.code, std::nullopt) << parsed.err;

@@ -257,17 +257,9 @@ class Driver {
       }
       case 3:
       case 4:
-      case 5: {
-        std::vector<JobId> running = fake_.spawner->Running();
-        if (running.empty()) break;
-        JobId id = running[Pick(static_cast<int>(running.size()))];
-        if (Pick(6) == 0) {
-          fake_.spawner->Kill(id, SIGSEGV);
-        } else {
-          fake_.spawner->Exit(id, Pick(8) == 0 ? 1 : 0);
-        }
+      case 5:
+        EndOneRunningJob(*fake_.spawner, [this](int n) { return Pick(n); }, SIGSEGV, 8);
         break;
-      }
       case 6:
         fake_.spawner->DeliverSignals();
         break;

@@ -128,6 +128,111 @@ TEST_F(EngineTest, DeadBuildIsNamedEvenWhenTheQueueIsFull) {
   EXPECT_THAT(refused.status().message(), HasSubstr("aborted: gone"));
 }
 
+TEST(EngineRestoreTest, BuildsOfAPreviousDistdAreKnownAgainAndIdsGoOn) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.last_job_id = 41;
+  FakeEngine fake(options);
+  BuildInfo idle;
+  idle.name = "idle";
+  idle.succeeded = idle.submitted = 3;
+  ASSERT_TRUE(fake.engine->Restore(idle).ok());
+  BuildInfo dead;
+  dead.name = "dead";
+  dead.state = BuildState::kDead;
+  dead.failure.emplace();
+  dead.failure->reason = "distd restarted while jobs were running";
+  dead.failed = dead.submitted = 1;
+  ASSERT_TRUE(fake.engine->Restore(dead).ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(fake.engine->Restore(dead)));
+
+  // A barrier on the dead build answers with its failure; new work is refused naming it.
+  auto waited = fake.engine->Wait("dead", "");
+  ASSERT_TRUE(waited.ok()) << waited.status();
+  ASSERT_TRUE(waited->failure.has_value());
+  EXPECT_EQ(waited->failure->reason, dead.failure->reason);
+  auto refused = fake.engine->Submit("dead", {Spec({"x"})}, Caller{});
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("distd restarted"));
+
+  // The idle one takes more, its counts going on; ids go on after the last one given.
+  auto ids = fake.engine->Submit("idle", {Spec({"x"})}, Caller{});
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(ids->front(), 42u);
+  EXPECT_EQ(fake.engine->GetBuild("idle")->submitted, 4u);
+  EXPECT_TRUE(fake.engine->Close("dead").ok());
+
+  // A build with work in flight, or dying, or dead without a reason, cannot be restored.
+  BuildInfo busy;
+  busy.name = "busy";
+  busy.queued = 1;
+  EXPECT_TRUE(absl::IsInvalidArgument(fake.engine->Restore(busy)));
+  BuildInfo dying;
+  dying.name = "dying";
+  dying.state = BuildState::kDying;
+  EXPECT_TRUE(absl::IsInvalidArgument(fake.engine->Restore(dying)));
+  BuildInfo no_reason;
+  no_reason.name = "no_reason";
+  no_reason.state = BuildState::kDead;
+  EXPECT_TRUE(absl::IsInvalidArgument(fake.engine->Restore(no_reason)));
+}
+
+TEST(EngineIdleTest, ABuildNoClientAttendsIsAbortedAndAnAttendedOneIsNot) {
+  EngineOptions options;
+  options.jobs = 2;
+  options.idle_abort = absl::Minutes(10);
+  FakeEngine fake(options);
+  auto idle = fake.engine->Submit("idle", {Spec({"z"})}, Caller{});
+  ASSERT_TRUE(idle.ok());
+  ASSERT_TRUE(fake.spawner->Exit(idle->front(), 0));  // and then nothing to do
+  // Both running, nobody waiting.
+  ASSERT_TRUE(fake.engine->Submit("left", {Spec({"x"}), Spec({"w"})}, Caller{}).ok());
+  // Queued behind them, with a client waiting.
+  auto attended = fake.engine->Submit("attended", {Spec({"y"})}, Caller{});
+  ASSERT_TRUE(attended.ok());
+  Answer wait;
+  const WaiterId waiter = fake.engine->WaitAsync("attended", "", wait.Callback());
+  ASSERT_NE(waiter, 0u);
+
+  fake.clock->Advance(absl::Minutes(9));
+  EXPECT_EQ(fake.engine->GetBuild("left")->state, BuildState::kRunning);
+  fake.clock->Advance(absl::Minutes(2));
+  auto left = fake.engine->GetBuild("left");
+  EXPECT_EQ(left->state, BuildState::kDying);
+  ASSERT_TRUE(left->failure.has_value());
+  EXPECT_THAT(left->failure->reason, HasSubstr("abandoned: no client attended it for 10m"));
+  fake.spawner->DeliverSignals();
+  EXPECT_EQ(fake.engine->GetBuild("left")->state, BuildState::kDead);
+  EXPECT_EQ(fake.engine->GetBuild("attended")->state, BuildState::kRunning);
+  EXPECT_FALSE(wait.done());
+
+  // Its client goes away: ten minutes later it is aborted too.
+  fake.engine->CancelWaiter(waiter);
+  fake.clock->Advance(absl::Minutes(9));
+  EXPECT_EQ(fake.engine->GetBuild("attended")->state, BuildState::kRunning);
+  fake.clock->Advance(absl::Minutes(2));
+  EXPECT_EQ(fake.engine->GetBuild("attended")->state, BuildState::kDying);
+  // A build with nothing queued or running is never abandoned.
+  fake.spawner->DeliverSignals();
+  EXPECT_EQ(fake.engine->GetBuild("idle")->state, BuildState::kRunning);
+}
+
+TEST(EngineAdmissionTest, ARefusalQueuesNothingAndSaysWhy) {
+  EngineOptions options;
+  options.jobs = 1;
+  bool refuse = true;
+  options.admission = [&refuse] {
+    return refuse ? absl::ResourceExhaustedError("the journal is full") : absl::OkStatus();
+  };
+  FakeEngine fake(options);
+  auto refused = fake.engine->Submit("b", {Spec({"x"}), Spec({"y"})}, Caller{});
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("the journal is full"));
+  EXPECT_TRUE(absl::IsNotFound(fake.engine->GetBuild("b").status()));  // not even the build
+  refuse = false;
+  EXPECT_TRUE(fake.engine->Submit("b", {Spec({"x"})}, Caller{}).ok());
+}
+
 TEST_F(EngineTest, SnapshotAddsUp) {
   SubmitMany("a", 3);
   SubmitMany("b", 2);
@@ -449,6 +554,8 @@ TEST_F(EngineTest, BadBatchQueuesNothing) {
   auto ids = engine().Submit("b", specs, Caller{});
   EXPECT_TRUE(absl::IsInvalidArgument(ids.status()));
   EXPECT_THAT(ids.status().message(), HasSubstr("command 2: empty command"));
+  // Which command, for a client that can name it better (a batch file's line).
+  EXPECT_EQ(ids.status().GetPayload(kCommandPayload), absl::Cord("2"));
   EXPECT_EQ(spawner().started(), 0u);
   EXPECT_EQ(engine().Pool().queued, 0u);
   EXPECT_TRUE(absl::IsNotFound(engine().GetBuild("b").status()));

@@ -23,6 +23,18 @@ inline JobSpec Spec(std::vector<std::string> argv, bool check = true, std::strin
   return spec;
 }
 
+// Ends one of the spawner's running jobs, chosen with `pick` (pick(n) is in [0, n)): one time
+// in six killed by `signal`, else exited, with 1 one time in `fail_one_in`, else 0. False if
+// none runs.
+template <typename Pick>
+bool EndOneRunningJob(FakeSpawner& spawner, Pick&& pick, int signal, int fail_one_in) {
+  std::vector<JobId> running = spawner.Running();
+  if (running.empty()) return false;
+  const JobId id = running[pick(static_cast<int>(running.size()))];
+  if (pick(6) == 0) return spawner.Kill(id, signal);
+  return spawner.Exit(id, pick(fail_one_in) == 0 ? 1 : 0);
+}
+
 inline AbortOptions Reason(std::string reason, AbortMode mode = AbortMode::kKill) {
   AbortOptions options;
   options.reason = std::move(reason);

@@ -88,15 +88,46 @@ TEST(JournalTest, AJournalBehindALinkIsRefused) {
   EXPECT_FALSE(Journal::Open(tmp.path() + "/linked").ok());
 }
 
+TEST(JournalTest, OneDistdAtATimePerStateDirectory) {
+  TempDir tmp;
+  auto first = Journal::Open(tmp.path());
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = Journal::Open(tmp.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(second.status().message(), HasSubstr("another distd uses the state directory"));
+  first->reset();
+  EXPECT_TRUE(Journal::Open(tmp.path()).ok());
+}
+
+TEST(JournalTest, TheDefaultStateDirectoryFollowsXdg) {
+  const char* saved_state = std::getenv("XDG_STATE_HOME");
+  const char* saved_home = std::getenv("HOME");
+  const std::string state = saved_state ? saved_state : "", home = saved_home ? saved_home : "";
+  setenv("XDG_STATE_HOME", "/xdg/state", 1);
+  setenv("HOME", "/home/u", 1);
+  EXPECT_EQ(*DefaultStateDir(), "/xdg/state/distd");
+  setenv("XDG_STATE_HOME", "relative", 1);  // not absolute: ignored, as the spec says
+  EXPECT_EQ(*DefaultStateDir(), "/home/u/.local/state/distd");
+  unsetenv("XDG_STATE_HOME");
+  unsetenv("HOME");
+  EXPECT_THAT(DefaultStateDir().status().message(), HasSubstr("--state-dir"));
+  if (saved_state) setenv("XDG_STATE_HOME", state.c_str(), 1);
+  if (saved_home) setenv("HOME", home.c_str(), 1);
+}
+
 class RecorderTest : public ::testing::Test {
  protected:
-  RecorderTest() : fake_(Options()) { Reopen(); }
+  RecorderTest() : fake_(Options(this)) { Reopen(); }
   ~RecorderTest() override { Detach(); }
 
-  static engine::EngineOptions Options() {
+  // New work is refused while the journal cannot be written, as distd's main sets it up.
+  static engine::EngineOptions Options(RecorderTest* test) {
     engine::EngineOptions options;
     options.jobs = 2;
     options.max_finished_jobs = 1'000'000;
+    options.admission = [test] {
+      return test->recorder_ != nullptr ? test->recorder_->healthy() : absl::OkStatus();
+    };
     return options;
   }
   void Reopen() {
@@ -237,12 +268,78 @@ TEST_F(RecorderTest, AFullDiskIsSaidAndNothingIsLost) {
   EXPECT_THAT(flushed.message(), HasSubstr("disk full"));
   EXPECT_FALSE(recorder_->healthy().ok());
   ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));  // more changes while the disk is full
+  // New work is refused while the journal is behind, all of it, saying why.
+  const uint64_t queued = fake_.engine->Pool().queued;
+  auto refused = fake_.engine->Submit("b", {Spec({"more"})}, engine::Caller{0, "test"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("disk full"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("nothing of this request was queued"));
+  EXPECT_EQ(fake_.engine->Pool().queued, queued);
 
   ASSERT_TRUE(journal_->CapPagesForTesting(1 << 20).ok());  // space again
   ASSERT_TRUE(recorder_->Flush().ok());
   EXPECT_TRUE(recorder_->healthy().ok());
   EXPECT_EQ(Recorded(ids[0]).result.outcome, Outcome::kSucceeded);
   EXPECT_EQ(Recorded(ids.back()).state, JobState::kQueued);
+  EXPECT_TRUE(fake_.engine->Submit("b", {Spec({"more"})}, engine::Caller{0, "test"}).ok());
+}
+
+TEST_F(RecorderTest, RecoverSettlesWhatADeadDistdLeft) {
+  std::vector<JobId> idle = Submit("idle", {Spec({"true"})});
+  ASSERT_TRUE(fake_.spawner->Exit(idle[0], 0));
+  std::vector<JobId> failed = Submit("failed", {Spec({"false"})});
+  ASSERT_TRUE(fake_.spawner->Exit(failed[0], 2));
+  std::vector<JobId> busy = Submit("busy", {Spec({"a"}), Spec({"b"}), Spec({"c"})});
+  const engine::JobInfo running = *fake_.engine->GetJob(busy[0]);
+  ASSERT_EQ(running.state, JobState::kRunning);
+  ASSERT_TRUE(recorder_->Flush().ok());
+  Detach();  // distd dies here: nothing more reaches the journal
+
+  auto journal = Journal::Open(tmp_.path());
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  std::vector<std::pair<int, absl::Time>> killed;
+  const absl::Time now = absl::FromUnixSeconds(2'000'000'000);
+  auto recovery = (*journal)->Recover(
+      now, [&killed](int pid, absl::Time started) { killed.emplace_back(pid, started); });
+  ASSERT_TRUE(recovery.ok()) << recovery.status();
+  EXPECT_EQ(recovery->lost, 2u);  // the pool of 2 ran a and b
+  EXPECT_EQ(recovery->cancelled, 1u);
+  EXPECT_THAT(recovery->failed, ::testing::ElementsAre("busy"));
+  ASSERT_EQ(killed.size(), 2u);
+  EXPECT_EQ(killed[0].first, running.pid);
+  EXPECT_EQ(killed[0].second, running.started_at);
+
+  auto a = (*journal)->FindJob(busy[0]);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->job.result.outcome, Outcome::kLost);
+  EXPECT_EQ((*a)->job.result.message, kLostMessage);
+  EXPECT_EQ((*a)->job.ended_at, now);
+  EXPECT_EQ((*(*journal)->FindJob(busy[2]))->job.result.outcome, Outcome::kCancelled);
+
+  // Every open build, as the engine is to know it again.
+  ASSERT_EQ(recovery->open.size(), 3u);
+  absl::flat_hash_map<std::string, engine::BuildInfo> open;
+  for (const engine::BuildInfo& b : recovery->open) open[b.name] = b;
+  EXPECT_EQ(open["idle"].state, BuildState::kRunning);
+  EXPECT_EQ(open["idle"].succeeded, 1u);
+  EXPECT_FALSE(open["idle"].failure.has_value());
+  EXPECT_EQ(open["busy"].state, BuildState::kDead);
+  EXPECT_EQ(open["busy"].failure->reason, kRestartedWhileRunning);
+  EXPECT_EQ(open["busy"].failed, 2u);
+  EXPECT_EQ(open["busy"].cancelled, 1u);
+  EXPECT_EQ(open["busy"].submitted, 3u);
+  EXPECT_EQ(open["failed"].state, BuildState::kDead);
+  EXPECT_THAT(open["failed"].failure->reason, HasSubstr("exit code 2"));  // its own, kept
+
+  // A second recovery finds nothing left to do.
+  killed.clear();
+  auto again =
+      (*journal)->Recover(now, [&killed](int pid, absl::Time t) { killed.emplace_back(pid, t); });
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->lost, 0u);
+  EXPECT_TRUE(again->failed.empty());
+  EXPECT_TRUE(killed.empty());
 }
 
 }  // namespace

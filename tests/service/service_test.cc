@@ -31,6 +31,22 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// What a journal would remember: builds by name, and the closed ones in order.
+class FakeHistory : public service::History {
+ public:
+  std::optional<engine::BuildInfo> PastBuild(absl::string_view name) override {
+    for (const service::ClosedBuild& c : closed) {
+      if (c.build.name == name) return c.build;
+    }
+    return std::nullopt;
+  }
+  std::vector<service::ClosedBuild> RecentlyClosed(int limit) override {
+    return std::vector<service::ClosedBuild>(
+        closed.begin(), closed.begin() + std::min<size_t>(limit, closed.size()));
+  }
+  std::vector<service::ClosedBuild> closed;
+};
+
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -48,6 +64,7 @@ class ServiceTest : public ::testing::Test {
     peers_ = std::make_unique<service::Peers>(getuid());
     service::ServiceOptions service_options;
     service_options.progress_interval = absl::Milliseconds(20);
+    service_options.history = &history_;
     service_ = std::make_unique<service::Service>(service_options, engine_.get(), peers_.get());
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
@@ -155,6 +172,7 @@ class ServiceTest : public ::testing::Test {
 
   std::string dir_;
   std::unique_ptr<service::Listener> listener_;
+  FakeHistory history_;  // before the service, which uses it
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<service::Peers> peers_;
   std::unique_ptr<service::Service> service_;
@@ -278,9 +296,31 @@ TEST_F(ServiceTest, WaitReportsSuccessThenTheFirstFailure) {
   EXPECT_EQ(refused.error().code(), v1::Error::FAILED_PRECONDITION);
   EXPECT_THAT(refused.error().message(), HasSubstr("exit code 4"));
 
+  // A build that never was has nothing to wait for; a closed one answers as remembered.
   v1::WaitEvent unknown = Wait("nope");
-  ASSERT_TRUE(unknown.has_error());
-  EXPECT_EQ(unknown.error().code(), v1::Error::NOT_FOUND);
+  ASSERT_TRUE(unknown.has_result()) << unknown.DebugString();
+  EXPECT_EQ(unknown.result().submitted(), 0u);
+  EXPECT_FALSE(unknown.result().has_failure());
+  service::ClosedBuild closed;
+  closed.build.name = "gone";
+  closed.build.state = engine::BuildState::kDead;
+  closed.build.submitted = closed.build.failed = 1;
+  closed.build.failure.emplace();
+  closed.build.failure->reason = "exit code 9: cc";
+  closed.closed_at = absl::FromUnixSeconds(1'700'000'000);
+  history_.closed.push_back(closed);
+  v1::WaitEvent gone = Wait("gone");
+  ASSERT_TRUE(gone.has_result());
+  EXPECT_EQ(gone.result().failure().reason(), "exit code 9: cc");
+  // And status lists it when asked for history, with when it was closed.
+  grpc::ClientContext context;
+  v1::StatusRequest request;
+  request.set_history(10);
+  v1::StatusResponse status;
+  ASSERT_TRUE(stub_->Status(&context, request, &status).ok());
+  ASSERT_EQ(status.history_size(), 1);
+  EXPECT_EQ(status.history(0).name(), "gone");
+  EXPECT_EQ(status.history(0).closed_at_ms(), int64_t{1'700'000'000'000});
 }
 
 TEST_F(ServiceTest, WaitSendsProgress) {

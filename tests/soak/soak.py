@@ -167,6 +167,7 @@ class Soak:
         self.env["DISTD_ADDR"] = "unix:" + self.sock
         for k in ("DISTD_BUILD", "DISTD_SOCKET"):
             self.env.pop(k, None)
+        self.env["XDG_STATE_HOME"] = os.path.join(self.tmp, "state")  # its own journal
         # For sanitizer builds (ignored otherwise): zero what is freed, so that a use after
         # free through a library ASan does not instrument (the system's absl, whose Mutex
         # lives in distd's objects) reads zeros and fails loudly instead of reading the stale
@@ -747,6 +748,12 @@ class Soak:
                     return self.fail(f"wait: distd does not know build {b.name}, to which "
                                      f"{exact_before} jobs were submitted: {r.describe()}")
                 return self.count("wait: unknown build (125)")
+            if not exact_before and r.code == 0 and "nothing to wait for" in r.err_text():
+                return self.count("wait: nothing to wait for (0)")
+            if not exact_before and r.code == 1:
+                # The build was closed, and distd answered with the journal's outcome of that
+                # generation: a submit running alongside may have started the next one since.
+                return self.count("wait: a closed generation's outcome (1)")
             self.count(f"wait: {r.code}")
             if r.code in (1, 143):
                 if r.code == 1 and b"FAILED: " not in r.err:

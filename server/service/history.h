@@ -1,0 +1,32 @@
+// What distd remembers beyond the engine's memory (its journal), as the service asks it.
+#ifndef DISTD_SERVER_SERVICE_HISTORY_H_
+#define DISTD_SERVER_SERVICE_HISTORY_H_
+
+#include <optional>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/engine/types.h"
+
+namespace distd::service {
+
+struct ClosedBuild {
+  engine::BuildInfo build;
+  absl::Time closed_at;
+};
+
+// Called from any thread; a read that fails is logged and answers as if nothing were known.
+class History {
+ public:
+  virtual ~History() = default;
+  // The latest build of that name, if there ever was one: for a build the engine does not
+  // know (closed, or of an earlier distd).
+  virtual std::optional<engine::BuildInfo> PastBuild(absl::string_view name) = 0;
+  // Closed builds, most recent first, at most `limit`.
+  virtual std::vector<ClosedBuild> RecentlyClosed(int limit) = 0;
+};
+
+}  // namespace distd::service
+
+#endif  // DISTD_SERVER_SERVICE_HISTORY_H_

@@ -1,0 +1,118 @@
+#include "server/spawn/leftovers.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+
+namespace distd::spawn {
+namespace {
+
+struct ProcessStat {
+  pid_t pid = 0;
+  pid_t pgrp = 0;
+  char state = '?';
+  absl::Time started;
+};
+
+// When the host booted, from /proc/stat's btime.
+std::optional<absl::Time> BootTime() {
+  std::ifstream in("/proc/stat");
+  std::string line;
+  while (std::getline(in, line)) {
+    int64_t seconds = 0;
+    if (absl::StartsWith(line, "btime ") &&
+        absl::SimpleAtoi(absl::string_view(line).substr(6), &seconds)) {
+      return absl::FromUnixSeconds(seconds);
+    }
+  }
+  return std::nullopt;
+}
+
+// /proc/PID/stat of a process of this user: its group, state and start. The command name (the
+// second field) is in parentheses and may hold anything, so the fields are counted from the
+// last ')'.
+std::optional<ProcessStat> ReadStat(pid_t pid, absl::Time boot, int64_t ticks_per_second) {
+  const std::string dir = absl::StrCat("/proc/", pid);
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || st.st_uid != getuid()) return std::nullopt;
+  std::ifstream in(dir + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  // After ')': state(3) ppid(4) pgrp(5) ... starttime(22), so index 0 is field 3.
+  std::vector<absl::string_view> fields =
+      absl::StrSplit(absl::string_view(text).substr(paren + 1), ' ', absl::SkipEmpty());
+  int64_t pgrp = 0, start_ticks = 0;
+  if (fields.size() < 20 || fields[0].empty() || !absl::SimpleAtoi(fields[2], &pgrp) ||
+      !absl::SimpleAtoi(fields[19], &start_ticks)) {
+    return std::nullopt;
+  }
+  ProcessStat s;
+  s.pid = pid;
+  s.pgrp = static_cast<pid_t>(pgrp);
+  s.state = fields[0][0];
+  s.started = boot + absl::Milliseconds(start_ticks * 1000 / ticks_per_second);
+  return s;
+}
+
+// The live processes of this user in group `pgid`.
+std::vector<ProcessStat> GroupMembers(pid_t pgid, absl::Time boot, int64_t ticks_per_second) {
+  std::vector<ProcessStat> members;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return members;
+  while (dirent* entry = readdir(proc)) {
+    int pid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &pid) || pid <= 0) continue;
+    std::optional<ProcessStat> s = ReadStat(pid, boot, ticks_per_second);
+    if (s.has_value() && s->pgrp == pgid && s->state != 'Z') members.push_back(*s);
+  }
+  closedir(proc);
+  return members;
+}
+
+}  // namespace
+
+int KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration tolerance) {
+  if (pgid <= 1) return 0;
+  const std::optional<absl::Time> boot = BootTime();
+  const int64_t ticks = sysconf(_SC_CLK_TCK);
+  if (!boot.has_value() || ticks <= 0) return 0;
+  // A member may fork while the group is being killed: go again until a round finds no new
+  // one (a killed process is listed until it is reaped).
+  absl::flat_hash_set<pid_t> killed;
+  for (int round = 0; round < 8; ++round) {
+    std::vector<ProcessStat> members = GroupMembers(pgid, *boot, ticks);
+    bool foreign = false;
+    for (const ProcessStat& m : members) {
+      if (m.pid == pgid && absl::AbsDuration(m.started - started_at) > tolerance) foreign = true;
+    }
+    if (foreign) break;
+    bool found = false;
+    for (const ProcessStat& m : members) {
+      if (m.started + tolerance < started_at) continue;  // older than the job: not its own
+      if (killed.contains(m.pid)) continue;
+      if (kill(m.pid, SIGKILL) == 0) {
+        killed.insert(m.pid);
+        found = true;
+      }
+    }
+    if (!found) break;
+  }
+  return static_cast<int>(killed.size());
+}
+
+}  // namespace distd::spawn

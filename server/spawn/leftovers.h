@@ -1,0 +1,32 @@
+// What is left of a job's processes after the distd that ran it died.
+//
+// A job runs in its own process group, led by the process distd spawned; the journal keeps
+// that pid and when the job started. A new distd kills what is left of the group, but only
+// what is still the job's: a pid is used again once its process and group are gone, so a
+// process is taken for the job's only if it is the user's and it started no earlier than the
+// job did (give or take `tolerance`, the clock's resolution in /proc and the time between
+// noting the start and the spawn). A leader that is alive must have started then, or the
+// group is someone else's and nothing is killed.
+//
+// Without a leader the group is recognised by its members alone: a pid used again for a
+// process that led a group of its own, and left it behind, between the job's end and now,
+// would pass that test. Running each job in a cgroup of its own closes the gap where the
+// host allows it.
+#ifndef DISTD_SERVER_SPAWN_LEFTOVERS_H_
+#define DISTD_SERVER_SPAWN_LEFTOVERS_H_
+
+#include <sys/types.h>
+
+#include "absl/time/time.h"
+
+namespace distd::spawn {
+
+// Sends SIGKILL to what is left of process group `pgid`, a job that started at `started_at`,
+// and returns how many processes it found to kill (0 if none, or if the group is not the
+// job's).
+int KillLeftoverGroup(pid_t pgid, absl::Time started_at,
+                      absl::Duration tolerance = absl::Seconds(2));
+
+}  // namespace distd::spawn
+
+#endif  // DISTD_SERVER_SPAWN_LEFTOVERS_H_

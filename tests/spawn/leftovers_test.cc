@@ -1,0 +1,95 @@
+// KillLeftoverGroup against real process groups.
+#include "server/spawn/leftovers.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+
+namespace distd::spawn {
+namespace {
+
+// A group led by a shell with a background child, as a job leaves it: returns the leader's
+// pid, and in *child the background sleep's, once both run.
+pid_t StartGroup(pid_t* child) {
+  const std::string file = ::testing::TempDir() + "leftovers_test." + std::to_string(getpid());
+  std::remove(file.c_str());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    const std::string script = "sleep 981.1 & echo $! > " + file + "; wait";
+    execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);  // either side may run first
+  for (int i = 0; i < 1000; ++i) {
+    std::ifstream in(file);
+    if (in >> *child) break;
+    usleep(10'000);
+  }
+  std::remove(file.c_str());
+  return pid;
+}
+
+// Alive and not a zombie.
+bool Running(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
+}
+
+bool StopsRunning(pid_t pid) {
+  for (int i = 0; i < 500; ++i) {
+    if (!Running(pid)) return true;
+    usleep(10'000);
+  }
+  return false;
+}
+
+TEST(LeftoversTest, TheJobsGroupIsKilledWholeWithItsLeader) {
+  const absl::Time started = absl::Now();
+  pid_t child = 0;
+  const pid_t leader = StartGroup(&child);
+  ASSERT_GT(child, 0);
+  ASSERT_TRUE(Running(leader));
+  ASSERT_TRUE(Running(child));
+  EXPECT_EQ(KillLeftoverGroup(leader, started), 2);
+  int status = 0;
+  ASSERT_EQ(waitpid(leader, &status, 0), leader);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(StopsRunning(child));
+}
+
+TEST(LeftoversTest, AGroupWhoseLeaderStartedAtAnotherTimeIsLeftAlone) {
+  pid_t child = 0;
+  const pid_t leader = StartGroup(&child);
+  ASSERT_GT(child, 0);
+  // The journal's job started an hour from now: this leader is a pid used again.
+  EXPECT_EQ(KillLeftoverGroup(leader, absl::Now() + absl::Hours(1)), 0);
+  EXPECT_TRUE(Running(leader));
+  EXPECT_TRUE(Running(child));
+  // And one that started long before the job is not the job's either.
+  EXPECT_EQ(KillLeftoverGroup(leader, absl::Now() - absl::Hours(1)), 0);
+  EXPECT_TRUE(Running(child));
+  kill(-leader, SIGKILL);
+  waitpid(leader, nullptr, 0);
+}
+
+TEST(LeftoversTest, NothingIsKilledForAGroupThatIsGone) {
+  EXPECT_EQ(KillLeftoverGroup(0, absl::Now()), 0);
+  EXPECT_EQ(KillLeftoverGroup(1, absl::Now()), 0);
+  const pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  waitpid(pid, nullptr, 0);
+  EXPECT_EQ(KillLeftoverGroup(pid, absl::Now()), 0);
+}
+
+}  // namespace
+}  // namespace distd::spawn

@@ -482,16 +482,16 @@ test_idle_abort() {
   start_daemon 2 --idle-abort 1s
   # Nobody waits for it: aborted, and every process of it gone.
   expect_code 0 distctl --build left run --bg -- sleep 982.1
-  # Somebody waits for this one all along: it runs to its end.
-  expect_code 0 distctl --build kept run --bg -- sleep 2.5
-  "$DISTCTL" --build kept wait >"$T/kept.out" 2>"$T/kept.err" &
+  # Its client is attached all along (a foreground run, from its submission on): it runs to
+  # its end.
+  "$DISTCTL" --build kept run -- sleep 2.5 >"$T/kept.out" 2>"$T/kept.err" &
   local waiter=$!
   wait_until 10 grep -q "build left aborted: abandoned" "$T/distd.log" ||
     fail "the abandoned build was not aborted"
   no_survivor "sleep 982.1"
   expect_code 1 distctl --build left wait
   expect_grep "abandoned: no client attended it for 1s" "$T/err"
-  wait "$waiter" || fail "the attended build did not succeed: $(cat "$T/kept.err")"
+  wait "$waiter" || fail "the attended job did not succeed: $(cat "$T/kept.err")"
   # An idle build (nothing queued or running) is left alone however long.
   expect_code 0 distctl --build kept status
 }

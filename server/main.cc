@@ -184,14 +184,17 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
 // The service's view of the journal.
 class JournalHistory final : public service::History {
  public:
-  explicit JournalHistory(journal::Journal* journal) : journal_(journal) {}
+  JournalHistory(journal::Journal* journal, journal::Recorder* recorder)
+      : journal_(journal), recorder_(recorder) {}
 
-  std::optional<engine::BuildInfo> PastBuild(absl::string_view name) override {
-    absl::StatusOr<std::optional<journal::BuildRecord>> found = journal_->FindBuild(name);
-    if (!found.ok()) {
-      spdlog::warn("{}", std::string(found.status().message()));
-      return std::nullopt;
+  absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) override {
+    // The engine has forgotten the build: what the journal has of it must be as recent.
+    if (absl::Status behind = recorder_->Flush(); !behind.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("the journal cannot tell how build ", name, " ended: ", behind.message()));
     }
+    absl::StatusOr<std::optional<journal::BuildRecord>> found = journal_->FindBuild(name);
+    if (!found.ok()) return absl::UnavailableError(found.status().message());
     if (!found->has_value()) return std::nullopt;
     return (*found)->ToInfo();
   }
@@ -210,6 +213,7 @@ class JournalHistory final : public service::History {
 
  private:
   journal::Journal* const journal_;
+  journal::Recorder* const recorder_;
 };
 
 // Opens the journal and settles what a distd that died left unfinished: the ids go on after
@@ -224,9 +228,15 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
   options->last_job_id = *last;
   absl::StatusOr<journal::Recovery> recovered =
       (*journal)->Recover(absl::Now(), [](int pid, absl::Time started_at) {
-        if (int killed = spawn::KillLeftoverGroup(pid, started_at); killed > 0) {
+        const spawn::Leftovers left = spawn::KillLeftoverGroup(pid, started_at);
+        if (left.killed > 0) {
           spdlog::warn("killed {} process(es) left of a job of the previous distd (group {})",
-                       killed, pid);
+                       left.killed, pid);
+        } else if (left.foreign) {
+          spdlog::warn(
+              "process {} is not the job of the previous distd that had its pid (it "
+              "started at another time, or is another user's): left alone",
+              pid);
         }
       });
   if (!recovered.ok()) return recovered.status();
@@ -291,7 +301,7 @@ int Run(const Options& options) {
   service::ServiceOptions service_options;
   std::unique_ptr<JournalHistory> history;
   if (journal != nullptr) {
-    history = std::make_unique<JournalHistory>(journal.get());
+    history = std::make_unique<JournalHistory>(journal.get(), recorder.get());
     service_options.history = history.get();
   }
   service::Service service(service_options, &engine, &peers);
@@ -328,13 +338,15 @@ int Run(const Options& options) {
   // Abort every build and wait for every process group first, so that waiting clients get
   // their answers; then end the calls that are left.
   engine.Shutdown(absl::StrCat("distd received ", strsignal(sig)));
-  if (recorder != nullptr) {
-    engine.RemoveObserver(recorder.get());
-    recorder.reset();  // writes what is left
-  }
   keeper.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server.reset();
+  // No call is left to ask for admission or to close a build: what is left to write is all
+  // there is.
+  if (recorder != nullptr) {
+    engine.RemoveObserver(recorder.get());
+    recorder.reset();
+  }
   spdlog::info("stopped");
   return kExitOk;
 }

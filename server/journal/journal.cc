@@ -71,7 +71,7 @@ CREATE TABLE jobs (
   ended_ms INTEGER
 );
 CREATE INDEX jobs_build ON jobs (build);
-CREATE INDEX jobs_running ON jobs (state) WHERE state = 'running';
+CREATE INDEX jobs_unfinished ON jobs (state) WHERE state != 'finished';
 )sql";
 
 }  // namespace
@@ -236,6 +236,17 @@ absl::Status Journal::CreateSchema() {
     return absl::FailedPreconditionError(
         absl::StrCat("journal ", path_, " was written by a newer distd (schema ", found,
                      ", this one knows ", kSchemaVersion, ")"));
+  }
+  if (found == 0) {
+    // No schema of ours: the file must be empty, not some other program's database.
+    absl::StatusOr<std::string> objects = ReadOne("SELECT count(*) FROM sqlite_master");
+    if (!objects.ok()) return objects.status();
+    if (*objects != "0") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("journal ", path_,
+                       " is a database of something else (it has tables but no distd "
+                       "schema); move it away or give another --state-dir"));
+    }
   }
   // WAL: readers never wait for the writer, and a commit is one append. NORMAL: a commit is
   // durable once the WAL is synced at a checkpoint; a crash of distd alone loses nothing, a

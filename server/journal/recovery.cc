@@ -52,10 +52,10 @@ absl::StatusOr<Recovery> Journal::Recover(absl::Time now, const LeftoverKiller& 
     } const statements[] = {
         {&lost,
          "UPDATE jobs SET state = 'finished', outcome = 'lost', message = ?2, ended_ms = ?1 "
-         "WHERE state = 'running'"},
+         "WHERE state != 'finished' AND state = 'running'"},
         {&cancel,
          "UPDATE jobs SET state = 'finished', outcome = 'cancelled', message = ?2, "
-         "ended_ms = ?1 WHERE state = 'queued'"},
+         "ended_ms = ?1 WHERE state != 'finished' AND state = 'queued'"},
         {&fail,
          "UPDATE builds SET state = 'dead', died_ms = coalesce(died_ms, ?2), "
          "failure = CASE failure WHEN '' THEN ?3 ELSE failure END WHERE key = ?1"},

@@ -19,12 +19,14 @@ using engine::BuildState;
 using engine::JobState;
 using engine::Outcome;
 
-// A build's counts, from its jobs' rows (in an UPDATE of builds).
-#define DISTD_RECOUNT                                                                     \
-  "submitted = (SELECT count(*) FROM jobs WHERE build = key), "                           \
-  "succeeded = (SELECT count(*) FROM jobs WHERE build = key AND outcome = 'succeeded'), " \
-  "cancelled = (SELECT count(*) FROM jobs WHERE build = key AND outcome = 'cancelled'), " \
-  "failed = (SELECT count(*) FROM jobs WHERE build = key AND outcome IN "                 \
+// A build's counts, from its jobs' rows (in an UPDATE of builds), as the engine counts them:
+// a job stopped on request that did not succeed counts as cancelled, not failed.
+#define DISTD_RECOUNT                                                                       \
+  "submitted = (SELECT count(*) FROM jobs WHERE build = key), "                             \
+  "succeeded = (SELECT count(*) FROM jobs WHERE build = key AND outcome = 'succeeded'), "   \
+  "cancelled = (SELECT count(*) FROM jobs WHERE build = key AND (outcome = 'cancelled' OR " \
+  "(stopped AND outcome NOT IN ('succeeded', 'none')))), "                                  \
+  "failed = (SELECT count(*) FROM jobs WHERE build = key AND NOT stopped AND outcome IN "   \
   "('failed', 'killed', 'timed_out', 'cannot_start', 'lost'))"
 
 // Names as stored: the journal outlives any order of the engine's enums. One table per enum,

@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/engine/types.h"
@@ -16,14 +17,16 @@ struct ClosedBuild {
   absl::Time closed_at;
 };
 
-// Called from any thread; a read that fails is logged and answers as if nothing were known.
+// Called from any thread.
 class History {
  public:
   virtual ~History() = default;
   // The latest build of that name, if there ever was one: for a build the engine does not
-  // know (closed, or of an earlier distd).
-  virtual std::optional<engine::BuildInfo> PastBuild(absl::string_view name) = 0;
-  // Closed builds, most recent first, at most `limit`.
+  // know (closed, or of an earlier distd). An error if that cannot be told (the journal
+  // cannot be read, or is behind the engine and cannot catch up).
+  virtual absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) = 0;
+  // Closed builds, most recent first, at most `limit`; a read that fails is logged and
+  // answers none.
   virtual std::vector<ClosedBuild> RecentlyClosed(int limit) = 0;
 };
 

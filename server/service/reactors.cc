@@ -132,13 +132,17 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
     v1::WaitEvent event;
     if (absl::IsNotFound(result.status())) {
       // Closed, or never used: a script that waits unconditionally must not fail for it.
-      std::optional<engine::BuildInfo> past;
+      absl::StatusOr<std::optional<engine::BuildInfo>> past = std::nullopt;
       if (history_ != nullptr) past = history_->PastBuild(build_);
-      if (!past.has_value()) {
-        past.emplace();
-        past->name = build_;
+      if (!past.ok()) {
+        result = past.status();
+      } else if (past->has_value()) {
+        result = **std::move(past);
+      } else {
+        engine::BuildInfo never;
+        never.name = build_;
+        result = std::move(never);
       }
-      result = *std::move(past);
     }
     if (result.ok()) {
       ToProto(*result, event.mutable_result());

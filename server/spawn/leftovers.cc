@@ -25,6 +25,7 @@ struct ProcessStat {
   pid_t pid = 0;
   pid_t pgrp = 0;
   char state = '?';
+  bool ours = false;  // of this user
   absl::Time started;
 };
 
@@ -42,13 +43,13 @@ std::optional<absl::Time> BootTime() {
   return std::nullopt;
 }
 
-// /proc/PID/stat of a process of this user: its group, state and start. The command name (the
-// second field) is in parentheses and may hold anything, so the fields are counted from the
-// last ')'.
+// /proc/PID/stat: the process's group, state and start, and whether it is this user's. The
+// command name (the second field) is in parentheses and may hold anything, so the fields are
+// counted from the last ')'.
 std::optional<ProcessStat> ReadStat(pid_t pid, absl::Time boot, int64_t ticks_per_second) {
   const std::string dir = absl::StrCat("/proc/", pid);
   struct stat st;
-  if (stat(dir.c_str(), &st) != 0 || st.st_uid != getuid()) return std::nullopt;
+  if (stat(dir.c_str(), &st) != 0) return std::nullopt;
   std::ifstream in(dir + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = text.rfind(')');
@@ -63,6 +64,7 @@ std::optional<ProcessStat> ReadStat(pid_t pid, absl::Time boot, int64_t ticks_pe
   }
   ProcessStat s;
   s.pid = pid;
+  s.ours = st.st_uid == getuid();
   s.pgrp = static_cast<pid_t>(pgrp);
   s.state = fields[0][0];
   s.started = boot + absl::Milliseconds(start_ticks * 1000 / ticks_per_second);
@@ -78,7 +80,7 @@ std::vector<ProcessStat> GroupMembers(pid_t pgid, absl::Time boot, int64_t ticks
     int pid = 0;
     if (!absl::SimpleAtoi(entry->d_name, &pid) || pid <= 0) continue;
     std::optional<ProcessStat> s = ReadStat(pid, boot, ticks_per_second);
-    if (s.has_value() && s->pgrp == pgid && s->state != 'Z') members.push_back(*s);
+    if (s.has_value() && s->ours && s->pgrp == pgid && s->state != 'Z') members.push_back(*s);
   }
   closedir(proc);
   return members;
@@ -86,23 +88,26 @@ std::vector<ProcessStat> GroupMembers(pid_t pgid, absl::Time boot, int64_t ticks
 
 }  // namespace
 
-int KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration tolerance) {
-  if (pgid <= 1) return 0;
+Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration tolerance) {
+  Leftovers result;
+  if (pgid <= 1 || started_at == absl::InfinitePast()) return result;
   const std::optional<absl::Time> boot = BootTime();
   const int64_t ticks = sysconf(_SC_CLK_TCK);
-  if (!boot.has_value() || ticks <= 0) return 0;
+  if (!boot.has_value() || ticks <= 0) return result;
+  // A live process with the leader's pid, whoever's it is and whatever its group, must be the
+  // job's leader, started when the job did; else the pid is someone else's now.
+  if (std::optional<ProcessStat> leader = ReadStat(pgid, *boot, ticks);
+      leader.has_value() && leader->state != 'Z' &&
+      (!leader->ours || absl::AbsDuration(leader->started - started_at) > tolerance)) {
+    result.foreign = true;
+    return result;
+  }
   // A member may fork while the group is being killed: go again until a round finds no new
   // one (a killed process is listed until it is reaped).
   absl::flat_hash_set<pid_t> killed;
   for (int round = 0; round < 8; ++round) {
-    std::vector<ProcessStat> members = GroupMembers(pgid, *boot, ticks);
-    bool foreign = false;
-    for (const ProcessStat& m : members) {
-      if (m.pid == pgid && absl::AbsDuration(m.started - started_at) > tolerance) foreign = true;
-    }
-    if (foreign) break;
     bool found = false;
-    for (const ProcessStat& m : members) {
+    for (const ProcessStat& m : GroupMembers(pgid, *boot, ticks)) {
       if (m.started + tolerance < started_at) continue;  // older than the job: not its own
       if (killed.contains(m.pid)) continue;
       if (kill(m.pid, SIGKILL) == 0) {
@@ -112,7 +117,8 @@ int KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration toleranc
     }
     if (!found) break;
   }
-  return static_cast<int>(killed.size());
+  result.killed = static_cast<int>(killed.size());
+  return result;
 }
 
 }  // namespace distd::spawn

@@ -6,7 +6,7 @@
 // process is taken for the job's only if it is the user's and it started no earlier than the
 // job did (give or take `tolerance`, the clock's resolution in /proc and the time between
 // noting the start and the spawn). A leader that is alive must have started then, or the
-// group is someone else's and nothing is killed.
+// group is someone else's and nothing is killed; so is a leader of another user.
 //
 // Without a leader the group is recognised by its members alone: a pid used again for a
 // process that led a group of its own, and left it behind, between the job's end and now,
@@ -21,11 +21,15 @@
 
 namespace distd::spawn {
 
-// Sends SIGKILL to what is left of process group `pgid`, a job that started at `started_at`,
-// and returns how many processes it found to kill (0 if none, or if the group is not the
-// job's).
-int KillLeftoverGroup(pid_t pgid, absl::Time started_at,
-                      absl::Duration tolerance = absl::Seconds(2));
+struct Leftovers {
+  int killed = 0;        // processes of the group sent SIGKILL
+  bool foreign = false;  // a live process `pgid` is not the job's: nothing was killed
+};
+
+// Sends SIGKILL to what is left of process group `pgid`, a job that started at `started_at`
+// (not known: nothing is killed).
+Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at,
+                            absl::Duration tolerance = absl::Seconds(2));
 
 }  // namespace distd::spawn
 

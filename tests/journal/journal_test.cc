@@ -80,6 +80,14 @@ TEST(JournalTest, AJournalOfANewerDistdIsRefused) {
   EXPECT_THAT(journal.status().message(), HasSubstr("newer distd"));
 }
 
+TEST(JournalTest, AnotherProgramsDatabaseIsRefused) {
+  TempDir tmp;
+  RunSql(tmp.path() + "/journal.db", "CREATE TABLE accounts (id INTEGER)");
+  auto journal = Journal::Open(tmp.path());
+  ASSERT_FALSE(journal.ok());
+  EXPECT_THAT(journal.status().message(), HasSubstr("a database of something else"));
+}
+
 TEST(JournalTest, AJournalBehindALinkIsRefused) {
   TempDir tmp;
   ASSERT_TRUE(Journal::Open(tmp.path() + "/real").ok());

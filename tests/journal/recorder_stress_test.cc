@@ -20,10 +20,10 @@
 namespace distd::journal {
 namespace {
 
+using engine::EndOneRunningJob;
 using engine::JobId;
 using engine::JobSpec;
 using engine::JobState;
-using engine::EndOneRunningJob;
 using engine::Spec;
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {
@@ -69,7 +69,8 @@ class Driver {
       }
       case 3:
       case 4:
-        EndOneRunningJob(*fake_.spawner, [this](int n) { return Pick(n); }, SIGKILL, 6);
+        EndOneRunningJob(
+            *fake_.spawner, [this](int n) { return Pick(n); }, SIGKILL, 6);
         break;
       case 5:
         fake_.spawner->DeliverSignals();
@@ -138,12 +139,30 @@ class Driver {
       absl::StatusOr<engine::BuildInfo> known = engine.GetBuild(b.name);
       ASSERT_TRUE(known.ok()) << "build " << b.name << ": " << known.status();
       ASSERT_EQ(b.state, known->state) << "build " << b.name;
+      ExpectSameCounts(b, *known);
     }
     ASSERT_EQ(open, engine.ListBuilds().size());
+    // Closed, they are recounted from their jobs: the same counts again.
+    std::vector<engine::BuildInfo> before_close = engine.ListBuilds();
+    for (const engine::BuildInfo& b : before_close) ASSERT_TRUE(engine.Close(b.name).ok());
+    ASSERT_TRUE(recorder_->Flush().ok());
+    for (const engine::BuildInfo& b : before_close) {
+      auto found = journal_->FindBuild(b.name);
+      ASSERT_TRUE(found.ok() && found->has_value()) << "build " << b.name;
+      ASSERT_FALSE((*found)->open) << "build " << b.name;
+      ExpectSameCounts(**found, b);
+    }
     jobs_ = last;
   }
 
   uint64_t jobs() const { return jobs_; }
+
+  static void ExpectSameCounts(const BuildRecord& kept, const engine::BuildInfo& known) {
+    EXPECT_EQ(kept.succeeded, known.succeeded) << "build " << known.name;
+    EXPECT_EQ(kept.failed, known.failed) << "build " << known.name;
+    EXPECT_EQ(kept.cancelled, known.cancelled) << "build " << known.name;
+    EXPECT_EQ(kept.submitted, known.submitted) << "build " << known.name;
+  }
 
  private:
   int Pick(int n) { return static_cast<int>(rng_() % static_cast<uint64_t>(n)); }

@@ -34,7 +34,8 @@ using ::testing::HasSubstr;
 // What a journal would remember: builds by name, and the closed ones in order.
 class FakeHistory : public service::History {
  public:
-  std::optional<engine::BuildInfo> PastBuild(absl::string_view name) override {
+  absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) override {
+    if (!readable) return absl::UnavailableError("the journal cannot be read");
     for (const service::ClosedBuild& c : closed) {
       if (c.build.name == name) return c.build;
     }
@@ -45,6 +46,7 @@ class FakeHistory : public service::History {
         closed.begin(), closed.begin() + std::min<size_t>(limit, closed.size()));
   }
   std::vector<service::ClosedBuild> closed;
+  bool readable = true;
 };
 
 class ServiceTest : public ::testing::Test {
@@ -321,6 +323,11 @@ TEST_F(ServiceTest, WaitReportsSuccessThenTheFirstFailure) {
   ASSERT_EQ(status.history_size(), 1);
   EXPECT_EQ(status.history(0).name(), "gone");
   EXPECT_EQ(status.history(0).closed_at_ms(), int64_t{1'700'000'000'000});
+  // A journal that cannot be read is not taken for "nothing to wait for".
+  history_.readable = false;
+  v1::WaitEvent unreadable = Wait("gone");
+  ASSERT_TRUE(unreadable.has_error());
+  EXPECT_EQ(unreadable.error().code(), v1::Error::UNAVAILABLE);
 }
 
 TEST_F(ServiceTest, WaitSendsProgress) {

@@ -60,7 +60,7 @@ TEST(LeftoversTest, TheJobsGroupIsKilledWholeWithItsLeader) {
   ASSERT_GT(child, 0);
   ASSERT_TRUE(Running(leader));
   ASSERT_TRUE(Running(child));
-  EXPECT_EQ(KillLeftoverGroup(leader, started), 2);
+  EXPECT_EQ(KillLeftoverGroup(leader, started).killed, 2);
   int status = 0;
   ASSERT_EQ(waitpid(leader, &status, 0), leader);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -72,23 +72,29 @@ TEST(LeftoversTest, AGroupWhoseLeaderStartedAtAnotherTimeIsLeftAlone) {
   const pid_t leader = StartGroup(&child);
   ASSERT_GT(child, 0);
   // The journal's job started an hour from now: this leader is a pid used again.
-  EXPECT_EQ(KillLeftoverGroup(leader, absl::Now() + absl::Hours(1)), 0);
+  const Leftovers later = KillLeftoverGroup(leader, absl::Now() + absl::Hours(1));
+  EXPECT_EQ(later.killed, 0);
+  EXPECT_TRUE(later.foreign);
   EXPECT_TRUE(Running(leader));
   EXPECT_TRUE(Running(child));
   // And one that started long before the job is not the job's either.
-  EXPECT_EQ(KillLeftoverGroup(leader, absl::Now() - absl::Hours(1)), 0);
+  EXPECT_TRUE(KillLeftoverGroup(leader, absl::Now() - absl::Hours(1)).foreign);
+  // A job whose start is not known kills nothing.
+  EXPECT_EQ(KillLeftoverGroup(leader, absl::InfinitePast()).killed, 0);
   EXPECT_TRUE(Running(child));
   kill(-leader, SIGKILL);
   waitpid(leader, nullptr, 0);
 }
 
 TEST(LeftoversTest, NothingIsKilledForAGroupThatIsGone) {
-  EXPECT_EQ(KillLeftoverGroup(0, absl::Now()), 0);
-  EXPECT_EQ(KillLeftoverGroup(1, absl::Now()), 0);
+  EXPECT_EQ(KillLeftoverGroup(0, absl::Now()).killed, 0);
+  EXPECT_EQ(KillLeftoverGroup(1, absl::Now()).killed, 0);
   const pid_t pid = fork();
   if (pid == 0) _exit(0);
   waitpid(pid, nullptr, 0);
-  EXPECT_EQ(KillLeftoverGroup(pid, absl::Now()), 0);
+  const Leftovers gone = KillLeftoverGroup(pid, absl::Now());
+  EXPECT_EQ(gone.killed, 0);
+  EXPECT_FALSE(gone.foreign);
 }
 
 }  // namespace

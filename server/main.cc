@@ -45,6 +45,8 @@ struct Options {
   std::string state_dir;  // empty: the default
   bool journal = true;
   engine::EngineOptions engine;
+  journal::OutputLimits output;
+  journal::Retention retention;
   spdlog::level::level_enum log_level = spdlog::level::info;
 };
 
@@ -60,6 +62,21 @@ std::function<void(const std::string&)> Number(const char* name, uint64_t min, u
           name, absl::StrCat("\"", value, "\" is not a number", unit, " from ", min, " to ", max));
     }
     *out = static_cast<T>(number * scale);
+  };
+}
+
+// Stores in *out the duration `value` of flag `name`, if it is finite and not negative; else
+// throws CLI11's error for it, with `examples`.
+std::function<void(const std::string&)> Duration(const char* name, const char* examples,
+                                                 absl::Duration* out) {
+  return [=](const std::string& value) {
+    absl::Duration d;
+    if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() ||
+        d == absl::InfiniteDuration()) {
+      throw CLI::ValidationError(
+          name, absl::StrCat("\"", value, "\" is not a duration such as ", examples));
+    }
+    *out = d;
   };
 }
 
@@ -115,16 +132,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
       ->type_name("DUR");
   app.add_option_function<std::string>(
          "--idle-abort",
-         [options](const std::string& text) {
-           absl::Duration idle;
-           if (!absl::ParseDuration(text, &idle) || idle < absl::ZeroDuration() ||
-               idle == absl::InfiniteDuration()) {
-             throw CLI::ValidationError(
-                 "--idle-abort",
-                 absl::StrCat("\"", text, "\" is not a duration such as 30m or 2h (0: never)"));
-           }
-           options->engine.idle_abort = idle;
-         },
+         Duration("--idle-abort", "30m or 2h (0: never)", &options->engine.idle_abort),
          "abort a build with jobs queued or running that no client (wait, run, logs --follow) "
          "attends for this long (default 30m; 0: never)")
       ->type_name("DUR");
@@ -139,6 +147,26 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
                  "where distd keeps its journal of builds and jobs (default: "
                  "$XDG_STATE_HOME/distd, else ~/.local/state/distd); one distd at a time")
       ->type_name("DIR");
+  app.add_option_function<std::string>(
+         "--output-cap",
+         Number("--output-cap", 1, uint64_t{1} << 20, uint64_t{1} << 20, " of MiB",
+                &options->output.cap),
+         "what the state directory keeps of each job's stdout and of its stderr, in MiB "
+         "(default 16): the start and the last 256 KiB, with a line that says how much is "
+         "left out")
+      ->type_name("MIB");
+  app.add_option_function<std::string>(
+         "--output-keep", Duration("--output-keep", "168h or 30m", &options->retention.age),
+         "remove the output of jobs that ended this long ago (default 168h; the journal's "
+         "record of how they ended stays)")
+      ->type_name("DUR");
+  app.add_option_function<std::string>(
+         "--output-disk",
+         Number("--output-disk", 1, uint64_t{1} << 30, uint64_t{1} << 20, " of MiB",
+                &options->retention.bytes),
+         "all the jobs' output in the state directory, in MiB (default 1024): beyond it the "
+         "output of the oldest jobs is removed first")
+      ->type_name("MIB");
   app.add_flag_callback(
       "--no-journal", [options] { options->journal = false; },
       "keep no journal: how jobs ended is forgotten when distd stops (for throwaway daemons)");
@@ -184,8 +212,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
 // The service's view of the journal.
 class JournalHistory final : public service::History {
  public:
-  JournalHistory(journal::Journal* journal, journal::Recorder* recorder)
-      : journal_(journal), recorder_(recorder) {}
+  JournalHistory(journal::Journal* journal, journal::OutputStore* outputs,
+                 journal::Recorder* recorder)
+      : journal_(journal), outputs_(outputs), recorder_(recorder) {}
 
   absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) override {
     // The engine has forgotten the build: what the journal has of it must be as recent.
@@ -211,8 +240,33 @@ class JournalHistory final : public service::History {
     return closed;
   }
 
+  absl::StatusOr<std::optional<engine::JobOutput>> PastJob(engine::JobId id) override {
+    if (absl::Status behind = recorder_->Flush(); !behind.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("the journal cannot tell what job ", id, " printed: ", behind.message()));
+    }
+    absl::StatusOr<std::optional<journal::JobRecord>> found = journal_->FindJob(id);
+    if (!found.ok()) return absl::UnavailableError(found.status().message());
+    if (!found->has_value()) return std::nullopt;
+    engine::JobOutput output;
+    output.job = (*found)->job;
+    for (auto [stream, text] : {std::pair(engine::OutputStream::kStdout, &output.stdout_text),
+                                std::pair(engine::OutputStream::kStderr, &output.stderr_text)}) {
+      absl::StatusOr<std::optional<std::string>> kept = outputs_->Read(id, stream);
+      if (!kept.ok()) return absl::UnavailableError(kept.status().message());
+      if (kept->has_value()) *text = **std::move(kept);
+    }
+    // Its files end where the distd that ran it died: say so, or they pass for whole.
+    if (output.job.result.outcome == engine::Outcome::kLost) {
+      absl::StrAppend(&output.stderr_text, "[distd: ", output.job.result.message,
+                      "; what it printed after that is not known]\n");
+    }
+    return output;
+  }
+
  private:
   journal::Journal* const journal_;
+  journal::OutputStore* const outputs_;
   journal::Recorder* const recorder_;
 };
 
@@ -268,6 +322,7 @@ int Run(const Options& options) {
   engine_options.sweep_delay = absl::Milliseconds(100);
   std::unique_ptr<journal::Journal> journal;
   journal::Recovery recovery;
+  std::unique_ptr<journal::OutputStore> outputs;
   if (options.journal) {
     absl::StatusOr<std::unique_ptr<journal::Journal>> opened =
         OpenJournal(options.state_dir, &engine_options, &recovery);
@@ -276,6 +331,13 @@ int Run(const Options& options) {
       return kExitBuildFailed;
     }
     journal = *std::move(opened);
+    absl::StatusOr<std::unique_ptr<journal::OutputStore>> store =
+        journal::OutputStore::Open(options.state_dir, options.output);
+    if (!store.ok()) {
+      spdlog::error("{}", std::string(store.status().message()));
+      return kExitBuildFailed;
+    }
+    outputs = *std::move(store);
   }
   // Set before the server starts, so before any submission asks.
   std::unique_ptr<journal::Recorder> recorder;
@@ -294,14 +356,17 @@ int Run(const Options& options) {
                      std::string(s.message()));
       }
     }
-    recorder = std::make_unique<journal::Recorder>(journal.get(), engine.clock());
+    journal::RecorderOptions recorder_options;
+    recorder_options.retention = options.retention;
+    recorder = std::make_unique<journal::Recorder>(journal.get(), outputs.get(), engine.clock(),
+                                                   recorder_options);
     engine.AddObserver(recorder.get());
   }
   service::Peers peers(getuid());
   service::ServiceOptions service_options;
   std::unique_ptr<JournalHistory> history;
   if (journal != nullptr) {
-    history = std::make_unique<JournalHistory>(journal.get(), recorder.get());
+    history = std::make_unique<JournalHistory>(journal.get(), outputs.get(), recorder.get());
     service_options.history = history.get();
   }
   service::Service service(service_options, &engine, &peers);

@@ -89,6 +89,7 @@ struct JobOutput {
   std::string stderr_text;
   uint64_t stdout_bytes = 0;  // written in all, kept or not
   uint64_t stderr_bytes = 0;
+  bool dropped = false;  // the texts only say that what was kept is gone
 };
 
 struct PoolInfo {

@@ -6,6 +6,10 @@
 
 namespace distd::engine {
 
+std::string OmittedMarker(uint64_t bytes) {
+  return absl::StrCat("[distd: ", bytes, " bytes of output omitted]\n");
+}
+
 OutputBuffer::~OutputBuffer() {
   if (budget_ != nullptr) budget_->used -= held();
 }
@@ -60,11 +64,15 @@ std::string OutputBuffer::Text() const {
   std::string out = head_;
   if (uint64_t left_out = omitted(); left_out > 0) {
     if (!out.empty() && out.back() != '\n') out.push_back('\n');
-    absl::StrAppend(&out, "[distd: ", left_out, " bytes of output omitted]\n");
+    out += OmittedMarker(left_out);
   }
-  out.append(tail_, tail_start_, std::string::npos);
-  out.append(tail_, 0, tail_start_);
+  AppendTail(&out);
   return out;
+}
+
+void OutputBuffer::AppendTail(std::string* out) const {
+  out->append(tail_, tail_start_, std::string::npos);
+  out->append(tail_, 0, tail_start_);
 }
 
 }  // namespace distd::engine

@@ -21,6 +21,9 @@ struct OutputBudget {
   uint64_t used = 0;
 };
 
+// The line that stands for `bytes` bytes of output left out.
+std::string OmittedMarker(uint64_t bytes);
+
 class OutputBuffer {
  public:
   OutputBuffer(size_t head, size_t tail, OutputBudget* budget = nullptr)
@@ -43,6 +46,8 @@ class OutputBuffer {
 
   // The kept bytes, with a marker line where bytes were left out.
   std::string Text() const;
+  // The last bytes alone, as kept, appended to `out`.
+  void AppendTail(std::string* out) const;
 
  private:
   // What a string holds beyond itself: nothing while it is short enough to sit inside.

@@ -189,10 +189,12 @@ JobOutput Engine::OutputLocked(const Job& job) const {
   if (job.out != nullptr) {
     out.stdout_text = job.out->Text();
     out.stdout_bytes = job.out->total();
+    out.dropped = job.out->dropped();
   }
   if (job.err != nullptr) {
     out.stderr_text = job.err->Text();
     out.stderr_bytes = job.err->total();
+    out.dropped = out.dropped || job.err->dropped();
   }
   return out;
 }

@@ -7,8 +7,11 @@
 
 namespace distd::journal {
 
-Recorder::Recorder(Journal* journal, spawn::Clock* clock, RecorderOptions options)
-    : journal_(journal), clock_(clock), options_(options), thread_([this] { Loop(); }) {}
+Recorder::Recorder(Journal* journal, OutputStore* outputs, spawn::Clock* clock,
+                   RecorderOptions options)
+    : journal_(journal), outputs_(outputs), clock_(clock), options_(options), thread_([this] {
+        Loop();
+      }) {}
 
 Recorder::~Recorder() {
   {
@@ -45,7 +48,28 @@ void Recorder::OnJobsQueued(absl::Span<const engine::JobInfo> jobs) {
   Push(Queued{std::vector<engine::JobInfo>(jobs.begin(), jobs.end())});
 }
 void Recorder::OnJobStarted(const engine::JobInfo& job) { Push(Changed{job}); }
-void Recorder::OnJobFinished(const engine::JobInfo& job) { Push(Changed{job}); }
+void Recorder::OnJobOutput(engine::JobId id, engine::OutputStream stream, absl::string_view data) {
+  if (outputs_ == nullptr || data.empty()) return;
+  absl::MutexLock lock(&mu_);
+  if (output_bytes_ + data.size() <= options_.max_pending_output) {
+    output_.push_back(Output{id, stream, std::string(data)});
+    output_bytes_ += data.size();
+    return;
+  }
+  if (!output_.empty() && output_.back().id == id && output_.back().stream == stream &&
+      output_.back().data.empty() && !output_.back().end) {
+    output_.back().skipped += data.size();
+  } else {
+    output_.push_back(Output{id, stream, {}, data.size()});
+  }
+}
+
+void Recorder::OnJobFinished(const engine::JobInfo& job) {
+  absl::MutexLock lock(&mu_);
+  if (outputs_ != nullptr) output_.push_back(Output{job.id, {}, {}, 0, /*end=*/true});
+  queue_.push_back(Changed{job});
+  ++pushed_;
+}
 
 void Recorder::OnJobsCancelled(absl::string_view build, absl::Span<const engine::JobId> ids) {
   {
@@ -97,17 +121,42 @@ absl::Status Recorder::Write(const std::vector<Change>& changes) {
   return status;
 }
 
+void Recorder::WriteOutput(const std::vector<Output>& output) {
+  for (const Output& o : output) {
+    if (o.end) {
+      outputs_->Finish(o.id);
+    } else if (o.skipped > 0) {
+      outputs_->Skipped(o.id, o.stream, o.skipped);
+    } else {
+      outputs_->Append(o.id, o.stream, o.data);
+    }
+  }
+}
+
 void Recorder::Loop() {
   std::vector<Change> batch;  // taken from the queue, not yet written
+  std::vector<Output> output;
   absl::Duration retry = options_.retry_min;
   uint64_t attempt = 0;
+  absl::Time next_prune = absl::Now();  // at start, then every prune_every
   while (true) {
+    if (outputs_ != nullptr && absl::Now() >= next_prune) {
+      if (const uint64_t freed = outputs_->Prune(options_.retention, absl::Now()); freed > 0) {
+        spdlog::info("removed {} bytes of old jobs' output ({} bytes kept)", freed,
+                     outputs_->bytes());
+      }
+      next_prune = absl::Now() + options_.prune_every;
+    }
     {
       absl::MutexLock lock(&mu_);
       if (batch.empty()) {
-        mu_.Await(absl::Condition(this, &Recorder::HasWork));
+        mu_.AwaitWithDeadline(absl::Condition(this, &Recorder::HasWork),
+                              outputs_ != nullptr ? next_prune : absl::InfiniteFuture());
+        if (!HasWork()) continue;  // time to prune
       }
-      if (batch.empty() && queue_.empty() && stopping_) return;
+      if (batch.empty() && queue_.empty() && output_.empty() && stopping_) return;
+      output.swap(output_);
+      output_bytes_ = 0;
       // What came since joins the batch, in order.
       if (batch.empty()) {
         batch.swap(queue_);
@@ -115,8 +164,14 @@ void Recorder::Loop() {
         std::move(queue_.begin(), queue_.end(), std::back_inserter(batch));
         queue_.clear();
       }
-      attempt = ++started_;
+      if (!batch.empty()) attempt = ++started_;
     }
+    // Output first: a job's end in `batch` comes after all of its output.
+    if (!output.empty()) {
+      WriteOutput(output);
+      output.clear();
+    }
+    if (batch.empty()) continue;
     absl::Status status = Write(batch);
     absl::MutexLock lock(&mu_);
     if (status.ok()) {

@@ -10,6 +10,12 @@
 // the changes stay queued, in order, and are tried again, first after a short pause, then at
 // most every `retry_max`. While the journal is behind that way, healthy() says why, and distd
 // refuses new work with that message instead of running jobs it could not account for.
+//
+// What jobs print goes, in the same order, to the OutputStore (outputs.h), if there is one:
+// written before the rows of the same batch, and never twice (a failed file write is said in
+// the file, not tried again). Output waiting to be written is bounded (max_pending_output):
+// beyond it, chunks are counted instead of kept, and the file says how many bytes it lacks.
+// The same thread applies the output's retention at start and every `prune_every`.
 #ifndef DISTD_SERVER_JOURNAL_RECORDER_H_
 #define DISTD_SERVER_JOURNAL_RECORDER_H_
 
@@ -26,6 +32,7 @@
 #include "absl/time/time.h"
 #include "server/engine/observer.h"
 #include "server/journal/journal.h"
+#include "server/journal/outputs.h"
 #include "server/spawn/clock.h"
 
 namespace distd::journal {
@@ -33,13 +40,18 @@ namespace distd::journal {
 struct RecorderOptions {
   absl::Duration retry_min = absl::Milliseconds(100);
   absl::Duration retry_max = absl::Seconds(5);
+  uint64_t max_pending_output = uint64_t{64} << 20;
+  Retention retention;
+  absl::Duration prune_every = absl::Hours(1);
 };
 
 class Recorder : public engine::EngineObserver {
  public:
   // Writes into `journal`, which it uses alone from now on (reads from other threads are
-  // fine), reading the time of a change from `clock` where the engine gives none.
-  Recorder(Journal* journal, spawn::Clock* clock, RecorderOptions options = {});
+  // fine), and jobs' output into `outputs` (if not null; the same), reading the time of a
+  // change from `clock` where the engine gives none.
+  Recorder(Journal* journal, OutputStore* outputs, spawn::Clock* clock,
+           RecorderOptions options = {});
   // Writes what is still queued (one last try) and stops its thread.
   ~Recorder() override;
   Recorder(const Recorder&) = delete;
@@ -54,6 +66,7 @@ class Recorder : public engine::EngineObserver {
 
   void OnJobsQueued(absl::Span<const engine::JobInfo> jobs) override;
   void OnJobStarted(const engine::JobInfo& job) override;
+  void OnJobOutput(engine::JobId id, engine::OutputStream stream, absl::string_view data) override;
   void OnJobFinished(const engine::JobInfo& job) override;
   void OnJobsCancelled(absl::string_view build, absl::Span<const engine::JobId> ids) override;
   void OnBuildDying(const engine::BuildInfo& build) override;
@@ -80,21 +93,35 @@ class Recorder : public engine::EngineObserver {
     absl::Time when;
   };
   using Change = std::variant<Queued, Changed, Cancelled, BuildChange, Closed>;
+  // A chunk of a job's output, a count of bytes not kept, or (`end`) the job's end.
+  struct Output {
+    engine::JobId id = 0;
+    engine::OutputStream stream = engine::OutputStream::kStdout;
+    std::string data;
+    uint64_t skipped = 0;
+    bool end = false;
+  };
 
   void Push(Change change);
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; }
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || !output_.empty() || stopping_;
+  }
   void Loop();
+  void WriteOutput(const std::vector<Output>& output);
   absl::Status Write(const std::vector<Change>& changes);
 
   Journal* const journal_;
+  OutputStore* const outputs_;
   spawn::Clock* const clock_;
   const RecorderOptions options_;
   mutable absl::Mutex mu_;
   std::vector<Change> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;       // changes ever queued
-  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;      // of them, committed
-  uint64_t started_ ABSL_GUARDED_BY(mu_) = 0;      // writes begun
-  uint64_t last_failed_ ABSL_GUARDED_BY(mu_) = 0;  // the last write that failed, by number
+  std::vector<Output> output_ ABSL_GUARDED_BY(mu_);
+  uint64_t output_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of data in output_
+  uint64_t pushed_ ABSL_GUARDED_BY(mu_) = 0;        // changes ever queued
+  uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;       // of them, committed
+  uint64_t started_ ABSL_GUARDED_BY(mu_) = 0;       // writes begun
+  uint64_t last_failed_ ABSL_GUARDED_BY(mu_) = 0;   // the last write that failed, by number
   absl::Status health_ ABSL_GUARDED_BY(mu_);
   // Builds whose death is queued: the journal cancels their queues then, in one statement, so
   // that the engine's later reports of those jobs need not be written.

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/engine/engine.h"
 #include "server/engine/types.h"
 
 namespace distd::service {
@@ -25,6 +26,10 @@ class History {
   // know (closed, or of an earlier distd). An error if that cannot be told (the journal
   // cannot be read, or is behind the engine and cannot catch up).
   virtual absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) = 0;
+  // A job the engine does not have (its build closed, or of an earlier distd), or whose
+  // output it dropped: its record and what the journal kept of its output; nullopt if the
+  // journal never had it. An error as for PastBuild.
+  virtual absl::StatusOr<std::optional<engine::JobOutput>> PastJob(engine::JobId id) = 0;
   // Closed builds, most recent first, at most `limit`; a read that fails is logged and
   // answers none.
   virtual std::vector<ClosedBuild> RecentlyClosed(int limit) = 0;

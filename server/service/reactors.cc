@@ -206,7 +206,7 @@ class WaitReactor final : public StreamWriter<v1::WaitEvent> {
 
 class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::JobWatcher {
  public:
-  LogsReactor(engine::Engine* engine, const v1::LogsRequest& request)
+  LogsReactor(engine::Engine* engine, History* history, const v1::LogsRequest& request)
       : engine_(engine), id_(request.job_id()) {
     {
       // Set before attaching: the job may end the moment the watcher is on.
@@ -218,6 +218,17 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
     if (!output.ok() || output->job.state == engine::JobState::kFinished) {
       absl::MutexLock lock(&mu_);
       watching_ = false;  // not attached
+    }
+    // What the engine has forgotten, the journal may have kept.
+    if (history != nullptr &&
+        (absl::IsNotFound(output.status()) ||
+         (output.ok() && output->dropped && output->job.state == engine::JobState::kFinished))) {
+      absl::StatusOr<std::optional<engine::JobOutput>> past = history->PastJob(id_);
+      if (!past.ok()) {
+        output = past.status();
+      } else if (past->has_value()) {
+        output = **std::move(past);
+      }
     }
     if (!output.ok()) {
       v1::LogsEvent event;
@@ -304,9 +315,9 @@ grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, 
   return new WaitReactor(engine, clock, interval, history, request);
 }
 
-grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine,
+grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine, History* history,
                                                         const v1::LogsRequest& request) {
-  return new LogsReactor(engine, request);
+  return new LogsReactor(engine, history, request);
 }
 
 }  // namespace distd::service

@@ -23,8 +23,9 @@ grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, 
                                                         absl::Duration interval, History* history,
                                                         const v1::WaitRequest& request);
 
-// Logs: what a job printed, then with follow what it prints until it ends.
-grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine,
+// Logs: what a job printed, then with follow what it prints until it ends. A job the engine
+// does not have, or whose output it dropped, is answered from `history` (if any).
+grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine, History* history,
                                                         const v1::LogsRequest& request);
 
 // A reactor that ends at once with `status` (refused calls).

@@ -155,7 +155,7 @@ grpc::ServerWriteReactor<v1::LogsEvent>* Service::Logs(grpc::CallbackServerConte
                                                        const v1::LogsRequest* request) {
   absl::StatusOr<engine::Caller> caller = peers_->Authorize(context->peer());
   if (!caller.ok()) return NewFinishedReactor<v1::LogsEvent>(Denied(caller.status()));
-  return NewLogsReactor(engine_, *request);
+  return NewLogsReactor(engine_, options_.history, *request);
 }
 
 grpc::ServerUnaryReactor* Service::ListBuilds(grpc::CallbackServerContext* context,

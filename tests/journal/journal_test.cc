@@ -13,11 +13,19 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/journal/outputs.h"
 #include "server/journal/recorder.h"
 #include "tests/engine/engine_test_util.h"
 
 namespace distd::journal {
 namespace {
+
+RecorderOptions QuickRetries(absl::Duration min, absl::Duration max) {
+  RecorderOptions options;
+  options.retry_min = min;
+  options.retry_max = max;
+  return options;
+}
 
 using engine::BuildState;
 using engine::JobId;
@@ -143,16 +151,25 @@ class RecorderTest : public ::testing::Test {
     auto journal = Journal::Open(tmp_.path());
     ASSERT_TRUE(journal.ok()) << journal.status();
     journal_ = *std::move(journal);
-    recorder_ = std::make_unique<Recorder>(
-        journal_.get(), fake_.clock,
-        RecorderOptions{.retry_min = absl::Milliseconds(1), .retry_max = absl::Milliseconds(20)});
+    auto outputs = OutputStore::Open(tmp_.path(), OutputLimits{.cap = 1024, .tail = 256});
+    ASSERT_TRUE(outputs.ok()) << outputs.status();
+    outputs_ = *std::move(outputs);
+    RecorderOptions options = QuickRetries(absl::Milliseconds(1), absl::Milliseconds(20));
+    options.max_pending_output = max_pending_output_;
+    recorder_ = std::make_unique<Recorder>(journal_.get(), outputs_.get(), fake_.clock, options);
     fake_.engine->AddObserver(recorder_.get());
   }
   void Detach() {
     if (recorder_ == nullptr) return;
     fake_.engine->RemoveObserver(recorder_.get());
     recorder_.reset();
+    outputs_.reset();
     journal_.reset();
+  }
+  std::string Kept(JobId id, engine::OutputStream stream) {
+    auto text = outputs_->Read(id, stream);
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() && text->has_value() ? **text : "<no file>";
   }
   std::vector<JobId> Submit(const std::string& build, std::vector<JobSpec> specs) {
     auto ids = fake_.engine->Submit(build, std::move(specs), engine::Caller{0, "test"});
@@ -169,7 +186,9 @@ class RecorderTest : public ::testing::Test {
   TempDir tmp_;
   engine::FakeEngine fake_;
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<OutputStore> outputs_;
   std::unique_ptr<Recorder> recorder_;
+  uint64_t max_pending_output_ = uint64_t{64} << 20;
 };
 
 TEST_F(RecorderTest, EveryJobsEndIsKeptAcrossAReopen) {
@@ -348,6 +367,132 @@ TEST_F(RecorderTest, RecoverSettlesWhatADeadDistdLeft) {
   EXPECT_EQ(again->lost, 0u);
   EXPECT_TRUE(again->failed.empty());
   EXPECT_TRUE(killed.empty());
+}
+
+TEST_F(RecorderTest, WhatJobsPrintIsKeptOnDiskAcrossAReopen) {
+  std::vector<JobId> ids = Submit("b", {Spec({"cc"}), Spec({"quiet"})});
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, "compiling\n"));
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStderr, "warning: x\n"));
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, "done"));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[1], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  Reopen();
+  EXPECT_EQ(Kept(ids[0], engine::OutputStream::kStdout), "compiling\ndone");
+  EXPECT_EQ(Kept(ids[0], engine::OutputStream::kStderr), "warning: x\n");
+  EXPECT_EQ(Kept(ids[1], engine::OutputStream::kStdout), "<no file>");  // it printed nothing
+  EXPECT_EQ(outputs_->files(), 2u);
+}
+
+TEST_F(RecorderTest, AStreamOverItsCapKeepsItsStartAndEndWithAMarker) {
+  std::vector<JobId> ids = Submit("b", {Spec({"yes"})});
+  std::string all;
+  for (int i = 0; i < 300; ++i) {
+    const std::string line = "line " + std::to_string(i) + "\n";
+    all += line;
+    ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, line));
+  }
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // Cap 1024, of which the last 256: the first 768 bytes, the marker, the last 256.
+  const std::string kept = Kept(ids[0], engine::OutputStream::kStdout);
+  const std::string head = all.substr(0, 768);
+  const std::string tail = all.substr(all.size() - 256);
+  const uint64_t omitted = all.size() - 768 - 256;
+  EXPECT_EQ(kept, head + (head.back() == '\n' ? "" : "\n") + "[distd: " + std::to_string(omitted) +
+                      " bytes of output omitted]\n" + tail);
+}
+
+TEST_F(RecorderTest, OutputTheWriterCouldNotTakeIsSaidWhereItIsMissing) {
+  max_pending_output_ = 0;  // every chunk is more than may wait
+  Reopen();
+  std::vector<JobId> ids = Submit("b", {Spec({"loud"})});
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, "12345"));
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, "678"));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  EXPECT_EQ(Kept(ids[0], engine::OutputStream::kStdout),
+            "[distd: 8 bytes of output not kept here: distd fell behind]\n");
+  // The engine's own memory still has all of it.
+  EXPECT_EQ(fake_.engine->GetJobOutput(ids[0])->stdout_text, "12345678");
+}
+
+class OutputStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<OutputStore> Open(OutputLimits limits = {}) {
+    auto store = OutputStore::Open(tmp_.path(), limits);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+  std::string File(const std::string& name) { return tmp_.path() + "/out/" + name; }
+  TempDir tmp_;
+};
+
+TEST_F(OutputStoreTest, RetentionRemovesTheOldestJobsFirstAndNeverAnOpenFile) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string kb(1000, 'x');
+  for (JobId id : {3, 1, 2}) {
+    store->Append(id, engine::OutputStream::kStdout, kb);
+    if (id != 1) store->Finish(id);
+  }
+  store->Append(4, engine::OutputStream::kStderr, kb);
+  store->Finish(4);
+  EXPECT_EQ(store->bytes(), 4000u);
+  // Over 2500 bytes: job 1 is still being written, so 2 and 3 go.
+  EXPECT_EQ(store->Prune(Retention{.age = absl::Hours(1), .bytes = 2500}, absl::Now()), 2000u);
+  EXPECT_EQ(store->bytes(), 2000u);
+  EXPECT_TRUE(store->Read(1, engine::OutputStream::kStdout)->has_value());
+  EXPECT_FALSE(store->Read(2, engine::OutputStream::kStdout)->has_value());
+  EXPECT_FALSE(store->Read(3, engine::OutputStream::kStdout)->has_value());
+  EXPECT_TRUE(store->Read(4, engine::OutputStream::kStderr)->has_value());
+  store->Finish(1);
+  // By age: everything is older than an hour a day from now.
+  EXPECT_EQ(store->Prune(Retention{.age = absl::Hours(1), .bytes = 1 << 30},
+                         absl::Now() + absl::Hours(24)),
+            2000u);
+  EXPECT_EQ(store->files(), 0u);
+  EXPECT_NE(access(File("1.stdout").c_str(), F_OK), 0);
+}
+
+TEST_F(OutputStoreTest, AReopenTakesStockOfWhatIsThereAndLeavesOtherFilesAlone) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  store->Append(7, engine::OutputStream::kStdout, "seven");
+  store->Finish(7);
+  store.reset();
+  std::FILE* other = std::fopen(File("notes.txt").c_str(), "w");
+  ASSERT_NE(other, nullptr);
+  std::fputs("mine", other);
+  std::fclose(other);
+  store = Open();
+  EXPECT_EQ(store->files(), 1u);
+  EXPECT_EQ(store->bytes(), 5u);
+  EXPECT_EQ(**store->Read(7, engine::OutputStream::kStdout), "seven");
+  store->Prune(Retention{.age = absl::ZeroDuration(), .bytes = 0}, absl::Now() + absl::Seconds(1));
+  EXPECT_EQ(store->files(), 0u);
+  EXPECT_EQ(access(File("notes.txt").c_str(), F_OK), 0);
+}
+
+TEST_F(OutputStoreTest, AFileBehindALinkIsNotReadAndAnOversizedOneIsCut) {
+  auto store = Open(OutputLimits{.cap = 1024, .tail = 256});
+  ASSERT_NE(store, nullptr);
+  ASSERT_EQ(symlink("/etc/passwd", File("5.stdout").c_str()), 0);
+  auto linked = store->Read(5, engine::OutputStream::kStdout);
+  ASSERT_FALSE(linked.ok());
+  EXPECT_THAT(linked.status().message(), HasSubstr("5.stdout"));
+  std::FILE* big = std::fopen(File("6.stderr").c_str(), "w");
+  ASSERT_NE(big, nullptr);
+  for (int i = 0; i < 100000; ++i) std::fputc('y', big);
+  std::fclose(big);
+  auto cut = store->Read(6, engine::OutputStream::kStderr);
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_LT((*cut)->size(), 1024u + 4096 + 200);
+  EXPECT_THAT(**cut, HasSubstr("longer than a job's output may be"));
+  // A job that writes under that id replaces the link, never writes through it.
+  store->Append(5, engine::OutputStream::kStdout, "fresh");
+  store->Finish(5);
+  EXPECT_EQ(**store->Read(5, engine::OutputStream::kStdout), "fresh");
 }
 
 }  // namespace

@@ -20,6 +20,13 @@
 namespace distd::journal {
 namespace {
 
+RecorderOptions QuickRetries(absl::Duration min, absl::Duration max) {
+  RecorderOptions options;
+  options.retry_min = min;
+  options.retry_max = max;
+  return options;
+}
+
 using engine::EndOneRunningJob;
 using engine::JobId;
 using engine::JobSpec;
@@ -37,9 +44,9 @@ class Driver {
     auto journal = Journal::Open(dir);
     EXPECT_TRUE(journal.ok()) << journal.status();
     journal_ = *std::move(journal);
-    recorder_ = std::make_unique<Recorder>(
-        journal_.get(), fake_.clock,
-        RecorderOptions{.retry_min = absl::Microseconds(100), .retry_max = absl::Milliseconds(2)});
+    recorder_ =
+        std::make_unique<Recorder>(journal_.get(), /*outputs=*/nullptr, fake_.clock,
+                                   QuickRetries(absl::Microseconds(100), absl::Milliseconds(2)));
     fake_.engine->AddObserver(recorder_.get());
   }
   ~Driver() {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,7 +46,13 @@ class FakeHistory : public service::History {
     return std::vector<service::ClosedBuild>(
         closed.begin(), closed.begin() + std::min<size_t>(limit, closed.size()));
   }
+  absl::StatusOr<std::optional<engine::JobOutput>> PastJob(engine::JobId id) override {
+    if (!readable) return absl::UnavailableError("the journal cannot be read");
+    if (auto it = jobs.find(id); it != jobs.end()) return it->second;
+    return std::nullopt;
+  }
   std::vector<service::ClosedBuild> closed;
+  std::map<engine::JobId, engine::JobOutput> jobs;
   bool readable = true;
 };
 
@@ -444,6 +451,39 @@ TEST_F(ServiceTest, LogsReplaysAndFollows) {
   auto unknown_reader = stub_->Logs(&unknown_context, unknown);
   ASSERT_TRUE(unknown_reader->Read(&event));
   EXPECT_EQ(event.error().code(), v1::Error::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, LogsOfAJobTheEngineForgotComeFromTheJournal) {
+  engine::JobOutput past;
+  past.job.id = 424242;
+  past.job.build = "gone";
+  past.job.state = engine::JobState::kFinished;
+  past.job.result.outcome = engine::Outcome::kFailed;
+  past.job.result.exit_code = 2;
+  past.stdout_text = "from disk\n";
+  past.stderr_text = "error: x\n";
+  history_.jobs[past.job.id] = past;
+  const auto read = [this](engine::JobId id) {
+    v1::LogsRequest request;
+    request.set_job_id(id);
+    grpc::ClientContext context;
+    auto reader = stub_->Logs(&context, request);
+    std::vector<v1::LogsEvent> events;
+    v1::LogsEvent event;
+    while (reader->Read(&event)) events.push_back(event);
+    EXPECT_TRUE(reader->Finish().ok());
+    return events;
+  };
+  std::vector<v1::LogsEvent> events = read(424242);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].output().data(), "from disk\n");
+  EXPECT_EQ(events[1].output().stream(), v1::STDERR);
+  EXPECT_EQ(events[2].end().job().result().exit_code(), 2);
+  // An unreadable journal is an error, never "no such job".
+  history_.readable = false;
+  events = read(424242);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].error().code(), v1::Error::UNAVAILABLE);
 }
 
 TEST_F(ServiceTest, StatusListAndClose) {

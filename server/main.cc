@@ -332,7 +332,7 @@ int Run(const Options& options) {
     }
     journal = *std::move(opened);
     absl::StatusOr<std::unique_ptr<journal::OutputStore>> store =
-        journal::OutputStore::Open(options.state_dir, options.output);
+        journal::OutputStore::Open(options.state_dir, options.output, engine_options.last_job_id);
     if (!store.ok()) {
       spdlog::error("{}", std::string(store.status().message()));
       return kExitBuildFailed;

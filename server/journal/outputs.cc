@@ -60,7 +60,8 @@ OutputStore::~OutputStore() {
 }
 
 absl::StatusOr<std::unique_ptr<OutputStore>> OutputStore::Open(const std::string& state_dir,
-                                                               OutputLimits limits) {
+                                                               OutputLimits limits,
+                                                               engine::JobId last_job_id) {
   if (limits.cap == 0) return absl::InvalidArgumentError("the output cap must be above 0");
   limits.tail = std::min(limits.tail, limits.cap / 2);
   const std::string path = absl::StrCat(state_dir, "/", kDirName);
@@ -95,6 +96,13 @@ absl::StatusOr<std::unique_ptr<OutputStore>> OutputStore::Open(const std::string
     store->bytes_ += static_cast<uint64_t>(st.st_size);
   }
   closedir(dir);
+  // Files of ids the journal never committed (distd died between the output and the rows)
+  // would be shown as the output of the jobs that get those ids next.
+  std::vector<Key> unknown;
+  for (auto it = store->on_disk_.upper_bound({last_job_id, 2}); it != store->on_disk_.end(); ++it) {
+    unknown.push_back(it->first);
+  }
+  for (const Key& key : unknown) store->Remove(key);
   return store;
 }
 
@@ -211,6 +219,9 @@ void OutputStore::Finish(engine::JobId id) {
 void OutputStore::Close(const Key& key) {
   auto it = open_.find(key);
   if (it == open_.end()) return;
+  // Its age counts from the job's end, not from its last output.
+  if (auto file = on_disk_.find(key); file != on_disk_.end()) file->second.modified = absl::Now();
+  if (it->second->fd >= 0) futimens(it->second->fd, nullptr);
   if (it->second->fd >= 0) close(it->second->fd);
   open_.erase(it);
 }
@@ -233,17 +244,21 @@ uint64_t OutputStore::Prune(const Retention& retention, absl::Time now) {
     if (!open_.contains(key) && info.modified < now - retention.age) doomed.push_back(key);
   }
   for (const Key& key : doomed) Remove(key);
-  // Then the oldest jobs' files, until what is left is within the size.
-  doomed.clear();
+  Shrink(retention.bytes);
+  return before - bytes_;
+}
+
+void OutputStore::Shrink(uint64_t limit) {
+  // The oldest jobs' files, until what is left is within the size.
+  std::vector<Key> doomed;
   uint64_t left = bytes_;
   for (const auto& [key, info] : on_disk_) {
-    if (left <= retention.bytes) break;
+    if (left <= limit) break;
     if (open_.contains(key)) continue;
     doomed.push_back(key);
     left -= info.bytes;
   }
   for (const Key& key : doomed) Remove(key);
-  return before - bytes_;
 }
 
 absl::StatusOr<std::optional<std::string>> OutputStore::Read(engine::JobId id,
@@ -254,7 +269,12 @@ absl::StatusOr<std::optional<std::string>> OutputStore::Read(engine::JobId id,
   if (fstatat(dir_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
     return std::nullopt;
   }
-  absl::StatusOr<int> fd = OpenPrivateFile(dir_fd_, name, O_RDONLY, shown);
+  // O_NONBLOCK: a fifo put there must not hold the reader (OpenPrivateFile then refuses it).
+  absl::StatusOr<int> fd = OpenPrivateFile(dir_fd_, name, O_RDONLY | O_NONBLOCK, shown);
+  if (!fd.ok() && fstatat(dir_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+      errno == ENOENT) {
+    return std::nullopt;  // removed since
+  }
   if (!fd.ok()) return fd.status();
   // Never more than a stream may hold, whatever the file became.
   const uint64_t limit = limits_.cap + 4096;

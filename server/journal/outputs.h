@@ -48,9 +48,11 @@ class OutputStore {
   static constexpr char kDirName[] = "out";
 
   // Opens (and takes stock of) out/ in `state_dir`, which the caller has checked and holds
-  // (Journal::Open). Errors name the path.
+  // (Journal::Open). Files of jobs above `last_job_id` (the journal's last) are removed: their
+  // ids are to be used again. Errors name the path.
   static absl::StatusOr<std::unique_ptr<OutputStore>> Open(const std::string& state_dir,
-                                                           OutputLimits limits);
+                                                           OutputLimits limits,
+                                                           engine::JobId last_job_id);
   ~OutputStore();
   OutputStore(const OutputStore&) = delete;
   OutputStore& operator=(const OutputStore&) = delete;
@@ -64,6 +66,8 @@ class OutputStore {
   void Finish(engine::JobId id);
   // Removes files by `retention` as of `now`; returns how many bytes it freed.
   uint64_t Prune(const Retention& retention, absl::Time now);
+  // Removes the oldest jobs' files (not being written) until out/ holds at most `limit` bytes.
+  void Shrink(uint64_t limit);
 
   // Any thread. What the file of the stream holds, at most cap plus a marker; nullopt if
   // there is no file (the stream wrote nothing, or its file was removed).

@@ -125,6 +125,8 @@ void Recorder::WriteOutput(const std::vector<Output>& output) {
   for (const Output& o : output) {
     if (o.end) {
       outputs_->Finish(o.id);
+      // The size is held as jobs end, not only at the hourly prune.
+      if (outputs_->bytes() > options_.retention.bytes) outputs_->Shrink(options_.retention.bytes);
     } else if (o.skipped > 0) {
       outputs_->Skipped(o.id, o.stream, o.skipped);
     } else {
@@ -190,12 +192,15 @@ void Recorder::Loop() {
     last_failed_ = attempt;
     if (stopping_) {
       spdlog::error("distd stops with {} changes not in the journal", batch.size());
-      return;
+      // The rows are lost, but what the jobs printed since is still written and ended.
+      output.swap(output_);
+      break;
     }
     // Wait before trying again; a stop cuts the wait short for one last try.
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), retry);
     retry = std::min(retry * 2, options_.retry_max);
   }
+  WriteOutput(output);
 }
 
 }  // namespace distd::journal

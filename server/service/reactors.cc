@@ -220,14 +220,16 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
       watching_ = false;  // not attached
     }
     // What the engine has forgotten, the journal may have kept.
+    bool from_history = false;
     if (history != nullptr &&
         (absl::IsNotFound(output.status()) ||
          (output.ok() && output->dropped && output->job.state == engine::JobState::kFinished))) {
       absl::StatusOr<std::optional<engine::JobOutput>> past = history->PastJob(id_);
-      if (!past.ok()) {
-        output = past.status();
-      } else if (past->has_value()) {
+      if (!past.ok() && !output.ok()) {
+        output = past.status();  // an error, never "no such job", when the journal cannot tell
+      } else if (past.ok() && past->has_value()) {
         output = **std::move(past);
+        from_history = true;  // nothing more will come: the end is sent now
       }
     }
     if (!output.ok()) {
@@ -240,7 +242,7 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
     std::deque<v1::LogsEvent> first;
     AddOutput(first, v1::STDOUT, output->stdout_text);
     AddOutput(first, v1::STDERR, output->stderr_text);
-    if (!request.follow() || output->job.state == engine::JobState::kFinished) {
+    if (!request.follow() || from_history || output->job.state == engine::JobState::kFinished) {
       first.push_back(End(output->job));
       Send(std::move(first.back()), /*last=*/true);
       first.pop_back();

@@ -151,7 +151,8 @@ class RecorderTest : public ::testing::Test {
     auto journal = Journal::Open(tmp_.path());
     ASSERT_TRUE(journal.ok()) << journal.status();
     journal_ = *std::move(journal);
-    auto outputs = OutputStore::Open(tmp_.path(), OutputLimits{.cap = 1024, .tail = 256});
+    auto outputs = OutputStore::Open(tmp_.path(), OutputLimits{.cap = 1024, .tail = 256},
+                                     *journal_->LastJobId());
     ASSERT_TRUE(outputs.ok()) << outputs.status();
     outputs_ = *std::move(outputs);
     RecorderOptions options = QuickRetries(absl::Milliseconds(1), absl::Milliseconds(20));
@@ -419,8 +420,8 @@ TEST_F(RecorderTest, OutputTheWriterCouldNotTakeIsSaidWhereItIsMissing) {
 
 class OutputStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<OutputStore> Open(OutputLimits limits = {}) {
-    auto store = OutputStore::Open(tmp_.path(), limits);
+  std::unique_ptr<OutputStore> Open(OutputLimits limits = {}, JobId last_job_id = 1000) {
+    auto store = OutputStore::Open(tmp_.path(), limits, last_job_id);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? *std::move(store) : nullptr;
   }
@@ -472,6 +473,21 @@ TEST_F(OutputStoreTest, AReopenTakesStockOfWhatIsThereAndLeavesOtherFilesAlone) 
   store->Prune(Retention{.age = absl::ZeroDuration(), .bytes = 0}, absl::Now() + absl::Seconds(1));
   EXPECT_EQ(store->files(), 0u);
   EXPECT_EQ(access(File("notes.txt").c_str(), F_OK), 0);
+}
+
+TEST_F(OutputStoreTest, FilesOfIdsTheJournalNeverCommittedAreRemovedAtOpen) {
+  auto store = Open(OutputLimits{}, /*last_job_id=*/10);
+  ASSERT_NE(store, nullptr);
+  store->Append(10, engine::OutputStream::kStdout, "committed");
+  store->Append(11, engine::OutputStream::kStderr, "not committed");
+  store->Finish(10);
+  store->Finish(11);
+  store.reset();
+  // The journal's last id is 10: id 11 is to be handed out again, and must not show this.
+  store = Open(OutputLimits{}, /*last_job_id=*/10);
+  EXPECT_EQ(**store->Read(10, engine::OutputStream::kStdout), "committed");
+  EXPECT_FALSE(store->Read(11, engine::OutputStream::kStderr)->has_value());
+  EXPECT_EQ(store->files(), 1u);
 }
 
 TEST_F(OutputStoreTest, AFileBehindALinkIsNotReadAndAnOversizedOneIsCut) {

@@ -304,15 +304,16 @@ def w6_output(ctx):
     size = ctx.sizes["w6_bytes"]
     d = ctx.daemon
     producer = f"head -c {size} /dev/zero"
-    series = {"distctl run": [], "pipe to cat": []}
+    series = {"distctl run": [], "distctl run, no journal": [], "pipe to cat": []}
     for r in ctx.rounds():
-        with open(os.devnull, "wb") as null:
-            series["distctl run"].append(
-                size / timed(d.ctl("run", "--", "head", "-c", str(size), "/dev/zero"),
-                             stdout=null))
+        for name, daemon in (("distctl run", d), ("distctl run, no journal", ctx.bare)):
+            with open(os.devnull, "wb") as null:
+                series[name].append(
+                    size / timed(daemon.ctl("run", "--", "head", "-c", str(size), "/dev/zero"),
+                                 stdout=null))
+            run(daemon.ctl("build", "close", "default"), check=False)
         series["pipe to cat"].append(
             size / timed(["sh", "-c", f"{producer} | cat >/dev/null"]))
-        run(d.ctl("build", "close", "default"), check=False)
     return Result(f"a job writes {size >> 20} MiB to stdout, read to /dev/null; throughput",
                   series, "MB/s", higher_is_better=True,
                   target=("distctl run", "pipe to cat", ">=", 0.5))

@@ -34,7 +34,9 @@ absl::Status Recorder::Flush() {
   const auto done = [this, target, begun]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return written_ >= target || last_failed_ > begun;
   };
+  ++flushing_;
   mu_.Await(absl::Condition(&done));
+  --flushing_;
   return written_ >= target ? absl::OkStatus() : health_;
 }
 
@@ -155,6 +157,9 @@ void Recorder::Loop() {
         mu_.AwaitWithDeadline(absl::Condition(this, &Recorder::HasWork),
                               outputs_ != nullptr ? next_prune : absl::InfiniteFuture());
         if (!HasWork()) continue;  // time to prune
+        // Let what comes right after join this transaction.
+        if (!Hurried())
+          mu_.AwaitWithTimeout(absl::Condition(this, &Recorder::Hurried), options_.gather);
       }
       if (batch.empty() && queue_.empty() && output_.empty() && stopping_) return;
       output.swap(output_);

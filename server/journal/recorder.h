@@ -40,6 +40,9 @@ namespace distd::journal {
 struct RecorderOptions {
   absl::Duration retry_min = absl::Milliseconds(100);
   absl::Duration retry_max = absl::Seconds(5);
+  // After the first change of a quiet spell, how long the writer waits for more to join its
+  // transaction (not when a stop or a Flush waits): fewer, larger commits under a busy engine.
+  absl::Duration gather = absl::Milliseconds(2);
   uint64_t max_pending_output = uint64_t{64} << 20;
   Retention retention;
   absl::Duration prune_every = absl::Hours(1);
@@ -127,6 +130,8 @@ class Recorder : public engine::EngineObserver {
   // that the engine's later reports of those jobs need not be written.
   absl::flat_hash_set<std::string> dying_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int flushing_ ABSL_GUARDED_BY(mu_) = 0;  // Flush calls waiting
+  bool Hurried() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flushing_ > 0; }
   std::thread thread_;  // last: started once the rest is ready
 };
 

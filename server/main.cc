@@ -217,10 +217,8 @@ class JournalHistory final : public service::History {
       : journal_(journal), outputs_(outputs), recorder_(recorder) {}
 
   absl::StatusOr<std::optional<engine::BuildInfo>> PastBuild(absl::string_view name) override {
-    // The engine has forgotten the build: what the journal has of it must be as recent.
-    if (absl::Status behind = recorder_->Flush(); !behind.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("the journal cannot tell how build ", name, " ended: ", behind.message()));
+    if (absl::Status behind = CaughtUp(absl::StrCat("how build ", name, " ended")); !behind.ok()) {
+      return behind;
     }
     absl::StatusOr<std::optional<journal::BuildRecord>> found = journal_->FindBuild(name);
     if (!found.ok()) return absl::UnavailableError(found.status().message());
@@ -241,9 +239,8 @@ class JournalHistory final : public service::History {
   }
 
   absl::StatusOr<std::optional<engine::JobOutput>> PastJob(engine::JobId id) override {
-    if (absl::Status behind = recorder_->Flush(); !behind.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("the journal cannot tell what job ", id, " printed: ", behind.message()));
+    if (absl::Status behind = CaughtUp(absl::StrCat("what job ", id, " printed")); !behind.ok()) {
+      return behind;
     }
     absl::StatusOr<std::optional<journal::JobRecord>> found = journal_->FindJob(id);
     if (!found.ok()) return absl::UnavailableError(found.status().message());
@@ -265,6 +262,14 @@ class JournalHistory final : public service::History {
   }
 
  private:
+  // The engine has forgotten what is asked: the journal must have all the engine told it.
+  absl::Status CaughtUp(absl::string_view what) {
+    absl::Status behind = recorder_->Flush();
+    if (behind.ok()) return behind;
+    return absl::UnavailableError(
+        absl::StrCat("the journal cannot tell ", what, ": ", behind.message()));
+  }
+
   journal::Journal* const journal_;
   journal::OutputStore* const outputs_;
   journal::Recorder* const recorder_;

@@ -25,14 +25,15 @@ int StreamNumber(engine::OutputStream stream) {
   return stream == engine::OutputStream::kStdout ? 1 : 2;
 }
 
-// Writes all of `data`; 0 or the errno of the failure.
-int WriteAll(int fd, absl::string_view data) {
+// Writes all of `data`, adding to *written what made it; 0 or the errno of the failure.
+int WriteAll(int fd, absl::string_view data, uint64_t* written) {
   while (!data.empty()) {
     const ssize_t n = write(fd, data.data(), data.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno;
     }
+    *written += static_cast<uint64_t>(n);
     data.remove_prefix(static_cast<size_t>(n));
   }
   return 0;
@@ -134,22 +135,18 @@ OutputStore::Open_* OutputStore::Stream(engine::JobId id, engine::OutputStream s
 void OutputStore::Write(const Key& key, Open_& open, absl::string_view data, bool marker) {
   if (open.fd < 0 || data.empty()) return;
   if (open.error != 0 && !marker) return;  // after a failure, markers only
-  if (const int error = WriteAll(open.fd, data); error != 0) {
+  uint64_t written = 0;                    // counted even when a write fails part way
+  const int error = WriteAll(open.fd, data, &written);
+  on_disk_[key].bytes += written;
+  bytes_ += written;
+  if (error != 0) {
     if (open.error == 0) {
       spdlog::warn("the output of job {} is kept on disk only in part: {}/{}: {}", key.first, path_,
                    FileName(key), std::strerror(error));
     }
     open.error = error;
   }
-  // What made it is counted even after a partial write: the size is read back at a restart.
-  struct stat st;
-  if (fstat(open.fd, &st) == 0) {
-    FileInfo& info = on_disk_[key];
-    bytes_ = bytes_ - info.bytes + static_cast<uint64_t>(st.st_size);
-    info.bytes = static_cast<uint64_t>(st.st_size);
-    info.modified = absl::Now();
-  }
-  open.last = data.back();
+  if (written > 0) open.last = data[written - 1];
 }
 
 void OutputStore::MarkSkipped(const Key& key, Open_& open) {
@@ -203,7 +200,7 @@ void OutputStore::Finish(engine::JobId id) {
                          std::strerror(open.error), "]\n"),
             /*marker=*/true);
     } else if (open.skipped > 0) {
-      MarkSkipped(key, open);
+      MarkSkipped(key, open);  // nothing came after the gap: there is no tail
     } else if (open.tail->total() > 0 || open.omitted > 0) {
       std::string end;
       if (const uint64_t omitted = open.omitted + open.tail->omitted(); omitted > 0) {

@@ -8,9 +8,9 @@
 // writer had to skip (it fell behind, or a write failed) are said in a marker of their own
 // where they were missing, so a file never passes for whole when it is not.
 //
-// Retention keeps out/ within an age and a size: files untouched for longer than the age go,
-// and then the files of the oldest jobs (lowest ids) until the total is under the size. A
-// file still being written is never removed.
+// Retention keeps out/ within an age and a size: the files of jobs that ended longer ago than
+// the age go, and then the files of the oldest jobs (lowest ids) until the total is under the
+// size. A file still being written is never removed.
 //
 // Threads: Append, Skipped, Finish and Prune are the writer's (the Recorder's thread). Read
 // may be called from any thread: it opens the file on its own.

@@ -16,16 +16,10 @@
 #include "server/journal/journal.h"
 #include "server/journal/recorder.h"
 #include "tests/engine/engine_test_util.h"
+#include "tests/journal/journal_test_util.h"
 
 namespace distd::journal {
 namespace {
-
-RecorderOptions QuickRetries(absl::Duration min, absl::Duration max) {
-  RecorderOptions options;
-  options.retry_min = min;
-  options.retry_max = max;
-  return options;
-}
 
 using engine::EndOneRunningJob;
 using engine::JobId;

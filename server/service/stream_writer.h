@@ -61,7 +61,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       finishing_ = last;
       op = PumpLocked();
     }
-    Start(op);
+    Start(this, op);
   }
 
   // Queues output of `stream` (for messages with an `output` field), merged into the last
@@ -87,7 +87,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       QueueLocked(std::move(message));
       op = PumpLocked();
     }
-    Start(op);
+    Start(this, op);
   }
 
   // Ends the stream with `status`, dropping what is queued.
@@ -102,7 +102,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       status_ = status;
       op = PumpLocked();
     }
-    Start(op);
+    Start(this, op);
   }
 
   void Ref() { refs_.fetch_add(1); }
@@ -145,7 +145,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       corked_ = false;
       op = PumpLocked();
     }
-    Start(op);
+    Start(this, op);
   }
 
   void OnWriteDone(bool ok) override {
@@ -167,7 +167,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
       }
     }
     // A reaction: the reactor lives until it returns, whatever Start begins.
-    Start(op);
+    Start(this, op);
     if (caught_up) OnCaughtUp();  // without mu_: it may call into the engine
   }
 
@@ -208,20 +208,24 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     return Op();
   }
 
-  // The last thing a caller does: after a finishing operation the reactor may be gone.
-  // current_ is not touched under mu_ while a write is in flight (writing_).
-  void Start(const Op& op) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // The last thing a caller does, once mu_ is released: from then on another thread may
+  // finish the stream and gRPC delete the reactor, unless `op` is this caller's to start
+  // (nobody else starts anything while a write it decided on is not started). So with
+  // nothing to start the reactor is not touched at all, not even by a member call (whose
+  // vptr check, under UBSan, reads it): hence static. After a finishing operation the
+  // reactor may be gone. current_ is not touched under mu_ while a write is in flight.
+  static void Start(StreamWriter* self, const Op& op) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     switch (op.kind) {
       case Op::kNone:
         return;
       case Op::kWrite:
-        this->StartWrite(&current_);
+        self->StartWrite(&self->current_);
         return;
       case Op::kWriteAndFinish:
-        this->StartWriteAndFinish(&current_, grpc::WriteOptions(), op.status);
+        self->StartWriteAndFinish(&self->current_, grpc::WriteOptions(), op.status);
         return;
       case Op::kFinish:
-        this->Finish(op.status);
+        self->Finish(op.status);
         return;
     }
   }

@@ -750,6 +750,11 @@ class Soak:
                 return self.count("wait: unknown build (125)")
             if not exact_before and r.code == 0 and "nothing to wait for" in r.err_text():
                 return self.count("wait: nothing to wait for (0)")
+            if not exact_before and r.code == 143 and "no build named" in r.err_text():
+                # Signalled while distd looked the build up (a closed one's outcome comes from
+                # the journal): there was no build to abort, and a submit running alongside
+                # may have started the next generation since.
+                return self.count("wait: SIGTERM with no build to abort (143)")
             if not exact_before and r.code == 1:
                 # The build was closed, and distd answered with the journal's outcome of that
                 # generation: a submit running alongside may have started the next one since.

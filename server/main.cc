@@ -353,7 +353,10 @@ int Run(const Options& options) {
     return absl::Status(health.code(),
                         absl::StrCat("distd cannot record new jobs: ", health.message()));
   };
-  engine::Engine engine(engine_options, spawn::NewPosixSpawner(), spawn::NewRealClock());
+  spawn::PosixSpawnerOptions spawner_options;
+  spawner_options.reap_orphans = true;
+  engine::Engine engine(engine_options, spawn::NewPosixSpawner(spawner_options),
+                        spawn::NewRealClock());
   if (journal != nullptr) {
     for (const engine::BuildInfo& build : recovery.open) {
       if (absl::Status s = engine.Restore(build); !s.ok()) {

@@ -7,6 +7,11 @@
 //    job's: kill(-pgid, SIGKILL) hits only the job's leftovers, and only after that can the
 //    pipes be drained to EOF (a background child would otherwise hold them forever). One that
 //    escaped the group (setsid) is given orphan_drain, then its pipes are closed.
+//  - With reap_orphans, a descendant that left the group comes to distd when its parent dies
+//    (distd is the subreaper): a pass over distd's children kills those of signalled jobs
+//    and reaps the rest (orphans.h). The pass lists children under the spawner's mutex and
+//    leaves out the leaders registered there; Start registers a leader before that mutex
+//    lets a pass list again, and Reap unregisters one only once it is reaped.
 //  - waitpid by pid under the job's mutex marks it reaped; Process::Signal checks under the
 //    same mutex, so a signal never reaches a recycled pgid.
 //  - Output for a target is written as it is read, and what the target does not take at
@@ -44,6 +49,7 @@ extern "C" {
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -51,6 +57,7 @@ extern "C" {
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -62,6 +69,7 @@ extern "C" {
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/current_umask.h"
+#include "server/spawn/orphans.h"
 #include "server/spawn/process.h"
 #include "server/spawn/spawner.h"
 
@@ -153,11 +161,13 @@ struct Job {
   ProcessEvents* events = nullptr;
   absl::Mutex mu;
   bool reaped ABSL_GUARDED_BY(mu) = false;
+  bool signalled ABSL_GUARDED_BY(mu) = false;  // by Process::Signal: its orphans are killed
   // The rest belongs to the I/O thread once Start has handed the job over.
   int fds[2] = {-1, -1};  // read ends of stdout and stderr
   int pidfd = -1;
   bool leader_exited = false;
   bool paused = false;  // by the engine (Process::SetOutputPaused)
+  bool doomed = false;  // its orphans are killed (Orphans::Doom)
   absl::Time drain_deadline;
   std::shared_ptr<const OutputTargets> targets;  // held until the exit is reported
   // Output on its way to a target: one queue per stream, or, when both streams have the same
@@ -234,7 +244,9 @@ class PosixProcess final : public Process {
   int pid() const override { return job_->pid; }
   void Signal(int sig) override {
     absl::MutexLock lock(&job_->mu);
-    if (!job_->reaped) kill(-job_->pid, sig);
+    if (job_->reaped) return;
+    job_->signalled = true;
+    kill(-job_->pid, sig);
   }
   void SetOutputPaused(bool paused) override;
   void StopForwarding() override;
@@ -306,9 +318,13 @@ class PosixSpawner final : public Spawner {
       for (auto& [key, job] : fresh) Adopt(key, std::move(job));
       for (auto [key, request] : requests) Apply(key, request);
       int timeout_ms = -1;
+      std::optional<absl::Time> wake_at = NextPass();
       if (!draining_.empty()) {
-        absl::Duration left = std::clamp(draining_.begin()->first - absl::Now(),
-                                         absl::ZeroDuration(), absl::Hours(1));
+        wake_at = std::min(wake_at.value_or(absl::InfiniteFuture()), draining_.begin()->first);
+      }
+      if (wake_at.has_value()) {
+        absl::Duration left =
+            std::clamp(*wake_at - absl::Now(), absl::ZeroDuration(), absl::Hours(1));
         timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, kMs)));
       }
       int n = epoll_wait(epoll_fd_, ready, kMaxEvents, timeout_ms);
@@ -351,8 +367,58 @@ class PosixSpawner final : public Spawner {
         }
         if (Finished(job)) Reap(key, true);
       }
+      if (std::optional<absl::Time> pass = NextPass(); pass && *pass <= absl::Now()) Pass();
     }
     Shutdown();
+  }
+
+  // When the next pass over the orphans is due: soon after a signalled job's end (its
+  // orphans arrive as their parents die), else once a second while jobs end or orphans live.
+  std::optional<absl::Time> NextPass() const {
+    if (!options_.reap_orphans) return std::nullopt;
+    std::optional<absl::Time> next;
+    if (!passes_.empty()) next = *passes_.begin();
+    if (job_ended_ || orphans_.Watching()) {
+      next = std::min(next.value_or(absl::InfiniteFuture()), last_pass_ + absl::Seconds(1));
+    }
+    return next;
+  }
+
+  // Returns how many orphans were killed.
+  int Pass() {
+    const absl::Time now = absl::Now();
+    std::vector<pid_t> orphans;
+    {
+      absl::MutexLock lock(&mu_);
+      if (spawning_ > 0) {  // a leader not yet registered would pass for an orphan
+        passes_.insert(now + absl::Milliseconds(2));
+        return 0;
+      }
+      for (pid_t pid : Orphans::ListChildren()) {
+        if (!leaders_.contains(pid)) orphans.push_back(pid);
+      }
+    }
+    const Orphans::Outcome outcome = orphans_.Handle(orphans, now);
+    last_pass_ = now;
+    job_ended_ = false;
+    passes_.erase(passes_.begin(), passes_.upper_bound(now));
+    if (outcome.killed > 0) passes_.insert(now + absl::Milliseconds(20));  // to reap them
+    return outcome.killed;
+  }
+
+  // A job's leader has exited, or the job is reaped: if distd signalled it, what it left
+  // behind outside its group is killed from now on.
+  void NoteEnd(Job& job, bool signalled) {
+    if (!options_.reap_orphans) return;
+    job_ended_ = true;
+    if (!signalled || job.doomed) return;
+    job.doomed = true;
+    const absl::Time now = absl::Now();
+    orphans_.Doom(job.id, now);
+    for (absl::Duration after : {absl::ZeroDuration(), absl::Milliseconds(20),
+                                 absl::Milliseconds(100), absl::Milliseconds(500)}) {
+      passes_.insert(now + after);
+    }
   }
 
   void Adopt(uint64_t key, std::shared_ptr<Job> job) {
@@ -510,6 +576,12 @@ class PosixSpawner final : public Spawner {
 
   void OnLeaderExit(uint64_t key, Job& job) {
     job.leader_exited = true;
+    bool signalled;
+    {
+      absl::MutexLock lock(&job.mu);
+      signalled = job.signalled;
+    }
+    NoteEnd(job, signalled);
     // Drain what is left even if paused; unpaused, the interest is already what it should be.
     if (job.paused) {
       for (int stream : {0, 1}) UpdateInterest(job, stream);
@@ -527,13 +599,20 @@ class PosixSpawner final : public Spawner {
     if (job->leader_exited) draining_.erase({job->drain_deadline, key});
     int status = 0;
     pid_t reaped;
+    bool signalled;
     {
       absl::MutexLock lock(&job->mu);  // Signal checks `reaped` under it: no recycled pgid
       do {
         reaped = waitpid(job->pid, &status, 0);
       } while (reaped < 0 && errno == EINTR);
       job->reaped = true;
+      signalled = job->signalled;
     }
+    {
+      absl::MutexLock lock(&mu_);
+      leaders_.erase(job->pid);
+    }
+    NoteEnd(*job, signalled);
     if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
     CloseFd(job->pidfd);
     for (int queue : {0, 1}) StopForward(*job, queue);
@@ -556,8 +635,18 @@ class PosixSpawner final : public Spawner {
       new_jobs_.clear();
     }
     // Kill all first so that they die in parallel; none is reaped, so each pgid is theirs.
-    for (const auto& [key, job] : jobs_) kill(-job->pid, SIGKILL);
+    for (const auto& [key, job] : jobs_) {
+      kill(-job->pid, SIGKILL);
+      NoteEnd(*job, /*signalled=*/true);
+    }
     while (!jobs_.empty()) Reap(jobs_.begin()->first, false);
+    // What they left outside their groups, as it comes to distd (bounded: a process in the
+    // kernel's uninterruptible sleep may take its time to die).
+    if (!options_.reap_orphans) return;
+    for (int round = 0; round < 50; ++round) {
+      if (Pass() == 0 && round > 0) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
   }
 
   const PosixSpawnerOptions options_;
@@ -572,12 +661,18 @@ class PosixSpawner final : public Spawner {
   // Started but not yet adopted: only the I/O thread touches epoll and the maps below.
   std::vector<std::pair<uint64_t, std::shared_ptr<Job>>> new_jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<uint64_t, Request>> requests_ ABSL_GUARDED_BY(mu_);
+  int spawning_ ABSL_GUARDED_BY(mu_) = 0;  // Starts between posix_spawn and registering
+  absl::flat_hash_set<pid_t> leaders_ ABSL_GUARDED_BY(mu_);  // spawned and not yet reaped
 
   // Keyed by a serial that is never reused (not by JobId), so that a stale epoll event of
   // a reaped job finds nothing. Epoll data is key << 3 | 0 stdout, 1 stderr, 2 pidfd,
   // 3 the target of queue 0, 4 that of queue 1.
   std::map<uint64_t, std::shared_ptr<Job>> jobs_;
   std::set<std::pair<absl::Time, uint64_t>> draining_;  // leader gone: until when to wait
+  Orphans orphans_;
+  std::set<absl::Time> passes_;  // when passes over the orphans are due
+  absl::Time last_pass_;
+  bool job_ended_ = false;  // since the last pass
   std::vector<char> buffer_;
   std::thread thread_;  // last: it starts in the constructor and uses everything above
 };
@@ -627,7 +722,19 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     argv.push_back(const_cast<char*>(path->c_str()));
   }
   for (const std::string& arg : *request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
-  for (const std::string& var : env) envp.push_back(const_cast<char*>(var.c_str()));
+  // Ours alone: one the client sent goes (a shell takes the last of two, getenv the first).
+  std::string job_marker;
+  if (options_.reap_orphans) {
+    job_marker = absl::StrCat(kJobIdVariable, "=", request.id);
+    envp.push_back(job_marker.data());
+  }
+  for (const std::string& var : env) {
+    if (options_.reap_orphans && var.size() > kJobIdVariable.size() &&
+        var[kJobIdVariable.size()] == '=' && absl::StartsWith(var, kJobIdVariable)) {
+      continue;
+    }
+    envp.push_back(const_cast<char*>(var.c_str()));
+  }
   argv.push_back(nullptr);
   envp.push_back(nullptr);
 
@@ -670,9 +777,21 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
                                                         POSIX_SPAWN_SETSIGDEF));
   const bool prepared = rc == 0;
   pid_t pid = 0;
+  // Until the leader is registered (or known not to run), no pass over the orphans may list
+  // distd's children: it would take the leader for one.
+  {
+    absl::MutexLock lock(&mu_);
+    ++spawning_;
+  }
+  auto registered = [this](pid_t leader) {
+    absl::MutexLock lock(&mu_);
+    if (leader > 0) leaders_.insert(leader);
+    --spawning_;
+  };
   if (prepared) {
     rc = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
   }
+  if (!prepared || rc != 0) registered(0);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (!prepared) {
@@ -695,6 +814,7 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     kill(-pid, SIGKILL);
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
+    registered(0);
     return status;
   }
   auto job = std::make_shared<Job>();
@@ -716,6 +836,7 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     job->key = next_key_++;
     new_jobs_.emplace_back(job->key, job);
   }
+  registered(pid);
   Wake();  // never an event from here: the I/O thread delivers them all
   return std::make_unique<PosixProcess>(this, std::move(job));
 }
@@ -739,6 +860,12 @@ std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options) {
     // pretend to run them.
     perror("distd: cannot create the spawner's epoll set");
     std::abort();
+  }
+  if (options.reap_orphans) {
+    if (absl::Status s = Orphans::BecomeSubreaper(); !s.ok()) {
+      // Still a spawner: escapees then go to init, out of reach, as without the option.
+      fprintf(stderr, "distd: %s\n", std::string(s.message()).c_str());
+    }
   }
   return std::make_unique<PosixSpawner>(options, epoll_fd, wake_fd);
 }

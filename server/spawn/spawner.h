@@ -84,6 +84,10 @@ struct PosixSpawnerOptions {
   // the job, used only for a job whose settings differ from the daemon's own: posix_spawn
   // cannot set them. Empty: distd-exec next to the running program.
   std::string exec_helper;
+  // distd's own: become the child subreaper, start every job's environment with
+  // DISTD_JOB_ID=<id>, kill what a signalled job leaves behind outside its group and reap
+  // every orphan (server/spawn/orphans.h). Off, orphans are whoever's subreaper's business.
+  bool reap_orphans = false;
 };
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains

@@ -579,6 +579,31 @@ test_auto_start() {
     fail "the daemon serving $DISTD_SOCKET is not the one holding its lock ($DPID)"
 }
 
+test_escapees_after_abort() {
+  start_daemon 3
+  # Out of the job's group and session (setsid), and double-forked out of its tree: an abort
+  # still ends both, and what a job that ended by itself left (a cache's server) goes on.
+  expect_code 0 distctl run --bg -- sh -c 'setsid sleep 978.31 & sleep 978.32'
+  expect_code 0 distctl run --bg -- sh -c '(setsid sh -c "sleep 978.33 & wait" &) ; sleep 978.34'
+  # (It ends once the server is out of its group, which the group kill at its end would take.)
+  expect_code 0 distctl --build keep run -- sh -c "setsid sh -c 'touch $T/ready; exec sleep 978.35' \
+    >/dev/null 2>&1 & while [ ! -e $T/ready ]; do sleep 0.01; done"
+  for pattern in "sleep 978.31" "sleep 978.32" "sleep 978.33" "sleep 978.34" "sleep 978.35"; do
+    wait_until 10 pgrep -f "^$pattern" >/dev/null || fail "$pattern did not start"
+  done
+  expect_code 0 distctl abort
+  for pattern in "sleep 978.31" "sleep 978.32" "sleep 978.33" "sleep 978.34"; do
+    no_survivor "$pattern"
+  done
+  local kept
+  kept=$(pgrep -f "^sleep 978.35") || fail "the server a finished job left was killed"
+  # It is distd's child now, and reaped by distd when it ends: no zombie is left.
+  [ "$(ps -o ppid= -p "$kept" | tr -d ' ')" = "$DPID" ] || fail "the orphan is not distd's child"
+  kill "$kept"
+  wait_until 10 sh -c "! ps -o stat= --ppid $DPID | grep -q Z" || fail "distd left a zombie"
+  still_serving
+}
+
 test_second_daemon_refused() {
   start_daemon
   expect_code 1 "$BIN/distd" --listen "unix:$SOCK"

@@ -38,6 +38,7 @@ extern "C" {
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -376,6 +377,149 @@ TEST_F(PosixSpawnerTest, StopsWaitingForAnEscapedDescendantAfterOrphanDrain) {
   EXPECT_THAT(stat, Not(HasSubstr(") Z "))) << "the escapee should still run";
   kill(escapee, SIGKILL);
   EXPECT_TRUE(ReapOrphan(escapee).has_value());
+}
+
+// The parent of `pid`, from /proc/PID/stat (0 if it cannot be read).
+pid_t ParentOf(pid_t pid) {
+  std::string stat;
+  std::getline(std::ifstream(absl::StrCat("/proc/", pid, "/stat")), stat);
+  const size_t paren = stat.rfind(')');
+  int parent = 0;
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
+  return fields.size() > 1 && absl::SimpleAtoi(fields[1], &parent) ? parent : 0;
+}
+
+// The live processes running exactly `sleep SECONDS` (a zombie has no command line).
+std::vector<pid_t> SleepsOf(const std::string& seconds) {
+  const std::string wanted =
+      absl::StrCat("sleep", std::string(1, '\0'), seconds, std::string(1, '\0'));
+  std::vector<pid_t> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline == wanted) found.push_back(pid);
+  }
+  return found;
+}
+
+// Waits until `pid`, reaped by someone else (the spawner), no longer exists at all: not
+// even as a zombie. False if it still does after kTimeout.
+bool AwaitGone(pid_t pid) {
+  const absl::Time end = absl::Now() + kTimeout;
+  while (!IsGone(pid)) {
+    if (absl::Now() >= end) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+class OrphanReapingTest : public PosixSpawnerTest {
+ protected:
+  void SetUp() override {
+    PosixSpawnerTest::SetUp();
+    PosixSpawnerOptions options = WithHelper();
+    options.orphan_drain = absl::Milliseconds(300);
+    options.reap_orphans = true;
+    spawner_ = NewPosixSpawner(options);
+  }
+};
+
+TEST_F(OrphanReapingTest, AnEscapeeOfASignalledJobIsKilledAndReaped) {
+  // setsid: its own session and group, out of reach of the group kill; its parent waits, so
+  // the escapee comes to us only when the leader is killed.
+  auto process = Start(1, Sh("setsid sleep 971.25 & echo $!; wait"));
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(events_.AwaitLine(1));
+  const pid_t escapee = ParsePid(events_.Get(1).out);
+  ASSERT_GT(escapee, 0);
+  // It has left the group by the time its pid is printed only if setsid has run: wait.
+  const absl::Time end = absl::Now() + kTimeout;
+  while (getpgid(escapee) != escapee && absl::Now() < end) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(getpgid(escapee), escapee) << "the escapee did not leave the job's group";
+  (*process)->Signal(SIGTERM);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_TRUE(AwaitGone(escapee)) << "the escapee of a signalled job survived, or is unreaped";
+}
+
+TEST_F(OrphanReapingTest, AnEscapeeOfAJobThatEndedByItselfIsLeftAloneAndReapedWhenItExits) {
+  // The leader ends once the escapee is out of its group (else the group kill takes it).
+  JobRecord job = Run(Sh("setsid sh -c 'echo $$ > pid.tmp && mv pid.tmp pid; exec sleep 971.5' "
+                         ">/dev/null 2>&1 & while [ ! -e pid ]; do sleep 0.01; done; cat pid"),
+                      dir_);
+  EXPECT_EQ(job.exit->exit_code, 0);
+  const pid_t escapee = ParsePid(job.out);
+  ASSERT_GT(escapee, 0);
+  // A server a job started (a compiler cache's) goes on after its job; it is ours now.
+  std::string stat;
+  std::getline(std::ifstream(absl::StrCat("/proc/", escapee, "/stat")), stat);
+  EXPECT_THAT(stat, Not(HasSubstr(") Z "))) << "the escapee should still run";
+  EXPECT_EQ(ParentOf(escapee), getpid());
+  kill(escapee, SIGKILL);
+  EXPECT_TRUE(AwaitGone(escapee)) << "the spawner did not reap the orphan";
+}
+
+TEST_F(OrphanReapingTest, EachJobIsToldItsIdInItsEnvironmentInsteadOfTheClients) {
+  const std::vector<std::string> env = {"DISTD_JOB_ID=999", "A=1"};
+  EXPECT_EQ(Run({"/bin/sh", "-c", "echo $DISTD_JOB_ID; env | grep -c DISTD_JOB_ID"}, "/", env).out,
+            "1\n1\n");
+}
+
+TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveNothing) {
+  // Leaders spawned on several threads while passes list the children: none may be taken
+  // for an orphan (reaped behind the spawner's back, its exit lost). Half end by themselves
+  // leaving an escapee (sleep 971.75), half are signalled with one (sleep 971.76).
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 10;
+  auto id_of = [](int t, int i) { return static_cast<JobId>(100 + t * kPerThread + i); };
+  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<Process>> processes(kThreads * kPerThread);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Each job's escapee says with a file of its own that it has left the group.
+        const std::string ready = absl::StrCat("ready.", id_of(t, i));
+        const std::string escape =
+            absl::StrCat("setsid sh -c 'touch ", ready, "; exec sleep ",
+                         i % 2 == 0 ? "971.75" : "971.76", "' >/dev/null 2>&1 & ");
+        auto process = Start(id_of(t, i),
+                             Sh(i % 2 == 0 ? absl::StrCat(escape, "while [ ! -e ", ready,
+                                                          " ]; do sleep 0.01; done; exit 3")
+                                           : absl::StrCat(escape, "wait")),
+                             dir_);
+        ASSERT_TRUE(process.ok()) << process.status();
+        if (i % 2 == 1) {
+          const absl::Time end = absl::Now() + kTimeout;
+          while (!std::filesystem::exists(absl::StrCat(dir_, "/", ready)) && absl::Now() < end) {
+            absl::SleepFor(absl::Milliseconds(5));
+          }
+          (*process)->Signal(SIGTERM);
+        }
+        processes[t * kPerThread + i] = *std::move(process);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      ASSERT_TRUE(events_.AwaitExit(id_of(t, i))) << "job " << id_of(t, i);
+      const ExitStatus exit = *events_.Get(id_of(t, i)).exit;
+      if (i % 2 == 0) {
+        EXPECT_EQ(exit.exit_code, 3) << "job " << id_of(t, i);
+      } else {
+        EXPECT_EQ(exit.signal, SIGTERM) << "job " << id_of(t, i);
+      }
+    }
+  }
+  const absl::Time end = absl::Now() + kTimeout;
+  while (!SleepsOf("971.76").empty() && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_THAT(SleepsOf("971.76"), IsEmpty()) << "escapees of signalled jobs survived";
+  const std::vector<pid_t> left = SleepsOf("971.75");
+  EXPECT_EQ(left.size(), static_cast<size_t>(kThreads * kPerThread / 2));
+  for (pid_t pid : left) kill(pid, SIGKILL);
+  for (pid_t pid : left) EXPECT_TRUE(AwaitGone(pid)) << "orphan " << pid << " not reaped";
 }
 
 // 100 MB of a 63-byte period: a lost, repeated or reordered chunk shifts the pattern.

@@ -47,6 +47,7 @@ struct Options {
   engine::EngineOptions engine;
   journal::OutputLimits output;
   journal::Retention retention;
+  absl::Duration history_keep = journal::RecorderOptions().history_keep;
   spdlog::level::level_enum log_level = spdlog::level::info;
 };
 
@@ -159,6 +160,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
          "--output-keep", Duration("--output-keep", "168h or 30m", &options->retention.age),
          "remove the output of jobs that ended this long ago (default 168h; the journal's "
          "record of how they ended stays)")
+      ->type_name("DUR");
+  app.add_option_function<std::string>(
+         "--history-keep", Duration("--history-keep", "720h or 30m", &options->history_keep),
+         "forget builds closed this long ago, with their jobs (default 720h)")
       ->type_name("DUR");
   app.add_option_function<std::string>(
          "--output-disk",
@@ -366,6 +371,7 @@ int Run(const Options& options) {
     }
     journal::RecorderOptions recorder_options;
     recorder_options.retention = options.retention;
+    recorder_options.history_keep = options.history_keep;
     recorder = std::make_unique<journal::Recorder>(journal.get(), outputs.get(), engine.clock(),
                                                    recorder_options);
     engine.AddObserver(recorder.get());

@@ -495,6 +495,45 @@ absl::StatusOr<std::optional<BuildRecord>> Journal::FindBuild(absl::string_view 
   return ReadBuild(q.stmt);
 }
 
+absl::StatusOr<int64_t> Journal::ForgetClosedBuilds(absl::Time closed_before) {
+  if (absl::Status s = Begin(); !s.ok()) return s;
+  absl::Status status;
+  int64_t forgotten = 0;
+  {
+    Query jobs;
+    Query builds;
+    absl::StatusOr<sqlite3_stmt*> stmt = Prepare(
+        "DELETE FROM jobs WHERE build IN (SELECT key FROM builds WHERE NOT open AND "
+        "closed_ms < ?1) AND id < (SELECT max(id) FROM jobs)");
+    if (stmt.ok()) {
+      jobs.stmt = *stmt;
+      BindTime(jobs.stmt, 1, closed_before);
+      status = Step(jobs.stmt);
+    } else {
+      status = stmt.status();
+    }
+    if (status.ok()) {
+      stmt = Prepare(
+          "DELETE FROM builds WHERE NOT open AND closed_ms < ?1 AND "
+          "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.build = builds.key)");
+      if (stmt.ok()) {
+        builds.stmt = *stmt;
+        BindTime(builds.stmt, 1, closed_before);
+        status = Step(builds.stmt);
+        forgotten = sqlite3_changes(db_);
+      } else {
+        status = stmt.status();
+      }
+    }
+  }
+  if (status.ok()) status = Commit();
+  if (!status.ok()) {
+    Rollback();
+    return status;
+  }
+  return forgotten;
+}
+
 absl::StatusOr<engine::JobId> Journal::LastJobId() {
   Query q;
   absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead("SELECT coalesce(max(id), 0) FROM jobs");

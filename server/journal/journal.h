@@ -123,6 +123,11 @@ class Journal {
   // A build closed at `when`: its name may start a new build.
   absl::Status BuildClosed(absl::string_view name, absl::Time when);
 
+  // In a transaction of its own: forgets the builds closed before `closed_before`, with their
+  // jobs, and returns how many builds went. The row of the highest job id stays (with its
+  // build): the ids of a later distd go on from it.
+  absl::StatusOr<int64_t> ForgetClosedBuilds(absl::Time closed_before);
+
   // Reads.
   absl::StatusOr<std::optional<JobRecord>> FindJob(engine::JobId id);
   // The latest build of that name, open or closed; nullopt if none ever was.

@@ -137,6 +137,25 @@ void Recorder::WriteOutput(const std::vector<Output>& output) {
   }
 }
 
+void Recorder::Prune() {
+  if (outputs_ != nullptr) {
+    if (const uint64_t freed = outputs_->Prune(options_.retention, absl::Now()); freed > 0) {
+      spdlog::info("removed {} bytes of old jobs' output ({} bytes kept)", freed,
+                   outputs_->bytes());
+    }
+  }
+  // A failure here costs nothing but space: the next prune tries again.
+  absl::StatusOr<int64_t> forgotten =
+      journal_->ForgetClosedBuilds(absl::Now() - options_.history_keep);
+  if (!forgotten.ok()) {
+    spdlog::warn("cannot forget old builds in the journal: {}",
+                 std::string(forgotten.status().message()));
+  } else if (*forgotten > 0) {
+    spdlog::info("forgot {} build(s) closed more than {} ago", *forgotten,
+                 absl::FormatDuration(options_.history_keep));
+  }
+}
+
 void Recorder::Loop() {
   std::vector<Change> batch;  // taken from the queue, not yet written
   std::vector<Output> output;
@@ -144,18 +163,14 @@ void Recorder::Loop() {
   uint64_t attempt = 0;
   absl::Time next_prune = absl::Now();  // at start, then every prune_every
   while (true) {
-    if (outputs_ != nullptr && absl::Now() >= next_prune) {
-      if (const uint64_t freed = outputs_->Prune(options_.retention, absl::Now()); freed > 0) {
-        spdlog::info("removed {} bytes of old jobs' output ({} bytes kept)", freed,
-                     outputs_->bytes());
-      }
+    if (absl::Now() >= next_prune) {
+      Prune();
       next_prune = absl::Now() + options_.prune_every;
     }
     {
       absl::MutexLock lock(&mu_);
       if (batch.empty()) {
-        mu_.AwaitWithDeadline(absl::Condition(this, &Recorder::HasWork),
-                              outputs_ != nullptr ? next_prune : absl::InfiniteFuture());
+        mu_.AwaitWithDeadline(absl::Condition(this, &Recorder::HasWork), next_prune);
         if (!HasWork()) continue;  // time to prune
         // Let what comes right after join this transaction.
         if (!Hurried())

@@ -45,6 +45,8 @@ struct RecorderOptions {
   absl::Duration gather = absl::Milliseconds(2);
   uint64_t max_pending_output = uint64_t{64} << 20;
   Retention retention;
+  // Builds closed longer ago than this are forgotten, with their jobs (at the prune).
+  absl::Duration history_keep = absl::Hours(24 * 30);
   absl::Duration prune_every = absl::Hours(1);
 };
 
@@ -110,6 +112,7 @@ class Recorder : public engine::EngineObserver {
     return !queue_.empty() || !output_.empty() || stopping_;
   }
   void Loop();
+  void Prune();  // old output files, and builds closed long ago
   void WriteOutput(const std::vector<Output>& output);
   absl::Status Write(const std::vector<Change>& changes);
 

@@ -247,6 +247,40 @@ TEST_F(RecorderTest, AClosedNameStartsANewBuild) {
             journal_->FindJob(second[0])->value().build_key);
 }
 
+TEST_F(RecorderTest, BuildsClosedLongAgoAreForgottenButTheLastIdStays) {
+  std::vector<JobId> old = Submit("old", {Spec({"a"}), Spec({"b"})});
+  for (JobId id : old) ASSERT_TRUE(fake_.spawner->Exit(id, 0));
+  ASSERT_TRUE(fake_.engine->Close("old").ok());
+  std::vector<JobId> open = Submit("open", {Spec({"c"})});
+  ASSERT_TRUE(fake_.spawner->Exit(open[0], 0));
+  std::vector<JobId> last = Submit("last", {Spec({"d"})});
+  ASSERT_TRUE(fake_.spawner->Exit(last[0], 0));
+  ASSERT_TRUE(fake_.engine->Close("last").ok());
+  ASSERT_TRUE(recorder_->Flush().ok());
+  const absl::Time closed = fake_.clock->Now();
+  // The journal is the recorder's alone while it runs.
+  fake_.engine->RemoveObserver(recorder_.get());
+  recorder_.reset();
+
+  // Closed later than the cut: all kept.
+  absl::StatusOr<int64_t> forgotten = journal_->ForgetClosedBuilds(closed - absl::Seconds(1));
+  ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+  EXPECT_EQ(*forgotten, 0);
+  EXPECT_TRUE(journal_->FindJob(old[0])->has_value());
+
+  forgotten = journal_->ForgetClosedBuilds(closed + absl::Hours(1));
+  ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+  EXPECT_EQ(*forgotten, 1);  // "old"; "last" holds the highest id
+  for (JobId id : old) EXPECT_FALSE(journal_->FindJob(id)->has_value()) << "job " << id;
+  EXPECT_FALSE(journal_->FindBuild("old")->has_value());
+  EXPECT_TRUE(journal_->FindJob(open[0])->has_value());  // its build is open
+  EXPECT_TRUE(journal_->FindJob(last[0])->has_value());
+  EXPECT_EQ(*journal_->LastJobId(), last[0]);
+  auto builds = journal_->RecentBuilds(10);
+  ASSERT_TRUE(builds.ok()) << builds.status();
+  EXPECT_EQ(builds->size(), 2u);
+}
+
 TEST_F(RecorderTest, A100000JobBatchIsOneCommitAndSoIsItsCancellation) {
   constexpr int kJobs = 100'000;
   std::vector<JobSpec> specs;

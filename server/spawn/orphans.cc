@@ -92,8 +92,9 @@ Orphans::Outcome Orphans::Handle(const std::vector<pid_t>& orphans, absl::Time n
       // It is our unreaped child, so neither its pid nor the group it leads can have been
       // given to anyone else. A group it does not lead is its job's, killed at the job's end.
       if (getpgid(pid) == pid) kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
-      ++outcome.killed;
+      // Counted only if it took: one that cannot be killed (it became another user's) is
+      // not asked again and again.
+      if (kill(pid, SIGKILL) == 0) ++outcome.killed;
     } else {
       ++outcome.alive;
     }

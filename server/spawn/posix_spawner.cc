@@ -391,7 +391,9 @@ class PosixSpawner final : public Spawner {
     {
       absl::MutexLock lock(&mu_);
       if (spawning_ > 0) {  // a leader not yet registered would pass for an orphan
-        passes_.insert(now + absl::Milliseconds(2));
+        passes_.erase(passes_.begin(), passes_.upper_bound(now));
+        passes_.insert(now + absl::Milliseconds(2));  // the retry, and no tick due before it
+        last_pass_ = now;
         return 0;
       }
       for (pid_t pid : Orphans::ListChildren()) {
@@ -601,16 +603,18 @@ class PosixSpawner final : public Spawner {
     pid_t reaped;
     bool signalled;
     {
+      // Before the pid is free for another leader to register; a pass, which would take it
+      // for an orphan now, runs on this thread only.
+      absl::MutexLock lock(&mu_);
+      leaders_.erase(job->pid);
+    }
+    {
       absl::MutexLock lock(&job->mu);  // Signal checks `reaped` under it: no recycled pgid
       do {
         reaped = waitpid(job->pid, &status, 0);
       } while (reaped < 0 && errno == EINTR);
       job->reaped = true;
       signalled = job->signalled;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      leaders_.erase(job->pid);
     }
     NoteEnd(*job, signalled);
     if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
@@ -783,15 +787,14 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     absl::MutexLock lock(&mu_);
     ++spawning_;
   }
-  auto registered = [this](pid_t leader) {
+  auto not_started = [this] {
     absl::MutexLock lock(&mu_);
-    if (leader > 0) leaders_.insert(leader);
     --spawning_;
   };
   if (prepared) {
     rc = posix_spawn(&pid, exec_path->c_str(), &actions, &attr, argv.data(), envp.data());
   }
-  if (!prepared || rc != 0) registered(0);
+  if (!prepared || rc != 0) not_started();
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (!prepared) {
@@ -814,7 +817,7 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     kill(-pid, SIGKILL);
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
-    registered(0);
+    not_started();
     return status;
   }
   auto job = std::make_shared<Job>();
@@ -835,8 +838,10 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     absl::MutexLock lock(&mu_);
     job->key = next_key_++;
     new_jobs_.emplace_back(job->key, job);
+    // With the hand-over: the I/O thread may reap it as soon as the lock is released.
+    leaders_.insert(pid);
+    --spawning_;
   }
-  registered(pid);
   Wake();  // never an event from here: the I/O thread delivers them all
   return std::make_unique<PosixProcess>(this, std::move(job));
 }

@@ -390,21 +390,6 @@ pid_t ParentOf(pid_t pid) {
   return fields.size() > 1 && absl::SimpleAtoi(fields[1], &parent) ? parent : 0;
 }
 
-// The live processes running exactly `sleep SECONDS` (a zombie has no command line).
-std::vector<pid_t> SleepsOf(const std::string& seconds) {
-  const std::string wanted =
-      absl::StrCat("sleep", std::string(1, '\0'), seconds, std::string(1, '\0'));
-  std::vector<pid_t> found;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    pid_t pid = 0;
-    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
-    std::ifstream in(entry.path() / "cmdline");
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline == wanted) found.push_back(pid);
-  }
-  return found;
-}
-
 // Waits until `pid`, reaped by someone else (the spawner), no longer exists at all: not
 // even as a zombie. False if it still does after kTimeout.
 bool AwaitGone(pid_t pid) {
@@ -470,7 +455,7 @@ TEST_F(OrphanReapingTest, EachJobIsToldItsIdInItsEnvironmentInsteadOfTheClients)
 TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveNothing) {
   // Leaders spawned on several threads while passes list the children: none may be taken
   // for an orphan (reaped behind the spawner's back, its exit lost). Half end by themselves
-  // leaving an escapee (sleep 971.75), half are signalled with one (sleep 971.76).
+  // leaving an escapee, half are signalled with one.
   constexpr int kThreads = 4;
   constexpr int kPerThread = 10;
   auto id_of = [](int t, int i) { return static_cast<JobId>(100 + t * kPerThread + i); };
@@ -482,8 +467,8 @@ TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveN
         // Each job's escapee says with a file of its own that it has left the group.
         const std::string ready = absl::StrCat("ready.", id_of(t, i));
         const std::string escape =
-            absl::StrCat("setsid sh -c 'touch ", ready, "; exec sleep ",
-                         i % 2 == 0 ? "971.75" : "971.76", "' >/dev/null 2>&1 & ");
+            absl::StrCat("setsid sh -c 'echo $$ > ", ready, ".tmp && mv ", ready, ".tmp ", ready,
+                         "; exec sleep 971.75' >/dev/null 2>&1 & ");
         auto process = Start(id_of(t, i),
                              Sh(i % 2 == 0 ? absl::StrCat(escape, "while [ ! -e ", ready,
                                                           " ]; do sleep 0.01; done; exit 3")
@@ -513,11 +498,24 @@ TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveN
       }
     }
   }
-  const absl::Time end = absl::Now() + kTimeout;
-  while (!SleepsOf("971.76").empty() && absl::Now() < end) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_THAT(SleepsOf("971.76"), IsEmpty()) << "escapees of signalled jobs survived";
-  const std::vector<pid_t> left = SleepsOf("971.75");
-  EXPECT_EQ(left.size(), static_cast<size_t>(kThreads * kPerThread / 2));
+  // Each ready file holds its escapee's pid. Those of signalled jobs are killed and reaped;
+  // the others run on as our children until we end them, and are reaped then.
+  std::vector<pid_t> left;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      std::string text;
+      std::getline(std::ifstream(absl::StrCat(dir_, "/ready.", id_of(t, i))), text);
+      pid_t escapee = 0;
+      ASSERT_TRUE(absl::SimpleAtoi(text, &escapee)) << "job " << id_of(t, i) << ": " << text;
+      if (i % 2 == 1) {
+        EXPECT_TRUE(AwaitGone(escapee)) << "the escapee of signalled job " << id_of(t, i);
+      } else {
+        EXPECT_FALSE(IsGone(escapee)) << "the escapee of job " << id_of(t, i) << " was killed";
+        EXPECT_EQ(ParentOf(escapee), getpid());
+        left.push_back(escapee);
+      }
+    }
+  }
   for (pid_t pid : left) kill(pid, SIGKILL);
   for (pid_t pid : left) EXPECT_TRUE(AwaitGone(pid)) << "orphan " << pid << " not reaped";
 }

@@ -10,8 +10,9 @@
 //  - With reap_orphans, a descendant that left the group comes to distd when its parent dies
 //    (distd is the subreaper): a pass over distd's children kills those of signalled jobs
 //    and reaps the rest (orphans.h). The pass lists children under the spawner's mutex and
-//    leaves out the leaders registered there; Start registers a leader before that mutex
-//    lets a pass list again, and Reap unregisters one only once it is reaped.
+//    leaves out the leaders registered there; Start registers a leader as it hands the job
+//    over, before a pass may list again, and Reap unregisters it right before reaping it
+//    (passes run on the I/O thread, as Reap does).
 //  - waitpid by pid under the job's mutex marks it reaped; Process::Signal checks under the
 //    same mutex, so a signal never reaches a recycled pgid.
 //  - Output for a target is written as it is read, and what the target does not take at

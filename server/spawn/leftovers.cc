@@ -4,6 +4,10 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+// glibc 2.36 (Debian 12) ships <sys/pidfd.h> without __BEGIN_DECLS (see posix_spawner.cc).
+extern "C" {
+#include <sys/pidfd.h>
+}
 
 #include <cstdio>
 #include <fstream>
@@ -86,6 +90,20 @@ std::vector<ProcessStat> GroupMembers(pid_t pgid, absl::Time boot, int64_t ticks
   return members;
 }
 
+// SIGKILL to `m`, seen in the scan, if the pid is still that process: the pidfd holds the
+// process the pid names when it is opened, and its start time, read again after, says
+// whether that is the one the scan saw (a pid freed and used again in between is not).
+bool KillIfStill(const ProcessStat& m, absl::Time boot, int64_t ticks_per_second) {
+  const int pidfd = pidfd_open(m.pid, 0);
+  if (pidfd < 0) return false;
+  std::optional<ProcessStat> now = ReadStat(m.pid, boot, ticks_per_second);
+  const bool same = now.has_value() && now->ours && now->pgrp == m.pgrp &&
+                    now->started == m.started && now->state != 'Z';
+  const bool killed = same && pidfd_send_signal(pidfd, SIGKILL, nullptr, 0) == 0;
+  close(pidfd);
+  return killed;
+}
+
 }  // namespace
 
 Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration tolerance) {
@@ -110,7 +128,7 @@ Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration to
     for (const ProcessStat& m : GroupMembers(pgid, *boot, ticks)) {
       if (m.started + tolerance < started_at) continue;  // older than the job: not its own
       if (killed.contains(m.pid)) continue;
-      if (kill(m.pid, SIGKILL) == 0) {
+      if (KillIfStill(m, *boot, ticks)) {
         killed.insert(m.pid);
         found = true;
       }

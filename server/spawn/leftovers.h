@@ -11,7 +11,8 @@
 // Without a leader the group is recognised by its members alone: a pid used again for a
 // process that led a group of its own, and left it behind, between the job's end and now,
 // would pass that test. Running each job in a cgroup of its own closes the gap where the
-// host allows it.
+// host allows it. A pid freed and used again between the scan and the kill is not hit: each
+// process is signalled through a pidfd, once its start time has been read again through it.
 #ifndef DISTD_SERVER_SPAWN_LEFTOVERS_H_
 #define DISTD_SERVER_SPAWN_LEFTOVERS_H_
 

@@ -497,35 +497,25 @@ absl::StatusOr<std::optional<BuildRecord>> Journal::FindBuild(absl::string_view 
 
 absl::StatusOr<int64_t> Journal::ForgetClosedBuilds(absl::Time closed_before) {
   if (absl::Status s = Begin(); !s.ok()) return s;
-  absl::Status status;
-  int64_t forgotten = 0;
-  {
-    Query jobs;
-    Query builds;
-    absl::StatusOr<sqlite3_stmt*> stmt = Prepare(
-        "DELETE FROM jobs WHERE build IN (SELECT key FROM builds WHERE NOT open AND "
-        "closed_ms < ?1) AND id < (SELECT max(id) FROM jobs)");
-    if (stmt.ok()) {
-      jobs.stmt = *stmt;
-      BindTime(jobs.stmt, 1, closed_before);
-      status = Step(jobs.stmt);
-    } else {
-      status = stmt.status();
-    }
-    if (status.ok()) {
-      stmt = Prepare(
-          "DELETE FROM builds WHERE NOT open AND closed_ms < ?1 AND "
-          "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.build = builds.key)");
-      if (stmt.ok()) {
-        builds.stmt = *stmt;
-        BindTime(builds.stmt, 1, closed_before);
-        status = Step(builds.stmt);
-        forgotten = sqlite3_changes(db_);
-      } else {
-        status = stmt.status();
-      }
-    }
+  // Runs `sql` with the cut as ?1; returns how many rows it changed.
+  auto remove = [this, closed_before](const char* sql) -> absl::StatusOr<int64_t> {
+    Query q;
+    absl::StatusOr<sqlite3_stmt*> stmt = Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    q.stmt = *stmt;
+    BindTime(q.stmt, 1, closed_before);
+    if (absl::Status s = Step(q.stmt); !s.ok()) return s;
+    return static_cast<int64_t>(sqlite3_changes(db_));
+  };
+  absl::StatusOr<int64_t> forgotten = remove(
+      "DELETE FROM jobs WHERE build IN (SELECT key FROM builds WHERE NOT open AND "
+      "closed_ms < ?1) AND id < (SELECT max(id) FROM jobs)");
+  if (forgotten.ok()) {
+    forgotten = remove(
+        "DELETE FROM builds WHERE NOT open AND closed_ms < ?1 AND "
+        "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.build = builds.key)");
   }
+  absl::Status status = forgotten.status();
   if (status.ok()) status = Commit();
   if (!status.ok()) {
     Rollback();

@@ -1,5 +1,6 @@
 // distd: flags -> Options -> run. The command-line contract is docs/cli.md.
 #include <signal.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -7,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -27,6 +30,7 @@
 #include "server/service/queue_keeper.h"
 #include "server/service/service.h"
 #include "server/spawn/leftovers.h"
+#include "server/spawn/orphans.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -252,11 +256,20 @@ class JournalHistory final : public service::History {
     if (!found->has_value()) return std::nullopt;
     engine::JobOutput output;
     output.job = (*found)->job;
-    for (auto [stream, text] : {std::pair(engine::OutputStream::kStdout, &output.stdout_text),
-                                std::pair(engine::OutputStream::kStderr, &output.stderr_text)}) {
+    const journal::OutputSizes& sizes = (*found)->kept;
+    for (auto [stream, text, bytes] :
+         {std::tuple(engine::OutputStream::kStdout, &output.stdout_text, sizes.stdout_bytes),
+          std::tuple(engine::OutputStream::kStderr, &output.stderr_text, sizes.stderr_bytes)}) {
       absl::StatusOr<std::optional<std::string>> kept = outputs_->Read(id, stream);
       if (!kept.ok()) return absl::UnavailableError(kept.status().message());
-      if (kept->has_value()) *text = **std::move(kept);
+      if (kept->has_value()) {
+        *text = **std::move(kept);
+      } else if (bytes > 0) {
+        // Not silence: what it printed is gone.
+        *text = absl::StrCat("[distd: the ", bytes, " bytes kept of this job's ",
+                             stream == engine::OutputStream::kStdout ? "stdout" : "stderr",
+                             " were removed (--output-keep, --output-disk)]\n");
+      }
     }
     // Its files end where the distd that ran it died: say so, or they pass for whole.
     if (output.job.result.outcome == engine::Outcome::kLost) {
@@ -280,9 +293,21 @@ class JournalHistory final : public service::History {
   journal::Recorder* const recorder_;
 };
 
+// This distd's DISTD_INSTANCE, told to every job (spawn/orphans.h): 128 random bits in hex,
+// or the pid and the time if the kernel has no randomness to give yet.
+std::string NewInstance() {
+  char bytes[16];
+  if (getrandom(bytes, sizeof bytes, GRND_NONBLOCK) == sizeof bytes) {
+    return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
+  }
+  return absl::StrCat(getpid(), "-", absl::ToUnixNanos(absl::Now()));
+}
+
 // Opens the journal and settles what a distd that died left unfinished: the ids go on after
-// its last, its builds are known again by name (see Journal::Recover).
+// its last, its builds are known again by name (see Journal::Recover). `instance` is this
+// distd's.
 absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string& state_dir,
+                                                              absl::string_view instance,
                                                               engine::EngineOptions* options,
                                                               journal::Recovery* recovery) {
   absl::StatusOr<std::unique_ptr<journal::Journal>> journal = journal::Journal::Open(state_dir);
@@ -290,19 +315,32 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
   absl::StatusOr<engine::JobId> last = (*journal)->LastJobId();
   if (!last.ok()) return last.status();
   options->last_job_id = *last;
+  const auto kill_group = [](int pid, absl::Time started_at) {
+    const spawn::Leftovers left = spawn::KillLeftoverGroup(pid, started_at);
+    if (left.killed > 0) {
+      spdlog::warn("killed {} process(es) left of a job of the previous distd (group {})",
+                   left.killed, pid);
+    } else if (left.foreign) {
+      spdlog::warn(
+          "process {} is not the job of the previous distd that had its pid (it "
+          "started at another time, or is another user's): left alone",
+          pid);
+    }
+  };
+  const auto kill_marked = [](absl::string_view previous,
+                              absl::FunctionRef<bool(engine::JobId)> wanted) {
+    absl::flat_hash_set<engine::JobId> alive;
+    for (const auto& [job, killed] : spawn::KillMarkedLeftovers(previous, wanted)) {
+      spdlog::warn(
+          "killed {} process(es) left of job {} of the previous distd, found by the {} and "
+          "{} they were started with",
+          killed, job, std::string(spawn::kInstanceVariable), std::string(spawn::kJobIdVariable));
+      alive.insert(job);
+    }
+    return alive;
+  };
   absl::StatusOr<journal::Recovery> recovered =
-      (*journal)->Recover(absl::Now(), [](int pid, absl::Time started_at) {
-        const spawn::Leftovers left = spawn::KillLeftoverGroup(pid, started_at);
-        if (left.killed > 0) {
-          spdlog::warn("killed {} process(es) left of a job of the previous distd (group {})",
-                       left.killed, pid);
-        } else if (left.foreign) {
-          spdlog::warn(
-              "process {} is not the job of the previous distd that had its pid (it "
-              "started at another time, or is another user's): left alone",
-              pid);
-        }
-      });
+      (*journal)->Recover(absl::Now(), instance, kill_group, kill_marked);
   if (!recovered.ok()) return recovered.status();
   *recovery = *std::move(recovered);
   if (recovery->lost > 0 || recovery->cancelled > 0) {
@@ -310,6 +348,12 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
         "the previous distd stopped with jobs unfinished: {} running (now lost), {} "
         "queued (now cancelled); failed: {}",
         recovery->lost, recovery->cancelled, absl::StrJoin(recovery->failed, ", "));
+    if (recovery->unseen > 0) {
+      spdlog::warn(
+          "{} of the lost jobs had started too shortly before the previous distd died for the "
+          "journal to know",
+          recovery->unseen);
+    }
   }
   return journal;
 }
@@ -328,6 +372,7 @@ int Run(const Options& options) {
 
   // A large cancelled queue's records are finished 100 ms after its build died, once the
   // abort or the failing build's barrier has been answered (see EngineOptions::sweep_delay).
+  const std::string instance = NewInstance();
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
   std::unique_ptr<journal::Journal> journal;
@@ -335,7 +380,7 @@ int Run(const Options& options) {
   std::unique_ptr<journal::OutputStore> outputs;
   if (options.journal) {
     absl::StatusOr<std::unique_ptr<journal::Journal>> opened =
-        OpenJournal(options.state_dir, &engine_options, &recovery);
+        OpenJournal(options.state_dir, instance, &engine_options, &recovery);
     if (!opened.ok()) {
       spdlog::error("{}", std::string(opened.status().message()));
       return kExitBuildFailed;
@@ -360,6 +405,7 @@ int Run(const Options& options) {
   };
   spawn::PosixSpawnerOptions spawner_options;
   spawner_options.reap_orphans = true;
+  spawner_options.instance = instance;
   engine::Engine engine(engine_options, spawn::NewPosixSpawner(spawner_options),
                         spawn::NewRealClock());
   if (journal != nullptr) {

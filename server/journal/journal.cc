@@ -33,7 +33,9 @@ using sql::StateName;
 
 // The schema's version, in PRAGMA user_version. A journal with a higher one was written by a
 // newer distd, whose rows this one might misread: it is refused rather than guessed at.
-constexpr int kSchemaVersion = 1;
+// Version 2 added the meta table and the jobs' byte counts; a journal of version 1 is brought
+// up to it at open.
+constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE builds (
@@ -68,10 +70,26 @@ CREATE TABLE jobs (
   pid INTEGER NOT NULL,
   queued_ms INTEGER NOT NULL,
   started_ms INTEGER,
-  ended_ms INTEGER
+  ended_ms INTEGER,
+  stdout_bytes INTEGER NOT NULL DEFAULT 0,
+  stderr_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_build ON jobs (build);
 CREATE INDEX jobs_unfinished ON jobs (state) WHERE state != 'finished';
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql";
+
+// From version 1: what version 2 added.
+constexpr char kSchemaFrom1[] = R"sql(
+ALTER TABLE jobs ADD COLUMN stdout_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN stderr_bytes INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
 )sql";
 
 }  // namespace
@@ -226,6 +244,18 @@ absl::StatusOr<std::string> Journal::ReadOne(const char* sql) {
   return ColumnText(q.stmt, 0);
 }
 
+absl::StatusOr<std::optional<std::string>> Journal::Meta(const char* key) {
+  Query q;
+  absl::StatusOr<sqlite3_stmt*> stmt = Prepare("SELECT value FROM meta WHERE key = ?1");
+  if (!stmt.ok()) return stmt.status();
+  q.stmt = *stmt;
+  sqlite3_bind_text(q.stmt, 1, key, -1, SQLITE_STATIC);
+  const int rc = sqlite3_step(q.stmt);
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc != SQLITE_ROW) return Fail("read");
+  return ColumnText(q.stmt, 0);
+}
+
 absl::Status Journal::CreateSchema() {
   sqlite3_busy_timeout(db_, 5000);
   // The first read: a file that is not a database fails here.
@@ -236,6 +266,10 @@ absl::Status Journal::CreateSchema() {
     return absl::FailedPreconditionError(
         absl::StrCat("journal ", path_, " was written by a newer distd (schema ", found,
                      ", this one knows ", kSchemaVersion, ")"));
+  }
+  if (found < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("journal ", path_, " is a database of something else (schema ", found, ")"));
   }
   if (found == 0) {
     // No schema of ours: the file must be empty, not some other program's database.
@@ -258,9 +292,9 @@ absl::Status Journal::CreateSchema() {
         absl::StrCat("journal ", path_, ": cannot use write-ahead logging (mode ", *mode, ")"));
   }
   if (absl::Status s = Exec("PRAGMA synchronous = NORMAL"); !s.ok()) return s;
-  if (found == 0) {
+  if (found < kSchemaVersion) {
     if (absl::Status s = Exec("BEGIN"); !s.ok()) return s;
-    absl::Status s = Exec(kSchema);
+    absl::Status s = Exec(found == 0 ? kSchema : kSchemaFrom1);
     if (s.ok()) s = Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str());
     if (s.ok()) s = Exec("COMMIT");
     if (!s.ok()) {
@@ -280,7 +314,8 @@ absl::Status Journal::CreateSchema() {
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 'none', -1, 0, 0, 0, '', 0, ?7)"},
       {&update_job_,
        "UPDATE jobs SET state = ?2, outcome = ?3, exit_code = ?4, signal = ?5, stopped = ?6, "
-       "not_found = ?7, message = ?8, pid = ?9, started_ms = ?10, ended_ms = ?11 WHERE id = ?1"},
+       "not_found = ?7, message = ?8, pid = ?9, started_ms = ?10, ended_ms = ?11, "
+       "stdout_bytes = ?12, stderr_bytes = ?13 WHERE id = ?1"},
       {&cancel_job_,
        "UPDATE jobs SET state = 'finished', outcome = 'cancelled', message = ?3, "
        "ended_ms = coalesce((SELECT died_ms FROM builds WHERE key = jobs.build), ?2) "
@@ -363,7 +398,7 @@ absl::Status Journal::JobsQueued(absl::Span<const engine::JobInfo> jobs) {
   return absl::OkStatus();
 }
 
-absl::Status Journal::JobChanged(const engine::JobInfo& job) {
+absl::Status Journal::JobChanged(const engine::JobInfo& job, OutputSizes kept) {
   sqlite3_stmt* s = update_job_;
   sqlite3_bind_int64(s, 1, static_cast<int64_t>(job.id));
   sqlite3_bind_text(s, 2, StateName(job.state), -1, SQLITE_STATIC);
@@ -376,6 +411,8 @@ absl::Status Journal::JobChanged(const engine::JobInfo& job) {
   sqlite3_bind_int(s, 9, job.pid);
   BindTime(s, 10, job.started_at);
   BindTime(s, 11, job.ended_at);
+  sqlite3_bind_int64(s, 12, static_cast<int64_t>(kept.stdout_bytes));
+  sqlite3_bind_int64(s, 13, static_cast<int64_t>(kept.stderr_bytes));
   return Step(s);
 }
 
@@ -425,7 +462,8 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead(
       "SELECT j.build, b.name, j.argv, j.cwd, j.grp, j.checked, j.state, j.outcome, "
       "j.exit_code, j.signal, j.stopped, j.not_found, j.message, j.pid, j.queued_ms, "
-      "j.started_ms, j.ended_ms FROM jobs j JOIN builds b ON b.key = j.build WHERE j.id = ?1");
+      "j.started_ms, j.ended_ms, j.stdout_bytes, j.stderr_bytes "
+      "FROM jobs j JOIN builds b ON b.key = j.build WHERE j.id = ?1");
   if (!stmt.ok()) return stmt.status();
   q.stmt = *stmt;
   sqlite3_bind_int64(q.stmt, 1, static_cast<int64_t>(id));
@@ -457,6 +495,8 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   job.queued_at = ColumnTime(q.stmt, 14);
   job.started_at = ColumnTime(q.stmt, 15);
   job.ended_at = ColumnTime(q.stmt, 16);
+  record.kept.stdout_bytes = static_cast<uint64_t>(sqlite3_column_int64(q.stmt, 17));
+  record.kept.stderr_bytes = static_cast<uint64_t>(sqlite3_column_int64(q.stmt, 18));
   return record;
 }
 

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -52,10 +54,18 @@ struct BuildRecord {
   engine::BuildInfo ToInfo() const;
 };
 
+// What the state directory's out/ kept of a finished job's streams (journal/outputs.h), in
+// bytes: a job whose file is gone but had bytes lost them to retention.
+struct OutputSizes {
+  uint64_t stdout_bytes = 0;
+  uint64_t stderr_bytes = 0;
+};
+
 // A job as the journal has it: the engine's record, and the key of its build's row.
 struct JobRecord {
   int64_t build_key = 0;
   engine::JobInfo job;
+  OutputSizes kept;
 };
 
 // The failure of a build whose jobs were running (or queued) when its distd died.
@@ -68,6 +78,7 @@ inline constexpr char kLostMessage[] = "lost: distd restarted while the job was 
 struct Recovery {
   uint64_t lost = 0;                // jobs that were running, now lost
   uint64_t cancelled = 0;           // jobs that were queued, now cancelled
+  uint64_t unseen = 0;              // of the lost, those recorded queued but found running
   std::vector<std::string> failed;  // the builds that failed for it
   // Every build not closed, as the engine is to know it again (Engine::Restore): running
   // and idle, or dead with its failure.
@@ -77,6 +88,14 @@ struct Recovery {
 // Called by Recover for each job that was running: the leader of its process group, and when
 // the job started, so that a pid used again since is told apart (spawn/leftovers.h).
 using LeftoverKiller = std::function<void(int pid, absl::Time started_at)>;
+// Called by Recover once, if the journal knows the instance of the distd that wrote it (the
+// DISTD_INSTANCE it gave its jobs): kills what is left of the jobs for which `wanted` holds,
+// found by the marks their processes were started with (spawn/leftovers.h), and returns the
+// ids of the jobs that had a process left. It finds what the journal cannot: a job that
+// started (or was even submitted) too shortly before its distd died for the journal to know,
+// and the processes that left their job's group.
+using MarkedKiller = std::function<absl::flat_hash_set<engine::JobId>(
+    absl::string_view instance, absl::FunctionRef<bool(engine::JobId)> wanted)>;
 
 // $XDG_STATE_HOME/distd if XDG_STATE_HOME is an absolute path, else ~/.local/state/distd;
 // an error if neither can be told (no HOME).
@@ -112,8 +131,9 @@ class Journal {
   // Within a transaction. The jobs of one submission (all of one build): their rows, and
   // their build's row if this is its first job (or the first since its name was closed).
   absl::Status JobsQueued(absl::Span<const engine::JobInfo> jobs);
-  // A job that started or finished: its state, pid, times and result.
-  absl::Status JobChanged(const engine::JobInfo& job);
+  // A job that started or finished: its state, pid, times and result, and once it finished,
+  // what out/ kept of its output.
+  absl::Status JobChanged(const engine::JobInfo& job, OutputSizes kept = {});
   // Queued jobs cancelled because their build died: they ended when it died (or at `when`,
   // if the journal missed that).
   absl::Status JobsCancelled(absl::Span<const engine::JobId> ids, absl::Time when);
@@ -139,10 +159,15 @@ class Journal {
 
   // At start, before the Recorder writes: settles what a distd that died left unfinished, in
   // one transaction. Jobs that were running become lost (after `kill` was called for each),
-  // queued ones cancelled, and their builds dead with kRestartedWhileRunning (or ...Queued)
-  // unless they had failed already; a build that was dying becomes dead. Builds that were
-  // idle keep their state. Every open build's counts are recounted from its jobs.
-  absl::StatusOr<Recovery> Recover(absl::Time now, const LeftoverKiller& kill);
+  // and so do queued ones that `kill_marked` found running (it is asked for the unfinished
+  // jobs and those the journal never heard of); the other queued ones are cancelled. Their
+  // builds become dead with kRestartedWhileRunning (or ...Queued) unless they had failed
+  // already; a build that was dying becomes dead. Builds that were idle keep their state.
+  // Every open build's counts are recounted from its jobs. `instance` is this distd's, kept
+  // for the next one's recovery.
+  absl::StatusOr<Recovery> Recover(absl::Time now, absl::string_view instance,
+                                   const LeftoverKiller& kill,
+                                   const MarkedKiller& kill_marked = nullptr);
 
  private:
   Journal(sqlite3* db, int dir_fd, int lock_fd, std::string path);
@@ -155,6 +180,9 @@ class Journal {
   absl::Status FailRead();                    // of a call on reader_
   absl::Status Fail(absl::string_view what, sqlite3* db);
   absl::StatusOr<int64_t> OpenBuildKey(absl::string_view name, absl::Time created_at);
+  // A value of the meta table, read by the writer; nullopt if it has none.
+  absl::StatusOr<std::optional<std::string>> Meta(const char* key);
+  static constexpr char kInstanceKey[] = "instance";  // the last distd's DISTD_INSTANCE
   absl::Status CreateSchema();
   absl::Status LoadOpenBuilds();
 

@@ -187,7 +187,8 @@ void OutputStore::Skipped(engine::JobId id, engine::OutputStream stream, uint64_
   }
 }
 
-void OutputStore::Finish(engine::JobId id) {
+OutputSizes OutputStore::Finish(engine::JobId id) {
+  OutputSizes sizes;
   for (int number : {1, 2}) {
     const Key key{id, number};
     auto it = open_.find(key);
@@ -210,7 +211,11 @@ void OutputStore::Finish(engine::JobId id) {
       Write(key, open, end, /*marker=*/false);
     }
     Close(key);
+    if (auto file = on_disk_.find(key); file != on_disk_.end()) {
+      (number == 1 ? sizes.stdout_bytes : sizes.stderr_bytes) = file->second.bytes;
+    }
   }
+  return sizes;
 }
 
 void OutputStore::Close(const Key& key) {

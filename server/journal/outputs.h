@@ -29,6 +29,7 @@
 #include "absl/time/time.h"
 #include "server/engine/output_buffer.h"
 #include "server/engine/types.h"
+#include "server/journal/journal.h"
 
 namespace distd::journal {
 
@@ -62,8 +63,9 @@ class OutputStore {
   void Append(engine::JobId id, engine::OutputStream stream, absl::string_view data);
   // `bytes` of the stream were not kept here (the writer fell behind).
   void Skipped(engine::JobId id, engine::OutputStream stream, uint64_t bytes);
-  // The job ended: the tail and markers are written and its files closed.
-  void Finish(engine::JobId id);
+  // The job ended: the tail and markers are written and its files closed. Returns the
+  // sizes of its files.
+  OutputSizes Finish(engine::JobId id);
   // Removes files by `retention` as of `now`; returns how many bytes it freed.
   uint64_t Prune(const Retention& retention, absl::Time now);
   // Removes the oldest jobs' files (not being written) until out/ holds at most `limit` bytes.

@@ -104,8 +104,15 @@ absl::Status Recorder::Write(const std::vector<Change>& changes) {
   absl::Status status;
   struct Apply {
     Journal* journal;
+    const absl::flat_hash_map<engine::JobId, OutputSizes>* kept;
     absl::Status operator()(const Queued& c) const { return journal->JobsQueued(c.jobs); }
-    absl::Status operator()(const Changed& c) const { return journal->JobChanged(c.job); }
+    absl::Status operator()(const Changed& c) const {
+      auto sizes = kept->find(c.job.id);
+      return journal->JobChanged(c.job,
+                                 c.job.state == engine::JobState::kFinished && sizes != kept->end()
+                                     ? sizes->second
+                                     : OutputSizes{});
+    }
     absl::Status operator()(const Cancelled& c) const {
       return journal->JobsCancelled(c.ids, c.when);
     }
@@ -115,18 +122,30 @@ absl::Status Recorder::Write(const std::vector<Change>& changes) {
     absl::Status operator()(const Closed& c) const { return journal->BuildClosed(c.name, c.when); }
   };
   for (const Change& change : changes) {
-    status = std::visit(Apply{journal_}, change);
+    status = std::visit(Apply{journal_, &kept_}, change);
     if (!status.ok()) break;
   }
   if (status.ok()) status = journal_->Commit();
-  if (!status.ok()) journal_->Rollback();
+  if (!status.ok()) {
+    journal_->Rollback();
+    return status;
+  }
+  for (const Change& change : changes) {
+    if (const Changed* c = std::get_if<Changed>(&change);
+        c != nullptr && c->job.state == engine::JobState::kFinished) {
+      kept_.erase(c->job.id);
+    }
+  }
   return status;
 }
 
 void Recorder::WriteOutput(const std::vector<Output>& output) {
   for (const Output& o : output) {
     if (o.end) {
-      outputs_->Finish(o.id);
+      if (const OutputSizes sizes = outputs_->Finish(o.id);
+          sizes.stdout_bytes > 0 || sizes.stderr_bytes > 0) {
+        kept_[o.id] = sizes;
+      }
       // The size is held as jobs end, not only at the hourly prune.
       if (outputs_->bytes() > options_.retention.bytes) outputs_->Shrink(options_.retention.bytes);
     } else if (o.skipped > 0) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -120,6 +121,9 @@ class Recorder : public engine::EngineObserver {
   OutputStore* const outputs_;
   spawn::Clock* const clock_;
   const RecorderOptions options_;
+  // The writer's: what out/ kept of jobs whose files were finished, until their end's row is
+  // committed (the output of a batch is written before its rows).
+  absl::flat_hash_map<engine::JobId, OutputSizes> kept_;
   mutable absl::Mutex mu_;
   std::vector<Change> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<Output> output_ ABSL_GUARDED_BY(mu_);

@@ -21,6 +21,7 @@ extern "C" {
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "server/spawn/orphans.h"
 
 namespace distd::spawn {
 namespace {
@@ -75,19 +76,20 @@ std::optional<ProcessStat> ReadStat(pid_t pid, absl::Time boot, int64_t ticks_pe
   return s;
 }
 
-// The live processes of this user in group `pgid`.
-std::vector<ProcessStat> GroupMembers(pid_t pgid, absl::Time boot, int64_t ticks_per_second) {
-  std::vector<ProcessStat> members;
+// The live processes of this user for which `keep` holds.
+std::vector<ProcessStat> OurProcesses(absl::Time boot, int64_t ticks_per_second,
+                                      absl::FunctionRef<bool(const ProcessStat&)> keep) {
+  std::vector<ProcessStat> found;
   DIR* proc = opendir("/proc");
-  if (proc == nullptr) return members;
+  if (proc == nullptr) return found;
   while (dirent* entry = readdir(proc)) {
     int pid = 0;
     if (!absl::SimpleAtoi(entry->d_name, &pid) || pid <= 0) continue;
     std::optional<ProcessStat> s = ReadStat(pid, boot, ticks_per_second);
-    if (s.has_value() && s->ours && s->pgrp == pgid && s->state != 'Z') members.push_back(*s);
+    if (s.has_value() && s->ours && s->state != 'Z' && keep(*s)) found.push_back(*s);
   }
   closedir(proc);
-  return members;
+  return found;
 }
 
 // SIGKILL to `m`, seen in the scan, if the pid is still that process: the pidfd holds the
@@ -125,7 +127,8 @@ Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration to
   absl::flat_hash_set<pid_t> killed;
   for (int round = 0; round < 8; ++round) {
     bool found = false;
-    for (const ProcessStat& m : GroupMembers(pgid, *boot, ticks)) {
+    for (const ProcessStat& m :
+         OurProcesses(*boot, ticks, [pgid](const ProcessStat& p) { return p.pgrp == pgid; })) {
       if (m.started + tolerance < started_at) continue;  // older than the job: not its own
       if (killed.contains(m.pid)) continue;
       if (KillIfStill(m, *boot, ticks)) {
@@ -137,6 +140,36 @@ Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at, absl::Duration to
   }
   result.killed = static_cast<int>(killed.size());
   return result;
+}
+
+absl::flat_hash_map<JobId, int> KillMarkedLeftovers(absl::string_view instance,
+                                                    absl::FunctionRef<bool(JobId)> wanted) {
+  absl::flat_hash_map<JobId, int> killed_by_job;
+  const std::optional<absl::Time> boot = BootTime();
+  const int64_t ticks = sysconf(_SC_CLK_TCK);
+  if (instance.empty() || !boot.has_value() || ticks <= 0) return killed_by_job;
+  const pid_t self = getpid();
+  absl::flat_hash_set<pid_t> killed;
+  // As for a group: what forks while the others are killed is found by the next round.
+  for (int round = 0; round < 8; ++round) {
+    bool found = false;
+    absl::flat_hash_map<pid_t, JobId> job_of;
+    for (const ProcessStat& m : OurProcesses(*boot, ticks, [&](const ProcessStat& p) {
+           if (p.pid == self || killed.contains(p.pid)) return false;
+           const JobMark mark = ReadJobMark(p.pid);
+           if (mark.job == 0 || mark.instance != instance || !wanted(mark.job)) return false;
+           job_of[p.pid] = mark.job;
+           return true;
+         })) {
+      if (KillIfStill(m, *boot, ticks)) {
+        killed.insert(m.pid);
+        ++killed_by_job[job_of[m.pid]];
+        found = true;
+      }
+    }
+    if (!found) break;
+  }
+  return killed_by_job;
 }
 
 }  // namespace distd::spawn

@@ -13,12 +13,20 @@
 // would pass that test. Running each job in a cgroup of its own closes the gap where the
 // host allows it. A pid freed and used again between the scan and the kill is not hit: each
 // process is signalled through a pidfd, once its start time has been read again through it.
+//
+// A job the journal never saw start (distd was killed between the spawn and the write), and a
+// process that left its job's group, are found by the marks every job's environment starts
+// with (spawn/orphans.h): the instance of the distd that started it, and its job's id.
 #ifndef DISTD_SERVER_SPAWN_LEFTOVERS_H_
 #define DISTD_SERVER_SPAWN_LEFTOVERS_H_
 
 #include <sys/types.h>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/spawn/process.h"
 
 namespace distd::spawn {
 
@@ -31,6 +39,13 @@ struct Leftovers {
 // (not known: nothing is killed).
 Leftovers KillLeftoverGroup(pid_t pgid, absl::Time started_at,
                             absl::Duration tolerance = absl::Seconds(2));
+
+// Sends SIGKILL to every live process of this user (this one aside) that was started with
+// DISTD_INSTANCE=`instance` and a DISTD_JOB_ID for which `wanted` holds, and to what forks
+// from them meanwhile. Returns, per job, how many of its processes were killed. An empty
+// instance kills nothing.
+absl::flat_hash_map<JobId, int> KillMarkedLeftovers(absl::string_view instance,
+                                                    absl::FunctionRef<bool(JobId)> wanted);
 
 }  // namespace distd::spawn
 

@@ -8,12 +8,13 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 
 namespace distd::spawn {
 namespace {
@@ -34,23 +35,36 @@ std::string ReadSmallFile(const std::string& path, size_t limit) {
   return text;
 }
 
-// The job an orphan came from, by the first DISTD_JOB_ID in the environment it was started
-// with (as getenv would find it); 0 if none. Only an unreaped child's pid is asked about,
-// so the pid is still that process's.
-JobId JobOf(pid_t pid) {
+}  // namespace
+
+JobMark ReadJobMark(pid_t pid) {
   const std::string environ =
       ReadSmallFile(absl::StrCat("/proc/", pid, "/environ"), size_t{1} << 20);
-  for (absl::string_view entry : absl::StrSplit(environ, '\0')) {
-    if (!absl::ConsumePrefix(&entry, kJobIdVariable) || !absl::ConsumePrefix(&entry, "=")) {
-      continue;
+  // The value of NAME=VALUE, if the entry is one.
+  const auto value = [](absl::string_view entry,
+                        absl::string_view name) -> std::optional<absl::string_view> {
+    if (entry.size() <= name.size() || entry[name.size()] != '=' ||
+        !absl::StartsWith(entry, name)) {
+      return std::nullopt;
     }
-    JobId id = 0;
-    return absl::SimpleAtoi(entry, &id) ? id : 0;
+    return entry.substr(name.size() + 1);
+  };
+  JobMark mark;
+  bool job_seen = false, instance_seen = false;
+  for (absl::string_view entry : absl::StrSplit(environ, '\0')) {
+    if (std::optional<absl::string_view> job = value(entry, kJobIdVariable);
+        job.has_value() && !job_seen) {
+      job_seen = true;
+      if (!absl::SimpleAtoi(*job, &mark.job)) mark.job = 0;
+    } else if (std::optional<absl::string_view> instance = value(entry, kInstanceVariable);
+               instance.has_value() && !instance_seen) {
+      instance_seen = true;
+      mark.instance = std::string(*instance);
+    }
+    if (job_seen && instance_seen) break;
   }
-  return 0;
+  return mark;
 }
-
-}  // namespace
 
 absl::Status Orphans::BecomeSubreaper() {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
@@ -87,7 +101,8 @@ Orphans::Outcome Orphans::Handle(const std::vector<pid_t>& orphans, absl::Time n
     // Asked again while it says none: a process in the middle of an exec shows an empty
     // environment for a moment.
     auto known = known_.find(pid);
-    const JobId job = known != known_.end() && known->second != 0 ? known->second : JobOf(pid);
+    const JobId job =
+        known != known_.end() && known->second != 0 ? known->second : ReadJobMark(pid).job;
     if (job != 0 && doomed_.contains(job)) {
       // It is our unreaped child, so neither its pid nor the group it leads can have been
       // given to anyone else. A group it does not lead is its job's, killed at the job's end.

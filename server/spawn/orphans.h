@@ -4,8 +4,9 @@
 // dies is handed to distd instead of init, whatever session or process group it moved to
 // (setsid, a double fork). So every process a job ever started is in the job's process group,
 // or under one of its processes, or one of distd's own children, and an abort can reach it:
-//  - every job's environment starts with DISTD_JOB_ID=<id>, which an orphan still carries
-//    (unless it replaced its environment when it exec'd) and which says where it came from;
+//  - every job's environment starts with DISTD_JOB_ID=<id> (and DISTD_INSTANCE, which distd
+//    started it), which an orphan still carries (unless it replaced its environment when it
+//    exec'd) and which says where it came from;
 //  - an orphan of a job that distd signalled (an abort, a failing build, a timeout, a stop)
 //    is killed, with the process group it leads; an orphan of a job that ended by itself is
 //    left alone (a compiler cache starts its server that way) and reaped when it exits.
@@ -21,6 +22,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -32,6 +34,16 @@
 namespace distd::spawn {
 
 inline constexpr absl::string_view kJobIdVariable = "DISTD_JOB_ID";
+// A token a distd chooses at start and keeps in its journal: job ids are not unique between
+// two distd of one user, the pair is. A later distd finds by it what a killed one left.
+inline constexpr absl::string_view kInstanceVariable = "DISTD_INSTANCE";
+
+// The marks process `pid` was started with, as getenv would find them (the first of each).
+struct JobMark {
+  JobId job = 0;         // 0: none
+  std::string instance;  // empty: none
+};
+JobMark ReadJobMark(pid_t pid);
 
 class Orphans {
  public:

@@ -263,6 +263,8 @@ class PosixSpawner final : public Spawner {
       : options_(options),
         own_(ReadOwnSettings()),
         helper_(options.exec_helper.empty() ? HelperNextToUs() : options.exec_helper),
+        instance_marker_(
+            options.instance.empty() ? "" : absl::StrCat(kInstanceVariable, "=", options.instance)),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         thread_([this] { Run(); }) {}
@@ -656,7 +658,8 @@ class PosixSpawner final : public Spawner {
 
   const PosixSpawnerOptions options_;
   const OwnSettings own_;
-  const std::string helper_;  // distd-exec
+  const std::string helper_;           // distd-exec
+  const std::string instance_marker_;  // DISTD_INSTANCE=..., or empty
   const int epoll_fd_;
   const int wake_fd_;
   std::atomic<bool> stopping_{false};
@@ -732,10 +735,13 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   if (options_.reap_orphans) {
     job_marker = absl::StrCat(kJobIdVariable, "=", request.id);
     envp.push_back(job_marker.data());
+    if (!instance_marker_.empty()) envp.push_back(const_cast<char*>(instance_marker_.c_str()));
   }
+  const auto ours = [](const std::string& var, absl::string_view name) {
+    return var.size() > name.size() && var[name.size()] == '=' && absl::StartsWith(var, name);
+  };
   for (const std::string& var : env) {
-    if (options_.reap_orphans && var.size() > kJobIdVariable.size() &&
-        var[kJobIdVariable.size()] == '=' && absl::StartsWith(var, kJobIdVariable)) {
+    if (options_.reap_orphans && (ours(var, kJobIdVariable) || ours(var, kInstanceVariable))) {
       continue;
     }
     envp.push_back(const_cast<char*>(var.c_str()));

@@ -88,6 +88,10 @@ struct PosixSpawnerOptions {
   // DISTD_JOB_ID=<id>, kill what a signalled job leaves behind outside its group and reap
   // every orphan (server/spawn/orphans.h). Off, orphans are whoever's subreaper's business.
   bool reap_orphans = false;
+  // With reap_orphans: every job's environment also starts with DISTD_INSTANCE=<instance>
+  // (none if empty), so that a later distd knows what this one's jobs left
+  // (spawn/leftovers.h). Letters, digits, '-' and '_' only.
+  std::string instance;
 };
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains

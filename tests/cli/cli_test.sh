@@ -414,7 +414,9 @@ test_restart_after_kill() {
   local printed
   printed=$(cat "$T/out")
   expect_code 0 distctl --build done wait
-  expect_code 0 distctl --build hit run --bg -- sh -c 'echo before-kill; sleep 979.1 & wait'
+  # A running job with a process that left its group: found by its marks after the restart.
+  expect_code 0 distctl --build hit run --bg -- \
+    sh -c 'echo before-kill; sleep 979.1 & setsid sleep 979.4 & wait'
   local lost
   lost=$(cat "$T/out")
   expect_code 0 distctl --build hit run --bg -- sleep 979.2
@@ -423,6 +425,7 @@ test_restart_after_kill() {
   last=$(cat "$T/out")
   wait_until 10 pgrep -f "^sleep 979.2" >/dev/null || fail "jobs did not start"
   pgrep -f "^sleep 979.1" >/dev/null || fail "the first job's sleep did not start"
+  wait_until 10 pgrep -f "^sleep 979.4" >/dev/null || fail "the escapee did not start"
   wait_until 10 grep -q before-kill "$T/state/distd/out/$lost.stdout" ||
     fail "the running job's output did not reach the state directory"
   kill -KILL "$DPID"
@@ -433,8 +436,10 @@ test_restart_after_kill() {
   # What was left of the running jobs' groups is gone, and nothing else.
   no_survivor "sleep 979.1"
   no_survivor "sleep 979.2"
-  expect_grep "killed 2 process" "$T/distd.log"  # sh and its sleep
-  expect_grep "killed 1 process" "$T/distd.log"
+  no_survivor "sleep 979.4"
+  expect_grep "killed 2 process.* (group" "$T/distd.log"  # sh and its sleep
+  expect_grep "killed 1 process.* (group" "$T/distd.log"
+  expect_grep "left of job $lost of the previous distd, found by the DISTD_INSTANCE" "$T/distd.log"
   expect_grep "2 running (now lost), 1 queued (now cancelled); failed: hit" "$T/distd.log"
   # The build failed, and says why; the idle one is as it was.
   expect_code 1 distctl --build hit wait
@@ -688,6 +693,14 @@ test_logs_and_status() {
   expect_code 0 distctl status --json
   expect_code 0 distctl build list
   expect_grep default "$T/out"
+  # Output that retention removed is said to be gone, not passed off as silence.
+  stop_daemon
+  touch -d '2 hours ago' "$T/state/distd/out/$id.stdout"
+  start_daemon 2 --output-keep 1h
+  wait_until 10 grep -q "removed .* bytes of old jobs' output" "$T/distd.log" ||
+    fail "the old output was not removed"
+  expect_code 0 distctl logs "$id"
+  expect_grep "the 6 bytes kept of this job's stdout were removed" "$T/out"
 }
 
 test_planted_directory() {

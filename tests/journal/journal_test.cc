@@ -357,7 +357,7 @@ TEST_F(RecorderTest, RecoverSettlesWhatADeadDistdLeft) {
   std::vector<std::pair<int, absl::Time>> killed;
   const absl::Time now = absl::FromUnixSeconds(2'000'000'000);
   auto recovery = (*journal)->Recover(
-      now, [&killed](int pid, absl::Time started) { killed.emplace_back(pid, started); });
+      now, "i1", [&killed](int pid, absl::Time started) { killed.emplace_back(pid, started); });
   ASSERT_TRUE(recovery.ok()) << recovery.status();
   EXPECT_EQ(recovery->lost, 2u);  // the pool of 2 ran a and b
   EXPECT_EQ(recovery->cancelled, 1u);
@@ -390,12 +390,128 @@ TEST_F(RecorderTest, RecoverSettlesWhatADeadDistdLeft) {
 
   // A second recovery finds nothing left to do.
   killed.clear();
-  auto again =
-      (*journal)->Recover(now, [&killed](int pid, absl::Time t) { killed.emplace_back(pid, t); });
+  auto again = (*journal)->Recover(
+      now, "i2", [&killed](int pid, absl::Time t) { killed.emplace_back(pid, t); });
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->lost, 0u);
   EXPECT_TRUE(again->failed.empty());
   EXPECT_TRUE(killed.empty());
+}
+
+TEST_F(RecorderTest, JobsTheJournalDidNotSeeStartAreFoundByTheirMarks) {
+  const auto no_group = [](int, absl::Time) {};
+  Detach();
+  {
+    auto journal = Journal::Open(tmp_.path());
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    bool asked = false;
+    auto first = (*journal)->Recover(absl::Now(), "first-distd", no_group,
+                                     [&asked](absl::string_view, absl::FunctionRef<bool(JobId)>) {
+                                       asked = true;
+                                       return absl::flat_hash_set<JobId>();
+                                     });
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_FALSE(asked);  // no distd before it: no instance to look for
+  }
+  Reopen();  // "first-distd" runs
+  std::vector<JobId> done = Submit("done", {Spec({"true"})});
+  ASSERT_TRUE(fake_.spawner->Exit(done[0], 0));
+  std::vector<JobId> busy = Submit("busy", {Spec({"a"}), Spec({"b"}), Spec({"c"})});
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // b ends and c starts, and another job is submitted, but the journal hears of none of it:
+  // distd dies before its writer's next batch.
+  Detach();
+  ASSERT_TRUE(fake_.spawner->Exit(busy[1], 0));
+  ASSERT_EQ(fake_.engine->GetJob(busy[2])->state, JobState::kRunning);
+  std::vector<JobId> unheard = Submit("busy", {Spec({"d"})});
+
+  auto journal = Journal::Open(tmp_.path());
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  std::string asked_instance;
+  std::vector<bool> wanted;
+  auto recovery =
+      (*journal)->Recover(absl::Now(), "second-distd", no_group,
+                          [&](absl::string_view instance, absl::FunctionRef<bool(JobId)> want) {
+                            asked_instance = std::string(instance);
+                            for (JobId id : {done[0], busy[0], busy[1], busy[2], unheard[0]}) {
+                              wanted.push_back(want(id));
+                            }
+                            // What a scan of /proc would find: c's process, and d's (it never ran;
+                            // say it did).
+                            return absl::flat_hash_set<JobId>{busy[2], unheard[0]};
+                          });
+  ASSERT_TRUE(recovery.ok()) << recovery.status();
+  EXPECT_EQ(asked_instance, "first-distd");
+  // Not the finished job; the unfinished ones, and any the journal never heard of.
+  EXPECT_THAT(wanted, ::testing::ElementsAre(false, true, true, true, true));
+  EXPECT_EQ(recovery->lost, 3u);  // a and b as recorded running, c found running
+  EXPECT_EQ(recovery->unseen, 1u);
+  EXPECT_EQ(recovery->cancelled, 0u);
+  EXPECT_THAT(recovery->failed, ::testing::ElementsAre("busy"));
+  auto c = (*journal)->FindJob(busy[2]);
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_EQ((*c)->job.result.outcome, Outcome::kLost);
+  EXPECT_EQ((*c)->job.result.message, kLostMessage);
+  auto found = (*journal)->FindBuild("busy");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->failure, kRestartedWhileRunning);
+
+  // The next start looks for this one's jobs.
+  auto again = (*journal)->Recover(absl::Now(), "third-distd", no_group,
+                                   [&](absl::string_view instance, absl::FunctionRef<bool(JobId)>) {
+                                     asked_instance = std::string(instance);
+                                     return absl::flat_hash_set<JobId>();
+                                   });
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(asked_instance, "second-distd");
+  EXPECT_EQ(again->lost, 0u);
+}
+
+TEST_F(RecorderTest, AJournalOfTheFirstSchemaIsBroughtUpToDate) {
+  std::vector<JobId> ids = Submit("b", {Spec({"true"})});
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  Detach();
+  // As a distd of the first schema left it.
+  RunSql(tmp_.path() + "/journal.db",
+         "ALTER TABLE jobs DROP COLUMN stdout_bytes; ALTER TABLE jobs DROP COLUMN stderr_bytes; "
+         "DROP TABLE meta; PRAGMA user_version = 1");
+  Reopen();
+  EXPECT_EQ(Recorded(ids[0]).result.outcome, Outcome::kSucceeded);
+  std::vector<JobId> more = Submit("b", {Spec({"echo"})});
+  ASSERT_TRUE(fake_.spawner->Output(more[0], engine::OutputStream::kStdout, "hi\n"));
+  ASSERT_TRUE(fake_.spawner->Exit(more[0], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  auto record = journal_->FindJob(more[0]);
+  ASSERT_TRUE(record.ok() && record->has_value()) << record.status();
+  EXPECT_EQ((*record)->kept.stdout_bytes, 3u);
+  Detach();
+  auto journal = Journal::Open(tmp_.path());
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  EXPECT_TRUE((*journal)->Recover(absl::Now(), "x", [](int, absl::Time) {}).ok());
+}
+
+TEST_F(RecorderTest, WhatOutKeptOfAJobIsCountedInItsRow) {
+  std::vector<JobId> ids = Submit("b", {Spec({"cc"}), Spec({"quiet"}), Spec({"yes"})});
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStdout, "compiling\n"));
+  ASSERT_TRUE(fake_.spawner->Output(ids[0], engine::OutputStream::kStderr, "warning\n"));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[0], 0));
+  ASSERT_TRUE(fake_.spawner->Exit(ids[1], 0));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(fake_.spawner->Output(ids[2], engine::OutputStream::kStdout, "y\n"));
+  }
+  ASSERT_TRUE(recorder_->Flush().ok());
+  // Running: nothing counted yet.
+  EXPECT_EQ((*journal_->FindJob(ids[2]))->kept.stdout_bytes, 0u);
+  ASSERT_TRUE(fake_.spawner->Exit(ids[2], 0));
+  ASSERT_TRUE(recorder_->Flush().ok());
+  Reopen();
+  auto sizes = [this](JobId id) { return (*journal_->FindJob(id))->kept; };
+  EXPECT_EQ(sizes(ids[0]).stdout_bytes, 10u);
+  EXPECT_EQ(sizes(ids[0]).stderr_bytes, 8u);
+  EXPECT_EQ(sizes(ids[1]).stdout_bytes, 0u);  // printed nothing: no file, nothing lost
+  EXPECT_EQ(sizes(ids[2]).stdout_bytes, 200u);
+  EXPECT_EQ(sizes(ids[2]).stdout_bytes, Kept(ids[2], engine::OutputStream::kStdout).size());
 }
 
 TEST_F(RecorderTest, WhatJobsPrintIsKeptOnDiskAcrossAReopen) {

@@ -1,4 +1,4 @@
-// KillLeftoverGroup against real process groups.
+// KillLeftoverGroup and KillMarkedLeftovers against real processes.
 #include "server/spawn/leftovers.h"
 
 #include <signal.h>
@@ -9,8 +9,10 @@
 #include <fstream>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "server/spawn/orphans.h"
 
 namespace distd::spawn {
 namespace {
@@ -84,6 +86,70 @@ TEST(LeftoversTest, AGroupWhoseLeaderStartedAtAnotherTimeIsLeftAlone) {
   EXPECT_TRUE(Running(child));
   kill(-leader, SIGKILL);
   waitpid(leader, nullptr, 0);
+}
+
+// A process started as a job of distd `instance` is, in a session of its own (as one that
+// left its job's group): `script` run by sh, with the marks in its environment.
+pid_t StartMarked(const std::string& instance, JobId job, const std::string& script) {
+  const std::string id = "DISTD_JOB_ID=" + std::to_string(job);
+  const std::string marks = "DISTD_INSTANCE=" + instance;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    char* const env[] = {const_cast<char*>("PATH=/usr/bin:/bin"), const_cast<char*>(id.c_str()),
+                         const_cast<char*>(marks.c_str()), nullptr};
+    execle("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr), env);
+    _exit(127);
+  }
+  return pid;
+}
+
+// The pid `script` wrote to `file`, once it did.
+pid_t PidIn(const std::string& file) {
+  pid_t pid = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::ifstream in(file);
+    if (in >> pid) break;
+    usleep(10'000);
+  }
+  std::remove(file.c_str());
+  return pid;
+}
+
+TEST(LeftoversTest, MarkedProcessesOfTheWantedJobsOfThatInstanceAreKilled) {
+  const std::string file = ::testing::TempDir() + "leftovers_marked." + std::to_string(getpid());
+  std::remove(file.c_str());
+  // Job 7 of instance "abc": a shell whose child writes its pid once it runs.
+  const pid_t shell = StartMarked("abc", 7, "sleep 981.2 & echo $! > " + file + "; wait");
+  const pid_t child = PidIn(file);
+  ASSERT_GT(child, 0);
+  // Job 7 of another distd, and job 8 of this one, which is not asked for.
+  const pid_t other = StartMarked("abd", 7, "exec sleep 981.3");
+  const pid_t unwanted = StartMarked("abc", 8, "exec sleep 981.4");
+  // Both carry their marks once they exec'd (before, they have this test's environment).
+  for (pid_t pid : {other, unwanted}) {
+    for (int i = 0; i < 1000 && ReadJobMark(pid).instance.empty(); ++i) usleep(10'000);
+  }
+  EXPECT_EQ(ReadJobMark(other).instance, "abd");
+  EXPECT_EQ(ReadJobMark(other).job, 7u);
+  EXPECT_EQ(ReadJobMark(unwanted).job, 8u);
+  const absl::flat_hash_map<JobId, int> killed =
+      KillMarkedLeftovers("abc", [](JobId id) { return id == 7; });
+  EXPECT_EQ(killed.size(), 1u);
+  EXPECT_EQ(killed.contains(7) ? killed.at(7) : 0, 2);  // the shell and its sleep
+  int status = 0;
+  ASSERT_EQ(waitpid(shell, &status, 0), shell);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(StopsRunning(child));
+  EXPECT_TRUE(Running(other));
+  EXPECT_TRUE(Running(unwanted));
+  // No instance: nothing is anyone's.
+  EXPECT_TRUE(KillMarkedLeftovers("", [](JobId) { return true; }).empty());
+  EXPECT_TRUE(Running(unwanted));
+  for (pid_t pid : {other, unwanted}) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
 }
 
 TEST(LeftoversTest, NothingIsKilledForAGroupThatIsGone) {

@@ -413,6 +413,7 @@ class OrphanReapingTest : public PosixSpawnerTest {
     PosixSpawnerOptions options = WithHelper();
     options.orphan_drain = absl::Milliseconds(300);
     options.reap_orphans = true;
+    options.instance = "test-instance";
     spawner_ = NewPosixSpawner(options);
   }
 };
@@ -449,10 +450,14 @@ TEST_F(OrphanReapingTest, AnEscapeeOfAJobThatEndedByItselfIsLeftAloneAndReapedWh
   EXPECT_TRUE(AwaitGone(escapee)) << "the spawner did not reap the orphan";
 }
 
-TEST_F(OrphanReapingTest, EachJobIsToldItsIdInItsEnvironmentInsteadOfTheClients) {
-  const std::vector<std::string> env = {"DISTD_JOB_ID=999", "A=1"};
-  EXPECT_EQ(Run({"/bin/sh", "-c", "echo $DISTD_JOB_ID; env | grep -c DISTD_JOB_ID"}, "/", env).out,
-            "1\n1\n");
+TEST_F(OrphanReapingTest, EachJobIsToldItsIdAndDistdInItsEnvironmentInsteadOfTheClients) {
+  const std::vector<std::string> env = {"DISTD_JOB_ID=999", "DISTD_INSTANCE=forged", "A=1"};
+  EXPECT_EQ(Run({"/bin/sh", "-c",
+                 "echo $DISTD_JOB_ID $DISTD_INSTANCE $A; env | grep -c "
+                 "'^DISTD_JOB_ID=\\|^DISTD_INSTANCE='"},
+                "/", env)
+                .out,
+            "1 test-instance 1\n2\n");
 }
 
 TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveNothing) {

@@ -2,13 +2,16 @@
 // and then becomes the job. distd's spawner starts it, only for a job whose client's settings
 // differ from distd's own, as
 //
-//   distd-exec [-u MODE] [-l RESOURCE:SOFT]... -- PROGRAM ARGV0 ARG...
+//   distd-exec [-u MODE] [-l RESOURCE:SOFT]... [-c CGROUP_PROCS] -- PROGRAM ARGV0 ARG...
 //
+// -c moves distd-exec into a cgroup (by writing 0 to that cgroup's cgroup.procs) before
+// anything else, so that every process of the job starts in it.
 // PROGRAM is the path distd resolved; ARGV0... is the job's argv; the environment is the
 // job's. A soft limit above the hard one is lowered to it (hard limits are distd's). Exits 126
 // if a setting cannot be applied or PROGRAM cannot be run, 127 if PROGRAM is gone, with a
 // message on stderr, which is the job's.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,14 @@ void ApplyLimit(const char* spec) {
   if (setrlimit(which, &limit) != 0) Die(126, "setrlimit", strerror(errno));
 }
 
+// Writing 0 to a cgroup's cgroup.procs moves the writer into it.
+void JoinCgroup(const char* procs) {
+  const int fd = open(procs, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) Die(126, "cannot join the job's cgroup", strerror(errno));
+  if (write(fd, "0", 1) != 1) Die(126, "cannot join the job's cgroup", strerror(errno));
+  close(fd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -68,12 +79,16 @@ int main(int argc, char** argv) {
       umask(static_cast<mode_t>(mode));
     } else if (strcmp(argv[i], "-l") == 0) {
       ApplyLimit(argv[i + 1]);
+    } else if (strcmp(argv[i], "-c") == 0) {
+      JoinCgroup(argv[i + 1]);
     } else {
       Die(126, "unknown flag", argv[i]);
     }
   }
   if (i + 2 >= argc) {
-    Die(126, "usage: distd-exec [-u MODE] [-l RESOURCE:SOFT]... -- PROGRAM ARGV0...", "");
+    Die(126,
+        "usage: distd-exec [-u MODE] [-l RESOURCE:SOFT]... [-c CGROUP_PROCS] -- PROGRAM ARGV0...",
+        "");
   }
   const char* program = argv[i + 1];
   execv(program, argv + i + 2);

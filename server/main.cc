@@ -1,6 +1,7 @@
 // distd: flags -> Options -> run. The command-line contract is docs/cli.md.
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,6 +31,7 @@
 #include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/service.h"
+#include "server/spawn/cgroups.h"
 #include "server/spawn/leftovers.h"
 #include "server/spawn/orphans.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -48,6 +51,7 @@ struct Options {
   std::vector<Address> listen;
   std::string state_dir;  // empty: the default
   bool journal = true;
+  bool cgroups = true;  // where the host delegates them
   engine::EngineOptions engine;
   journal::OutputLimits output;
   journal::Retention retention;
@@ -176,6 +180,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
          "all the jobs' output in the state directory, in MiB (default 1024): beyond it the "
          "output of the oldest jobs is removed first")
       ->type_name("MIB");
+  app.add_flag_callback(
+      "--no-cgroups", [options] { options->cgroups = false; },
+      "run jobs without cgroups of their own even where distd's cgroup is delegated to it");
   app.add_flag_callback(
       "--no-journal", [options] { options->journal = false; },
       "keep no journal: how jobs ended is forgotten when distd stops (for throwaway daemons)");
@@ -308,6 +315,7 @@ std::string NewInstance() {
 // distd's.
 absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string& state_dir,
                                                               absl::string_view instance,
+                                                              const std::string& delegated,
                                                               engine::EngineOptions* options,
                                                               journal::Recovery* recovery) {
   absl::StatusOr<std::unique_ptr<journal::Journal>> journal = journal::Journal::Open(state_dir);
@@ -327,9 +335,17 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
           pid);
     }
   };
-  const auto kill_marked = [](absl::string_view previous,
-                              absl::FunctionRef<bool(engine::JobId)> wanted) {
+  const auto kill_marked = [&delegated, instance](absl::string_view previous,
+                                                  absl::FunctionRef<bool(engine::JobId)> wanted) {
     absl::flat_hash_set<engine::JobId> alive;
+    if (!delegated.empty()) {
+      for (const auto& [job, killed] :
+           spawn::KillLeftoverCgroups(delegated, previous, instance, wanted)) {
+        spdlog::warn("killed {} process(es) left in the cgroup of job {} of the previous distd",
+                     killed, job);
+        alive.insert(job);
+      }
+    }
     for (const auto& [job, killed] : spawn::KillMarkedLeftovers(previous, wanted)) {
       spdlog::warn(
           "killed {} process(es) left of job {} of the previous distd, found by the {} and "
@@ -373,6 +389,17 @@ int Run(const Options& options) {
   // A large cancelled queue's records are finished 100 ms after its build died, once the
   // abort or the failing build's barrier has been answered (see EngineOptions::sweep_delay).
   const std::string instance = NewInstance();
+  // distd's own cgroup, if jobs get cgroups of their own below it (spawn/cgroups.h).
+  std::string delegated;
+  if (options.cgroups) {
+    absl::StatusOr<std::string> own = spawn::DelegatedCgroup();
+    if (own.ok()) {
+      delegated = *own;
+    } else {
+      spdlog::info("jobs run without cgroups of their own: {}",
+                   std::string(own.status().message()));
+    }
+  }
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
   std::unique_ptr<journal::Journal> journal;
@@ -380,7 +407,7 @@ int Run(const Options& options) {
   std::unique_ptr<journal::OutputStore> outputs;
   if (options.journal) {
     absl::StatusOr<std::unique_ptr<journal::Journal>> opened =
-        OpenJournal(options.state_dir, instance, &engine_options, &recovery);
+        OpenJournal(options.state_dir, instance, delegated, &engine_options, &recovery);
     if (!opened.ok()) {
       spdlog::error("{}", std::string(opened.status().message()));
       return kExitBuildFailed;
@@ -406,6 +433,23 @@ int Run(const Options& options) {
   spawn::PosixSpawnerOptions spawner_options;
   spawner_options.reap_orphans = true;
   spawner_options.instance = instance;
+  if (!delegated.empty()) {
+    // What earlier distd left and nobody runs in any more goes (the last one's unfinished
+    // jobs were killed by the recovery).
+    spawn::KillLeftoverCgroups(delegated, "", instance, [](engine::JobId) { return false; });
+    const std::string dir = spawn::InstanceCgroup(delegated, instance);
+    if (mkdir(dir.c_str(), 0755) == 0) {
+      spawner_options.cgroup_dir = dir;
+      spdlog::info("each job runs in a cgroup of its own in {}", dir);
+    } else {
+      spdlog::warn("jobs run without cgroups of their own: cannot make {}: {}", dir,
+                   strerror(errno));
+    }
+  }
+  // After the engine (and its spawner, which removes the jobs' cgroups) is gone.
+  absl::Cleanup remove_cgroup_dir = [&spawner_options] {
+    if (!spawner_options.cgroup_dir.empty()) spawn::RemoveCgroup(spawner_options.cgroup_dir);
+  };
   engine::Engine engine(engine_options, spawn::NewPosixSpawner(spawner_options),
                         spawn::NewRealClock());
   if (journal != nullptr) {

@@ -46,7 +46,9 @@ absl::StatusOr<Recovery> Journal::Recover(absl::Time now, absl::string_view inst
     }
     if (rc != SQLITE_DONE) return Fail("read");
   }
-  // What the marks find: a job recorded queued that was running after all is lost.
+  // What the marks find: a job recorded queued that was running after all is lost. (The kills
+  // come before the transaction: if it fails, distd does not start, and the next one finds
+  // those jobs queued and nothing left of them: cancelled, not lost.)
   absl::flat_hash_set<engine::JobId> alive;
   if (kill_marked != nullptr) {
     absl::StatusOr<std::optional<std::string>> previous = Meta(kInstanceKey);

@@ -95,11 +95,13 @@ std::vector<ProcessStat> OurProcesses(absl::Time boot, int64_t ticks_per_second,
 // SIGKILL to `m`, seen in the scan, if the pid is still that process: the pidfd holds the
 // process the pid names when it is opened, and its start time, read again after, says
 // whether that is the one the scan saw (a pid freed and used again in between is not).
-bool KillIfStill(const ProcessStat& m, absl::Time boot, int64_t ticks_per_second) {
+// A process of a group must still be in it; a marked one may have moved since.
+bool KillIfStill(const ProcessStat& m, absl::Time boot, int64_t ticks_per_second,
+                 bool same_group = true) {
   const int pidfd = pidfd_open(m.pid, 0);
   if (pidfd < 0) return false;
   std::optional<ProcessStat> now = ReadStat(m.pid, boot, ticks_per_second);
-  const bool same = now.has_value() && now->ours && now->pgrp == m.pgrp &&
+  const bool same = now.has_value() && now->ours && (!same_group || now->pgrp == m.pgrp) &&
                     now->started == m.started && now->state != 'Z';
   const bool killed = same && pidfd_send_signal(pidfd, SIGKILL, nullptr, 0) == 0;
   close(pidfd);
@@ -161,10 +163,10 @@ absl::flat_hash_map<JobId, int> KillMarkedLeftovers(absl::string_view instance,
            job_of[p.pid] = mark.job;
            return true;
          })) {
-      if (KillIfStill(m, *boot, ticks)) {
+      found = true;  // killed, or gone, or left for the next round
+      if (KillIfStill(m, *boot, ticks, /*same_group=*/false)) {
         killed.insert(m.pid);
         ++killed_by_job[job_of[m.pid]];
-        found = true;
       }
     }
     if (!found) break;

@@ -58,6 +58,7 @@ extern "C" {
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -70,6 +71,7 @@ extern "C" {
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/current_umask.h"
+#include "server/spawn/cgroups.h"
 #include "server/spawn/orphans.h"
 #include "server/spawn/process.h"
 #include "server/spawn/spawner.h"
@@ -169,6 +171,7 @@ struct Job {
   bool leader_exited = false;
   bool paused = false;  // by the engine (Process::SetOutputPaused)
   bool doomed = false;  // its orphans are killed (Orphans::Doom)
+  std::string cgroup;   // its own cgroup's directory, or empty
   absl::Time drain_deadline;
   std::shared_ptr<const OutputTargets> targets;  // held until the exit is reported
   // Output on its way to a target: one queue per stream, or, when both streams have the same
@@ -381,7 +384,7 @@ class PosixSpawner final : public Spawner {
     if (!options_.reap_orphans) return std::nullopt;
     std::optional<absl::Time> next;
     if (!passes_.empty()) next = *passes_.begin();
-    if (job_ended_ || orphans_.Watching()) {
+    if (job_ended_ || orphans_.Watching() || !cgroups_left_.empty()) {
       next = std::min(next.value_or(absl::InfiniteFuture()), last_pass_ + absl::Seconds(1));
     }
     return next;
@@ -404,6 +407,9 @@ class PosixSpawner final : public Spawner {
       }
     }
     const Orphans::Outcome outcome = orphans_.Handle(orphans, now);
+    for (auto it = cgroups_left_.begin(); it != cgroups_left_.end();) {
+      it = RemoveCgroup(it->first) ? cgroups_left_.erase(it) : std::next(it);
+    }
     last_pass_ = now;
     job_ended_ = false;
     passes_.erase(passes_.begin(), passes_.upper_bound(now));
@@ -418,6 +424,8 @@ class PosixSpawner final : public Spawner {
     job_ended_ = true;
     if (!signalled || job.doomed) return;
     job.doomed = true;
+    // Everything in its cgroup, whatever group, session or environment it moved to.
+    if (!job.cgroup.empty()) KillCgroup(job.cgroup);
     const absl::Time now = absl::Now();
     orphans_.Doom(job.id, now);
     for (absl::Duration after : {absl::ZeroDuration(), absl::Milliseconds(20),
@@ -620,6 +628,10 @@ class PosixSpawner final : public Spawner {
       signalled = job->signalled;
     }
     NoteEnd(*job, signalled);
+    // Still busy if it was killed a moment ago, or if what it left runs on: a later pass.
+    if (!job->cgroup.empty() && !RemoveCgroup(job->cgroup)) {
+      cgroups_left_.emplace(job->cgroup, job->doomed);
+    }
     if (!job->leader_exited) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, job->pidfd, nullptr);
     CloseFd(job->pidfd);
     for (int queue : {0, 1}) StopForward(*job, queue);
@@ -651,7 +663,7 @@ class PosixSpawner final : public Spawner {
     // kernel's uninterruptible sleep may take its time to die).
     if (!options_.reap_orphans) return;
     for (int round = 0; round < 50; ++round) {
-      if (Pass() == 0 && round > 0) break;
+      if (Pass() == 0 && round > 0 && !KilledCgroupsLeft()) break;
       absl::SleepFor(absl::Milliseconds(20));
     }
   }
@@ -681,6 +693,13 @@ class PosixSpawner final : public Spawner {
   std::set<absl::Time> passes_;  // when passes over the orphans are due
   absl::Time last_pass_;
   bool job_ended_ = false;  // since the last pass
+  // Job cgroups not removed yet, and whether they were killed (else what is left in one
+  // runs on by right, and it goes when that ends).
+  std::map<std::string, bool> cgroups_left_;
+  bool KilledCgroupsLeft() const {
+    return std::any_of(cgroups_left_.begin(), cgroups_left_.end(),
+                       [](const auto& entry) { return entry.second; });
+  }
   std::vector<char> buffer_;
   std::thread thread_;  // last: it starts in the constructor and uses everything above
 };
@@ -716,12 +735,28 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   // and execs the program resolved here.
   std::vector<std::string> helper_flags;
   if (request.settings != nullptr) helper_flags = HelperFlags(*request.settings, own_);
+  // A cgroup of its own, which distd-exec joins before the program runs: no process of the
+  // job ever starts outside it. Removed again if the job does not start.
+  std::string cgroup;
+  if (options_.reap_orphans && !options_.cgroup_dir.empty()) {
+    cgroup = JobCgroup(options_.cgroup_dir, request.id);
+    if (mkdir(cgroup.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot make the job's cgroup ", cgroup, ": ", strerror(errno)));
+    }
+    helper_flags.push_back("-c");
+    helper_flags.push_back(cgroup + "/cgroup.procs");
+  }
+  absl::Cleanup remove_cgroup = [&cgroup] {
+    if (!cgroup.empty()) RemoveCgroup(cgroup);
+  };
   const std::string* exec_path = &*path;
   std::vector<char*> argv, envp;
   if (!helper_flags.empty()) {
     if (access(helper_.c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "cannot give the job its client's umask and limits: ", helper_, ": ", strerror(errno)));
+          "cannot give the job its client's umask and limits, or its cgroup: ", helper_, ": ",
+          strerror(errno)));
     }
     exec_path = &helper_;
     argv.push_back(const_cast<char*>("distd-exec"));
@@ -822,6 +857,7 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     // Without a pidfd its end would go unnoticed: take it down and reap it right here.
     absl::Status status = absl::InternalError(absl::StrCat("pidfd_open: ", strerror(errno)));
     kill(-pid, SIGKILL);
+    if (!cgroup.empty()) KillCgroup(cgroup);
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
     not_started();
@@ -830,6 +866,8 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   auto job = std::make_shared<Job>();
   job->id = request.id;
   job->pid = pid;
+  job->cgroup = std::move(cgroup);  // the I/O thread's from now on
+  std::move(remove_cgroup).Cancel();
   job->events = events;
   job->fds[0] = std::exchange(out[0], -1);
   job->fds[1] = std::exchange(err[0], -1);

@@ -92,6 +92,11 @@ struct PosixSpawnerOptions {
   // (none if empty), so that a later distd knows what this one's jobs left
   // (spawn/leftovers.h). Letters, digits, '-' and '_' only.
   std::string instance;
+  // With reap_orphans: a cgroup v2 directory distd may make cgroups in (spawn/cgroups.h).
+  // Each job then runs in a cgroup of its own there (through distd-exec), and a job that
+  // distd signalled is killed with everything in its cgroup when its leader ends; a job's
+  // cgroup is removed once it is empty. Empty: no cgroups.
+  std::string cgroup_dir;
 };
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains

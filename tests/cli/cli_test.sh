@@ -30,8 +30,9 @@ fail() {
   exit 1
 }
 
+LAUNCH=()  # what distd is started through, if anything
 start_daemon() {  # start_daemon [JOBS [FLAG...]]
-  "$BIN/distd" --listen "unix:$SOCK" --jobs "${1:-2}" --grace 2s --log-level debug "${@:2}" \
+  "${LAUNCH[@]}" "$BIN/distd" --listen "unix:$SOCK" --jobs "${1:-2}" --grace 2s --log-level debug "${@:2}" \
     >>"$T/distd.log" 2>&1 &
   DPID=$!
   for _ in $(seq 1 200); do
@@ -59,6 +60,8 @@ stop_daemon() {
 cleanup() {
   [ -z "${FILLER:-}" ] || kill "$FILLER" 2>/dev/null
   stop_daemon  # which ends every job it still runs
+  # A cgroup a test made, with whatever distd left in it (a failing test's).
+  [ -z "${CG:-}" ] || rmdir "$CG"/*/* "$CG"/* "$CG" 2>/dev/null
   rm -rf "$T" "$T.gone"
 }
 trap cleanup EXIT
@@ -613,6 +616,32 @@ test_escapees_after_abort() {
   # Gone altogether, not a zombie: distd reaped it.
   wait_until 10 test ! -e "/proc/$kept" || fail "distd did not reap the orphan $kept"
   still_serving
+}
+
+test_escapees_in_cgroups() {
+  # distd in a cgroup of its own, as a unit with Delegate=yes has it: every job gets one.
+  local mount
+  mount=$(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
+    /proc/self/mountinfo | head -n1)
+  [ -n "$mount" ] || { echo "no cgroup v2 hierarchy is mounted: skipped"; exit 77; }
+  CG=$mount/distd-cli-test.$$
+  mkdir "$CG" 2>/dev/null || { echo "cannot make a cgroup in $mount: skipped"; exit 77; }
+  # shellcheck disable=SC2016  # $$ and $0 are the launcher shell's
+  LAUNCH=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG")
+  start_daemon 2
+  expect_grep "each job runs in a cgroup of its own in $CG/distd-" "$T/distd.log"
+  # Out of its group, and with an environment that no longer says whose it is: only its
+  # cgroup knows.
+  expect_code 0 distctl run --bg -- sh -c 'env -i setsid sleep 983.31 & sleep 983.32'
+  wait_until 10 pgrep -f "^sleep 983.31" >/dev/null || fail "the escapee did not start"
+  expect_code 0 distctl abort
+  no_survivor "sleep 983.31"
+  no_survivor "sleep 983.32"
+  still_serving
+  # distd removes what it made when it stops.
+  stop_daemon
+  rmdir "$CG" || fail "distd left cgroups behind: $(find "$CG" -mindepth 1 -type d)"
+  CG=
 }
 
 test_second_daemon_refused() {

@@ -127,8 +127,8 @@ TEST(LeftoversTest, MarkedProcessesOfTheWantedJobsOfThatInstanceAreKilled) {
   const pid_t other = StartMarked("abd", 7, "exec sleep 981.3");
   const pid_t unwanted = StartMarked("abc", 8, "exec sleep 981.4");
   // Both carry their marks once they exec'd (before, they have this test's environment).
-  for (pid_t pid : {other, unwanted}) {
-    for (int i = 0; i < 1000 && ReadJobMark(pid).instance.empty(); ++i) usleep(10'000);
+  for (auto [pid, instance] : {std::pair(other, "abd"), std::pair(unwanted, "abc")}) {
+    for (int i = 0; i < 1000 && ReadJobMark(pid).instance != instance; ++i) usleep(10'000);
   }
   EXPECT_EQ(ReadJobMark(other).instance, "abd");
   EXPECT_EQ(ReadJobMark(other).job, 7u);

@@ -45,6 +45,8 @@ extern "C" {
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/spawn/cgroups.h"
+#include "server/spawn/orphans.h"
 #include "server/spawn/process.h"
 #include "server/spawn/spawner.h"
 
@@ -458,6 +460,93 @@ TEST_F(OrphanReapingTest, EachJobIsToldItsIdAndDistdInItsEnvironmentInsteadOfThe
                 "/", env)
                 .out,
             "1 test-instance 1\n2\n");
+}
+
+// Jobs in cgroups of their own, where this host lets the test make a cgroup v2 directory
+// (as distd does in the one delegated to it).
+class CgroupTest : public PosixSpawnerTest {
+ protected:
+  void SetUp() override {
+    PosixSpawnerTest::SetUp();
+    const std::optional<std::string> mount = Cgroup2Mount();
+    if (!mount.has_value()) GTEST_SKIP() << "no cgroup v2 hierarchy is mounted";
+    base_ = absl::StrCat(*mount, "/distd-spawner-test.", getpid());
+    if (mkdir(base_.c_str(), 0755) != 0) {
+      const int error = errno;
+      base_.clear();
+      GTEST_SKIP() << "cannot make a cgroup here: " << strerror(error);
+    }
+    PosixSpawnerOptions options = WithHelper();
+    options.orphan_drain = absl::Milliseconds(300);
+    options.reap_orphans = true;
+    options.cgroup_dir = base_;
+    spawner_ = NewPosixSpawner(options);
+  }
+  void TearDown() override {
+    spawner_.reset();
+    if (!base_.empty()) {
+      EXPECT_EQ(rmdir(base_.c_str()), 0) << "a job's cgroup was left";
+    }
+    PosixSpawnerTest::TearDown();
+  }
+  // Polls until `path` is gone.
+  static bool AwaitNoFile(const std::string& path) {
+    const absl::Time end = absl::Now() + kTimeout;
+    while (access(path.c_str(), F_OK) == 0) {
+      if (absl::Now() > end) return false;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return true;
+  }
+  std::string base_;
+};
+
+TEST_F(CgroupTest, EachJobRunsInACgroupOfItsOwn) {
+  JobRecord job = Run({"/bin/sh", "-c", "cat /proc/self/cgroup | grep '^0::'"});
+  EXPECT_EQ(job.exit->exit_code, 0);
+  EXPECT_THAT(job.out, ::testing::EndsWith(absl::StrCat("/distd-spawner-test.", getpid(), "/job-",
+                                                        next_id_ - 1, "\n")));
+  EXPECT_TRUE(AwaitNoFile(JobCgroup(base_, next_id_ - 1))) << "its cgroup stayed";
+}
+
+TEST_F(CgroupTest, AStoppedJobIsKilledWithWhatLeftItsGroupAndReplacedItsEnvironment) {
+  // Out of reach of the group kill (setsid) and of the orphan rule (no DISTD_JOB_ID left):
+  // only the cgroup knows it is the job's.
+  auto process = Start(1,
+                       Sh("env -i setsid sh -c 'echo $$ > escapee.tmp && mv escapee.tmp "
+                          "escapee; exec sleep 971.9' & wait"),
+                       dir_);
+  ASSERT_TRUE(process.ok()) << process.status();
+  const std::string file = absl::StrCat(dir_, "/escapee");
+  const absl::Time end = absl::Now() + kTimeout;
+  while (access(file.c_str(), F_OK) != 0 && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  std::ifstream in(file);
+  pid_t escapee = 0;
+  ASSERT_TRUE(in >> escapee) << "the escapee did not start";
+  ASSERT_EQ(getpgid(escapee), escapee);
+  EXPECT_EQ(ReadJobMark(escapee).job, 0u) << "the escapee kept its job's mark";
+  (*process)->Signal(SIGTERM);
+  ASSERT_TRUE(events_.AwaitExit(1));
+  EXPECT_TRUE(AwaitGone(escapee)) << "the escapee of a stopped job survived";
+  EXPECT_TRUE(AwaitNoFile(JobCgroup(base_, 1))) << "its cgroup stayed";
+}
+
+TEST_F(CgroupTest, TheCgroupOfAJobThatLeftAServerGoesWhenTheServerEnds) {
+  JobRecord job = Run(Sh("env -i setsid sh -c 'echo $$ > pid.tmp && mv pid.tmp pid; exec sleep "
+                         "971.95' >/dev/null 2>&1 & while [ ! -e pid ]; do sleep 0.01; done; "
+                         "cat pid"),
+                      dir_);
+  EXPECT_EQ(job.exit->exit_code, 0);
+  const pid_t server = ParsePid(job.out);
+  ASSERT_GT(server, 0);
+  const std::string cgroup = JobCgroup(base_, next_id_ - 1);
+  EXPECT_TRUE(StillRuns(server)) << "a job that ended by itself keeps its server";
+  EXPECT_EQ(access(cgroup.c_str(), F_OK), 0) << "a cgroup with a process in it was removed";
+  kill(server, SIGKILL);
+  EXPECT_TRUE(AwaitGone(server));
+  EXPECT_TRUE(AwaitNoFile(cgroup)) << "the empty cgroup stayed";
 }
 
 TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveNothing) {

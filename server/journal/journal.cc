@@ -33,8 +33,8 @@ using sql::StateName;
 
 // The schema's version, in PRAGMA user_version. A journal with a higher one was written by a
 // newer distd, whose rows this one might misread: it is refused rather than guessed at.
-// Version 2 added the meta table and the jobs' byte counts; a journal of version 1 is brought
-// up to it at open.
+// Version 2 added the meta table and the jobs' byte counts and callers; a journal of version 1
+// is brought up to it at open.
 constexpr int kSchemaVersion = 2;
 
 constexpr char kSchema[] = R"sql(
@@ -72,7 +72,8 @@ CREATE TABLE jobs (
   started_ms INTEGER,
   ended_ms INTEGER,
   stdout_bytes INTEGER NOT NULL DEFAULT 0,
-  stderr_bytes INTEGER NOT NULL DEFAULT 0
+  stderr_bytes INTEGER NOT NULL DEFAULT 0,
+  caller TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX jobs_build ON jobs (build);
 CREATE INDEX jobs_unfinished ON jobs (state) WHERE state != 'finished';
@@ -86,6 +87,7 @@ CREATE TABLE meta (
 constexpr char kSchemaFrom1[] = R"sql(
 ALTER TABLE jobs ADD COLUMN stdout_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN stderr_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN caller TEXT NOT NULL DEFAULT '';
 CREATE TABLE meta (
   key TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -310,8 +312,8 @@ absl::Status Journal::CreateSchema() {
        "INSERT INTO builds (name, state, open, created_ms) VALUES (?1, 'running', 1, ?2)"},
       {&insert_job_,
        "INSERT INTO jobs (id, build, argv, cwd, grp, checked, state, outcome, exit_code, signal, "
-       "stopped, not_found, message, pid, queued_ms) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 'none', -1, 0, 0, 0, '', 0, ?7)"},
+       "stopped, not_found, message, pid, queued_ms, caller) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 'none', -1, 0, 0, 0, '', 0, ?7, ?8)"},
       {&update_job_,
        "UPDATE jobs SET state = ?2, outcome = ?3, exit_code = ?4, signal = ?5, stopped = ?6, "
        "not_found = ?7, message = ?8, pid = ?9, started_ms = ?10, ended_ms = ?11, "
@@ -393,6 +395,7 @@ absl::Status Journal::JobsQueued(absl::Span<const engine::JobInfo> jobs) {
     BindText(s, 5, job.group);
     sqlite3_bind_int(s, 6, job.check ? 1 : 0);
     BindTime(s, 7, job.queued_at);
+    BindText(s, 8, job.caller.principal);
     if (absl::Status st = Step(s); !st.ok()) return st;
   }
   return absl::OkStatus();
@@ -462,7 +465,7 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   absl::StatusOr<sqlite3_stmt*> stmt = PrepareRead(
       "SELECT j.build, b.name, j.argv, j.cwd, j.grp, j.checked, j.state, j.outcome, "
       "j.exit_code, j.signal, j.stopped, j.not_found, j.message, j.pid, j.queued_ms, "
-      "j.started_ms, j.ended_ms, j.stdout_bytes, j.stderr_bytes "
+      "j.started_ms, j.ended_ms, j.stdout_bytes, j.stderr_bytes, j.caller "
       "FROM jobs j JOIN builds b ON b.key = j.build WHERE j.id = ?1");
   if (!stmt.ok()) return stmt.status();
   q.stmt = *stmt;
@@ -497,6 +500,7 @@ absl::StatusOr<std::optional<JobRecord>> Journal::FindJob(engine::JobId id) {
   job.ended_at = ColumnTime(q.stmt, 16);
   record.kept.stdout_bytes = static_cast<uint64_t>(sqlite3_column_int64(q.stmt, 17));
   record.kept.stderr_bytes = static_cast<uint64_t>(sqlite3_column_int64(q.stmt, 18));
+  job.caller.principal = ColumnText(q.stmt, 19);
   return record;
 }
 

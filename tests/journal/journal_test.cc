@@ -204,6 +204,7 @@ TEST_F(RecorderTest, EveryJobsEndIsKeptAcrossAReopen) {
   EXPECT_THAT(a.argv, ::testing::ElementsAre("cc", "-c", "a.c"));
   EXPECT_EQ(a.group, "objs");
   EXPECT_EQ(a.cwd, "/");
+  EXPECT_EQ(a.caller.principal, "test");  // who submitted it
   EXPECT_EQ(a.state, JobState::kFinished);
   EXPECT_EQ(a.result.outcome, Outcome::kSucceeded);
   EXPECT_EQ(a.result.exit_code, 0);
@@ -475,7 +476,7 @@ TEST_F(RecorderTest, AJournalOfTheFirstSchemaIsBroughtUpToDate) {
   // As a distd of the first schema left it.
   RunSql(tmp_.path() + "/journal.db",
          "ALTER TABLE jobs DROP COLUMN stdout_bytes; ALTER TABLE jobs DROP COLUMN stderr_bytes; "
-         "DROP TABLE meta; PRAGMA user_version = 1");
+         "ALTER TABLE jobs DROP COLUMN caller; DROP TABLE meta; PRAGMA user_version = 1");
   Reopen();
   EXPECT_EQ(Recorded(ids[0]).result.outcome, Outcome::kSucceeded);
   std::vector<JobId> more = Submit("b", {Spec({"echo"})});

@@ -335,12 +335,11 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
           pid);
     }
   };
-  const auto kill_marked = [&delegated, instance](absl::string_view previous,
-                                                  absl::FunctionRef<bool(engine::JobId)> wanted) {
+  const auto kill_marked = [&delegated](absl::string_view previous,
+                                        absl::FunctionRef<bool(engine::JobId)> wanted) {
     absl::flat_hash_set<engine::JobId> alive;
     if (!delegated.empty()) {
-      for (const auto& [job, killed] :
-           spawn::KillLeftoverCgroups(delegated, previous, instance, wanted)) {
+      for (const auto& [job, killed] : spawn::KillLeftoverCgroups(delegated, previous, wanted)) {
         spdlog::warn("killed {} process(es) left in the cgroup of job {} of the previous distd",
                      killed, job);
         alive.insert(job);
@@ -391,7 +390,9 @@ int Run(const Options& options) {
   const std::string instance = NewInstance();
   // distd's own cgroup, if jobs get cgroups of their own below it (spawn/cgroups.h).
   std::string delegated;
-  if (options.cgroups) {
+  if (!options.cgroups) {
+    spdlog::info("jobs run without cgroups of their own: --no-cgroups");
+  } else {
     absl::StatusOr<std::string> own = spawn::DelegatedCgroup();
     if (own.ok()) {
       delegated = *own;
@@ -434,9 +435,6 @@ int Run(const Options& options) {
   spawner_options.reap_orphans = true;
   spawner_options.instance = instance;
   if (!delegated.empty()) {
-    // What earlier distd left and nobody runs in any more goes (the last one's unfinished
-    // jobs were killed by the recovery).
-    spawn::KillLeftoverCgroups(delegated, "", instance, [](engine::JobId) { return false; });
     const std::string dir = spawn::InstanceCgroup(delegated, instance);
     if (mkdir(dir.c_str(), 0755) == 0) {
       spawner_options.cgroup_dir = dir;

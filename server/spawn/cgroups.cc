@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -27,7 +29,8 @@ std::vector<std::string> Entries(const std::string& dir, absl::string_view prefi
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return names;
   while (dirent* entry = readdir(d)) {
-    if (entry->d_type == DT_DIR && absl::StartsWith(entry->d_name, prefix)) {
+    const absl::string_view name = entry->d_name;
+    if (entry->d_type == DT_DIR && name != "." && name != ".." && absl::StartsWith(name, prefix)) {
       names.emplace_back(entry->d_name);
     }
   }
@@ -35,13 +38,18 @@ std::vector<std::string> Entries(const std::string& dir, absl::string_view prefi
   return names;
 }
 
-// How many processes are in the cgroup `dir` itself.
+// How many processes are in the cgroup `dir` and below.
 int ProcessesIn(const std::string& dir) {
   std::ifstream in(dir + "/cgroup.procs");
   int count = 0;
   std::string line;
   while (std::getline(in, line)) ++count;
+  for (const std::string& name : Entries(dir, "")) count += ProcessesIn(dir + "/" + name);
   return count;
+}
+
+bool HasAttribute(const std::string& path, const char* name) {
+  return getxattr(path.c_str(), name, nullptr, 0) >= 0;
 }
 
 }  // namespace
@@ -57,7 +65,8 @@ std::optional<std::string> Cgroup2Mount() {
     std::vector<absl::string_view> after = absl::StrSplit(text.substr(dash + 3), ' ');
     std::vector<absl::string_view> before = absl::StrSplit(text.substr(0, dash), ' ');
     // A mount point with a space or other odd byte is written escaped: not ours to guess.
-    if (after.empty() || after[0] != "cgroup2" || before.size() < 5 ||
+    // Only a mount of the whole hierarchy (its root "/") maps cgroup paths to directories.
+    if (after.empty() || after[0] != "cgroup2" || before.size() < 5 || before[3] != "/" ||
         absl::StrContains(before[4], '\\')) {
       continue;
     }
@@ -81,6 +90,13 @@ absl::StatusOr<std::string> DelegatedCgroup() {
         "Delegate=yes)");
   }
   const std::string dir = *mount + path;
+  struct stat st;
+  const bool marked = HasAttribute(dir, "trusted.delegate") || HasAttribute(dir, "user.delegate") ||
+                      (geteuid() != 0 && stat(dir.c_str(), &st) == 0 && st.st_uid == geteuid());
+  if (!marked) {
+    return absl::UnavailableError(absl::StrCat(
+        "distd's cgroup ", dir, " is not delegated to it (run it in a unit with Delegate=yes)"));
+  }
   if (access(dir.c_str(), W_OK | X_OK) != 0 || access((dir + "/cgroup.procs").c_str(), W_OK) != 0) {
     return absl::UnavailableError(
         absl::StrCat("distd may not make cgroups in its own, ", dir, " (not delegated)"));
@@ -108,43 +124,38 @@ bool KillCgroup(const std::string& dir) {
   return ok;
 }
 
-bool RemoveCgroup(const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno == ENOENT; }
+bool RemoveCgroup(const std::string& dir) {
+  for (const std::string& name : Entries(dir, "")) RemoveCgroup(dir + "/" + name);
+  return rmdir(dir.c_str()) == 0 || errno == ENOENT;
+}
 
 absl::flat_hash_map<JobId, int> KillLeftoverCgroups(absl::string_view delegated,
                                                     absl::string_view previous,
-                                                    absl::string_view current,
                                                     absl::FunctionRef<bool(JobId)> wanted) {
   absl::flat_hash_map<JobId, int> killed;
-  const std::string base(delegated);
-  const std::string mine = absl::StrCat(kInstancePrefix, current);
-  std::vector<std::string> doomed;  // killed: given a moment to empty before removal
-  if (!previous.empty()) {
-    const std::string dir = InstanceCgroup(delegated, previous);
-    for (const std::string& name : Entries(dir, kJobPrefix)) {
-      JobId id = 0;
-      if (!absl::SimpleAtoi(absl::string_view(name).substr(kJobPrefix.size()), &id) ||
-          !wanted(id)) {
-        continue;
-      }
-      const std::string job = absl::StrCat(dir, "/", name);
+  if (previous.empty()) return killed;
+  const std::string dir = InstanceCgroup(delegated, previous);
+  std::vector<std::pair<std::string, bool>> jobs;  // and whether it was killed
+  for (const std::string& name : Entries(dir, kJobPrefix)) {
+    const std::string job = absl::StrCat(dir, "/", name);
+    JobId id = 0;
+    bool doomed = false;
+    if (absl::SimpleAtoi(absl::string_view(name).substr(kJobPrefix.size()), &id) && wanted(id)) {
       if (const int count = ProcessesIn(job); count > 0 && KillCgroup(job)) {
         killed[id] = count;
-        doomed.push_back(job);
+        doomed = true;
       }
     }
+    jobs.emplace_back(job, doomed);
   }
+  // The killed are given a moment to go; the rest go now if they are empty.
   const absl::Time deadline = absl::Now() + absl::Seconds(1);
-  for (const std::string& job : doomed) {
-    while (!RemoveCgroup(job) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-  }
-  for (const std::string& instance : Entries(base, kInstancePrefix)) {
-    if (instance == mine) continue;
-    const std::string dir = absl::StrCat(base, "/", instance);
-    for (const std::string& name : Entries(dir, kJobPrefix)) {
-      RemoveCgroup(absl::StrCat(dir, "/", name));
+  for (const auto& [job, doomed] : jobs) {
+    while (!RemoveCgroup(job) && doomed && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
     }
-    RemoveCgroup(dir);
   }
+  rmdir(dir.c_str());  // unless a server keeps a job's
   return killed;
 }
 

@@ -2,11 +2,16 @@
 // cgroup of its own, and a job distd stopped is killed whole through cgroup.kill, whatever
 // session, process group or environment its processes moved to.
 //
-// distd's own cgroup counts as delegated when it is not the hierarchy's root and distd may
-// write it and its cgroup.procs (a unit with Delegate=yes, a container's own cgroup), and the
-// kernel has cgroup.kill (Linux 5.14). Below it, a distd makes `distd-<instance>/` at start,
-// and `job-<id>/` in that for each job; a job's processes join theirs before the job's
-// program runs (distd-exec writes itself into it), so none starts outside.
+// distd's own cgroup counts as delegated when it is not the hierarchy's root, it is marked so
+// (the trusted.delegate or user.delegate attribute systemd sets for a unit with Delegate=yes)
+// or, for a user other than root, owned by distd's user (as an older systemd delegates),
+// distd may write it and its cgroup.procs, and the kernel has cgroup.kill (Linux 5.14). In a
+// container with a cgroup namespace of its own, distd sees its cgroup as the root and runs
+// without. Below it, a distd makes `distd-<instance>/` at start, and `job-<id>/` in that for
+// each job; a job's processes join theirs before the job's program runs (distd-exec writes
+// itself into it first), so none starts outside. A job can still move itself out (into
+// distd's own cgroup, which its user may write): the cgroup is a net for what escapes by
+// accident, not a jail.
 #ifndef DISTD_SERVER_SPAWN_CGROUPS_H_
 #define DISTD_SERVER_SPAWN_CGROUPS_H_
 
@@ -32,18 +37,19 @@ std::string InstanceCgroup(absl::string_view delegated, absl::string_view instan
 // Job `id`'s cgroup in `instance_dir`.
 std::string JobCgroup(absl::string_view instance_dir, JobId id);
 
-// Kills every process in the cgroup `dir` (and below). False if it cannot be asked.
+// Kills every process in the cgroup `dir` and below. False if it cannot be asked.
 bool KillCgroup(const std::string& dir);
-// Removes the cgroup `dir`; true once it is gone (false while processes are in it).
+// Removes the cgroup `dir` with the cgroups a job made below it; true once it is gone (false
+// while processes are in it).
 bool RemoveCgroup(const std::string& dir);
 
-// At start: what a distd of `previous` left below `delegated`. The cgroups of the jobs for
-// which `wanted` holds are killed, and how many processes each had is returned by job; then
-// every cgroup of an earlier distd that is empty is removed (a finished job's server keeps
-// its own until it exits).
+// At start: what the distd of instance `previous` (the journal's last, which is dead: the
+// journal's lock says so) left below `delegated`. The cgroups of its jobs for which `wanted`
+// holds are killed (how many processes each had is returned by job) and then removed, and so
+// is every other one that is empty (a finished job's server keeps its own until it exits).
+// The cgroups of other distd are never touched.
 absl::flat_hash_map<JobId, int> KillLeftoverCgroups(absl::string_view delegated,
                                                     absl::string_view previous,
-                                                    absl::string_view current,
                                                     absl::FunctionRef<bool(JobId)> wanted);
 
 }  // namespace distd::spawn

@@ -445,6 +445,7 @@ class PosixSpawner final : public Spawner {
     if (ok) return;
     // Unwatched, it would never be reported: end it now, so that it still gets an outcome.
     kill(-j.pid, SIGKILL);
+    if (!j.cgroup.empty()) KillCgroup(j.cgroup);
     j.leader_exited = true;
     Reap(key, true);
   }
@@ -744,8 +745,8 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
       return absl::FailedPreconditionError(
           absl::StrCat("cannot make the job's cgroup ", cgroup, ": ", strerror(errno)));
     }
-    helper_flags.push_back("-c");
-    helper_flags.push_back(cgroup + "/cgroup.procs");
+    // First: before a limit the job asked for (a low RLIMIT_NOFILE) could stop the join.
+    helper_flags.insert(helper_flags.begin(), {"-c", cgroup + "/cgroup.procs"});
   }
   absl::Cleanup remove_cgroup = [&cgroup] {
     if (!cgroup.empty()) RemoveCgroup(cgroup);
@@ -911,13 +912,23 @@ std::unique_ptr<Spawner> NewPosixSpawner(const PosixSpawnerOptions& options) {
     perror("distd: cannot create the spawner's epoll set");
     std::abort();
   }
+  PosixSpawnerOptions checked = options;
+  if (!checked.cgroup_dir.empty()) {
+    const std::string helper = checked.exec_helper.empty() ? HelperNextToUs() : checked.exec_helper;
+    if (access(helper.c_str(), X_OK) != 0) {
+      // Every job would fail: without cgroups, only those that need the helper do.
+      fprintf(stderr, "distd: jobs run without cgroups of their own: %s: %s\n", helper.c_str(),
+              strerror(errno));
+      checked.cgroup_dir.clear();
+    }
+  }
   if (options.reap_orphans) {
     if (absl::Status s = Orphans::BecomeSubreaper(); !s.ok()) {
       // Still a spawner: escapees then go to init, out of reach, as without the option.
       fprintf(stderr, "distd: %s\n", std::string(s.message()).c_str());
     }
   }
-  return std::make_unique<PosixSpawner>(options, epoll_fd, wake_fd);
+  return std::make_unique<PosixSpawner>(checked, epoll_fd, wake_fd);
 }
 
 }  // namespace distd::spawn

@@ -626,6 +626,9 @@ test_escapees_in_cgroups() {
   [ -n "$mount" ] || { echo "no cgroup v2 hierarchy is mounted: skipped"; exit 77; }
   CG=$mount/distd-cli-test.$$
   mkdir "$CG" 2>/dev/null || { echo "cannot make a cgroup in $mount: skipped"; exit 77; }
+  # Marked as systemd marks a unit's cgroup with Delegate=yes.
+  python3 -c 'import os, sys; os.setxattr(sys.argv[1], "trusted.delegate", b"1")' "$CG" ||
+    { echo "cannot mark $CG delegated: skipped"; exit 77; }
   # shellcheck disable=SC2016  # $$ and $0 are the launcher shell's
   LAUNCH=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG")
   start_daemon 2
@@ -638,6 +641,18 @@ test_escapees_in_cgroups() {
   no_survivor "sleep 983.31"
   no_survivor "sleep 983.32"
   still_serving
+  # distd killed with such a job running: the next one kills what is left in its cgroup.
+  expect_code 0 distctl --build hit run --bg -- sh -c 'env -i setsid sleep 983.33 & sleep 983.34'
+  local job
+  job=$(cat "$T/out")
+  wait_until 10 pgrep -f "^sleep 983.33" >/dev/null || fail "the second escapee did not start"
+  kill -KILL "$DPID"
+  wait "$DPID" 2>/dev/null
+  DPID=
+  start_daemon 2
+  expect_grep "left in the cgroup of job $job of the previous distd" "$T/distd.log"
+  no_survivor "sleep 983.33"
+  no_survivor "sleep 983.34"
   # distd removes what it made when it stops.
   stop_daemon
   rmdir "$CG" || fail "distd left cgroups behind: $(find "$CG" -mindepth 1 -type d)"

@@ -470,7 +470,8 @@ class CgroupTest : public PosixSpawnerTest {
     PosixSpawnerTest::SetUp();
     const std::optional<std::string> mount = Cgroup2Mount();
     if (!mount.has_value()) GTEST_SKIP() << "no cgroup v2 hierarchy is mounted";
-    base_ = absl::StrCat(*mount, "/distd-spawner-test.", getpid());
+    static int made = 0;  // each test a cgroup of its own: one left by another fails no other
+    base_ = absl::StrCat(*mount, "/distd-spawner-test.", getpid(), ".", ++made);
     if (mkdir(base_.c_str(), 0755) != 0) {
       const int error = errno;
       base_.clear();
@@ -504,8 +505,8 @@ class CgroupTest : public PosixSpawnerTest {
 TEST_F(CgroupTest, EachJobRunsInACgroupOfItsOwn) {
   JobRecord job = Run({"/bin/sh", "-c", "cat /proc/self/cgroup | grep '^0::'"});
   EXPECT_EQ(job.exit->exit_code, 0);
-  EXPECT_THAT(job.out, ::testing::EndsWith(absl::StrCat("/distd-spawner-test.", getpid(), "/job-",
-                                                        next_id_ - 1, "\n")));
+  EXPECT_THAT(job.out, ::testing::EndsWith(absl::StrCat(base_.substr(Cgroup2Mount()->size()),
+                                                        "/job-", next_id_ - 1, "\n")));
   EXPECT_TRUE(AwaitNoFile(JobCgroup(base_, next_id_ - 1))) << "its cgroup stayed";
 }
 
@@ -547,6 +548,57 @@ TEST_F(CgroupTest, TheCgroupOfAJobThatLeftAServerGoesWhenTheServerEnds) {
   kill(server, SIGKILL);
   EXPECT_TRUE(AwaitGone(server));
   EXPECT_TRUE(AwaitNoFile(cgroup)) << "the empty cgroup stayed";
+}
+
+TEST_F(CgroupTest, ARestartKillsThePreviousDistdsUnfinishedJobsCgroupsAndNoOtherDistds) {
+  // As a killed distd of instance "prev" left them: job 5 unfinished, job 6 finished with a
+  // server still running, job 7 empty; and a live distd's ("other") jobs.
+  const auto join = [](const std::string& cgroup) {
+    mkdir(cgroup.c_str(), 0755);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      std::ofstream(cgroup + "/cgroup.procs") << 0 << std::flush;
+      execl("/bin/sleep", "sleep", "971.99", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // In its cgroup once its cgroup.procs lists it.
+    const absl::Time end = absl::Now() + kTimeout;
+    for (std::string procs; absl::Now() < end; absl::SleepFor(absl::Milliseconds(5))) {
+      std::ifstream in(cgroup + "/cgroup.procs");
+      if (std::getline(in, procs) && procs == std::to_string(pid)) break;
+    }
+    return pid;
+  };
+  const std::string prev = InstanceCgroup(base_, "prev"), other = InstanceCgroup(base_, "other");
+  mkdir(prev.c_str(), 0755);
+  mkdir(other.c_str(), 0755);
+  const pid_t unfinished = join(JobCgroup(prev, 5));
+  const pid_t server = join(JobCgroup(prev, 6));
+  mkdir(JobCgroup(prev, 7).c_str(), 0755);
+  mkdir(JobCgroup(other, 5).c_str(), 0755);
+  const pid_t others = join(JobCgroup(other, 8));
+  const absl::flat_hash_map<JobId, int> killed =
+      KillLeftoverCgroups(base_, "prev", [](JobId id) { return id == 5 || id == 7; });
+  EXPECT_EQ(killed.size(), 1u);
+  EXPECT_EQ(killed.contains(5) ? killed.at(5) : 0, 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(unfinished, &status, 0), unfinished);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_NE(access(JobCgroup(prev, 5).c_str(), F_OK), 0) << "the killed job's cgroup stayed";
+  EXPECT_NE(access(JobCgroup(prev, 7).c_str(), F_OK), 0) << "an empty cgroup stayed";
+  EXPECT_TRUE(StillRuns(server)) << "a finished job's server was killed";
+  EXPECT_EQ(access(JobCgroup(prev, 6).c_str(), F_OK), 0);
+  EXPECT_TRUE(StillRuns(others)) << "another distd's job was killed";
+  EXPECT_EQ(access(JobCgroup(other, 5).c_str(), F_OK), 0) << "another distd's cgroup went";
+  for (pid_t pid : {server, others}) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  // What is left goes once it is empty (and TearDown checks that nothing is).
+  const absl::Time end = absl::Now() + kTimeout;
+  while (!(RemoveCgroup(prev) && RemoveCgroup(other)) && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
 }
 
 TEST_F(OrphanReapingTest, ManyJobsWithEscapeesFromFourThreadsLoseNoExitAndLeaveNothing) {

@@ -9,9 +9,10 @@
 // What is kept, per build (a name is used again once its build is closed, so a build is a row
 // with a key, and at most one row per name is open): its name, state, when it was first used
 // and when it died, its first failure, and its jobs' counts as last reported. Per job: the
-// build's row, argv, directory, group, who submitted it, whether it is checked, state, the times it was queued,
-// started and ended, how it ended (outcome, exit code, signal, message) and, while it runs, its
-// pid (the leader of its process group).
+// build's row, argv, directory, group, who submitted it, whether it is checked, state, the
+// times it was queued, started and ended, how it ended (outcome, exit code, signal, message),
+// the bytes out/ kept of each stream and, while it runs, its pid (the leader of its process
+// group). The meta table keeps the instance token of the distd that writes (recovery.cc).
 #ifndef DISTD_SERVER_JOURNAL_JOURNAL_H_
 #define DISTD_SERVER_JOURNAL_JOURNAL_H_
 

@@ -37,26 +37,25 @@ std::string ReadSmallFile(const std::string& path, size_t limit) {
 
 }  // namespace
 
+std::optional<absl::string_view> EnvironmentValue(absl::string_view entry, absl::string_view name) {
+  if (entry.size() <= name.size() || entry[name.size()] != '=' || !absl::StartsWith(entry, name)) {
+    return std::nullopt;
+  }
+  return entry.substr(name.size() + 1);
+}
+
 JobMark ReadJobMark(pid_t pid) {
   const std::string environ =
       ReadSmallFile(absl::StrCat("/proc/", pid, "/environ"), size_t{1} << 20);
-  // The value of NAME=VALUE, if the entry is one.
-  const auto value = [](absl::string_view entry,
-                        absl::string_view name) -> std::optional<absl::string_view> {
-    if (entry.size() <= name.size() || entry[name.size()] != '=' ||
-        !absl::StartsWith(entry, name)) {
-      return std::nullopt;
-    }
-    return entry.substr(name.size() + 1);
-  };
   JobMark mark;
   bool job_seen = false, instance_seen = false;
   for (absl::string_view entry : absl::StrSplit(environ, '\0')) {
-    if (std::optional<absl::string_view> job = value(entry, kJobIdVariable);
+    if (std::optional<absl::string_view> job = EnvironmentValue(entry, kJobIdVariable);
         job.has_value() && !job_seen) {
       job_seen = true;
       if (!absl::SimpleAtoi(*job, &mark.job)) mark.job = 0;
-    } else if (std::optional<absl::string_view> instance = value(entry, kInstanceVariable);
+    } else if (std::optional<absl::string_view> instance =
+                   EnvironmentValue(entry, kInstanceVariable);
                instance.has_value() && !instance_seen) {
       instance_seen = true;
       mark.instance = std::string(*instance);

@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,9 @@ inline constexpr absl::string_view kJobIdVariable = "DISTD_JOB_ID";
 // A token a distd chooses at start and keeps in its journal: job ids are not unique between
 // two distd of one user, the pair is. A later distd finds by it what a killed one left.
 inline constexpr absl::string_view kInstanceVariable = "DISTD_INSTANCE";
+
+// The value of the environment entry `entry` if it is NAME=VALUE for `name`.
+std::optional<absl::string_view> EnvironmentValue(absl::string_view entry, absl::string_view name);
 
 // The marks process `pid` was started with, as getenv would find them (the first of each).
 struct JobMark {

@@ -773,11 +773,9 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     envp.push_back(job_marker.data());
     if (!instance_marker_.empty()) envp.push_back(const_cast<char*>(instance_marker_.c_str()));
   }
-  const auto ours = [](const std::string& var, absl::string_view name) {
-    return var.size() > name.size() && var[name.size()] == '=' && absl::StartsWith(var, name);
-  };
   for (const std::string& var : env) {
-    if (options_.reap_orphans && (ours(var, kJobIdVariable) || ours(var, kInstanceVariable))) {
+    if (options_.reap_orphans && (EnvironmentValue(var, kJobIdVariable).has_value() ||
+                                  EnvironmentValue(var, kInstanceVariable).has_value())) {
       continue;
     }
     envp.push_back(const_cast<char*>(var.c_str()));

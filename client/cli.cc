@@ -1,5 +1,7 @@
 #include "client/cli.h"
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -50,7 +52,8 @@ std::string CommandWord(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "--") break;
-    if (arg == "--addr" || arg == "--build") {
+    if (std::find(std::begin(kGlobalValueFlags), std::end(kGlobalValueFlags), arg) !=
+        std::end(kGlobalValueFlags)) {
       ++i;  // its value
       continue;
     }
@@ -134,6 +137,19 @@ std::optional<int> CommandLine::Parse(const std::vector<std::string>& args,
       if (*build == '\0') return UsageError("", "DISTD_BUILD: the build name is empty");
       global_.build = build;
       global_.build_given = true;
+    }
+    for (auto [name, value] : {std::pair{"DISTD_TLS_CA", &global_.tls_ca},
+                               std::pair{"DISTD_TLS_CERT", &global_.tls_cert},
+                               std::pair{"DISTD_TLS_KEY", &global_.tls_key},
+                               std::pair{"DISTD_TOKEN_FILE", &global_.token_file}}) {
+      if (const char* text = getenv(name); text != nullptr && *text != '\0') *value = text;
+    }
+    if (const char* insecure = getenv("DISTD_INSECURE_LOOPBACK"); insecure != nullptr) {
+      if (std::string(insecure) == "1") {
+        global_.insecure_loopback = true;
+      } else if (*insecure != '\0' && std::string(insecure) != "0") {
+        return UsageError("", "DISTD_INSECURE_LOOPBACK: set it to 1 (or 0, or leave it unset)");
+      }
     }
     // CLI11 takes the arguments last first.
     std::vector<std::string> reversed(args.rbegin(), args.rend());

@@ -29,6 +29,39 @@ void AddGlobalOptions(CLI::App* app, GlobalOptions* global) {
          "the build to act on (env DISTD_BUILD; default \"default\")")
       ->type_name("NAME")
       ->trigger_on_parse();
+  struct FileFlag {
+    const char* name;
+    std::string* value;
+    const char* help;
+  };
+  for (const FileFlag& flag :
+       {FileFlag{"--tls-ca", &global->tls_ca,
+                 "for tcp: the CA (PEM) that signed distd's certificate (env DISTD_TLS_CA; "
+                 "default: the system's)"},
+        FileFlag{"--tls-cert", &global->tls_cert,
+                 "for tcp: this client's certificate (PEM), with --tls-key (env "
+                 "DISTD_TLS_CERT)"},
+        FileFlag{"--tls-key", &global->tls_key,
+                 "for tcp: the private key (PEM) of --tls-cert (env DISTD_TLS_KEY)"},
+        FileFlag{"--token-file", &global->token_file,
+                 "for tcp: a file only this user may read with the token to send (env "
+                 "DISTD_TOKEN_FILE)"}}) {
+    const std::string name = flag.name;
+    std::string* value = flag.value;
+    app->add_option_function<std::string>(
+           name,
+           [name, value](const std::string& text) {
+             if (text.empty()) throw CLI::ValidationError(name, "the file name is empty");
+             *value = text;
+           },
+           flag.help)
+        ->type_name("FILE")
+        ->trigger_on_parse();
+  }
+  app->add_flag_callback(
+      "--insecure-loopback", [global] { global->insecure_loopback = true; },
+      "for tcp: plain TCP, to a numeric loopback address only (env "
+      "DISTD_INSECURE_LOOPBACK=1)");
 }
 
 CLI::App* AddSubcommand(const CommandSite& site, const std::string& name,

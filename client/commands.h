@@ -26,7 +26,18 @@ struct GlobalOptions {
   std::string build = "default";
   // --build or DISTD_BUILD was given: status then shows only that build.
   bool build_given = false;
+  // For tcp: addresses (--tls-ca etc., else DISTD_TLS_CA etc.). A token file holds the
+  // token alone, or the NAME TOKEN line of distd's token file.
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string token_file;
+  bool insecure_loopback = false;  // plain TCP, to a numeric loopback address only
 };
+
+// The global options that take a value, as the command line spells them.
+inline constexpr const char* kGlobalValueFlags[] = {"--addr",     "--build",   "--tls-ca",
+                                                    "--tls-cert", "--tls-key", "--token-file"};
 
 using Action = std::function<int()>;
 

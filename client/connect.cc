@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -21,7 +22,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -36,11 +39,13 @@
 #include "grpcpp/create_channel_posix.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "grpcpp/support/client_interceptor.h"
 
 namespace distd::client {
 namespace {
 
 constexpr absl::Duration kPingTimeout = absl::Seconds(1);
+constexpr absl::Duration kTcpPingTimeout = absl::Seconds(5);
 constexpr absl::Duration kStartTimeout = absl::Seconds(10);
 // After the distd we started has exited (most likely it lost the race for the lock to
 // another client's), how long the daemon that won may take to answer.
@@ -85,16 +90,138 @@ grpc::ChannelArguments ChannelArgs() {
   return args;
 }
 
-// A channel that connects, and reconnects, by itself.
-std::shared_ptr<grpc::Channel> NewChannel(const Address& address) {
+// The whole of `path` (of at most 1 MiB), for `flag`'s message. A `secret` file must be this
+// user's, and closed to everyone else, as ssh wants of a key.
+absl::StatusOr<std::string> ReadClientFile(const std::string& flag, const std::string& path,
+                                           bool secret) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  absl::Status status;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    status = absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": not a regular file"));
+  } else if (secret && (st.st_uid != geteuid() || (st.st_mode & 077) != 0)) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        flag, " ", path, ": it must be this user's and closed to others (chmod 600 it)"));
+  } else if (st.st_size > (1 << 20)) {
+    status = absl::InvalidArgumentError(absl::StrCat(flag, " ", path, ": larger than 1 MiB"));
+  }
+  std::string text;
+  if (status.ok()) {
+    text.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = read(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    text.resize(done);
+  }
+  close(fd);
+  if (!status.ok()) return status;
+  return text;
+}
+
+// The token of a token file: its first line that is not blank or a comment, which is the
+// token alone or distd's NAME TOKEN [...] line for it.
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadClientFile("--token-file", path, /*secret=*/true);
+  if (!text.ok()) return text.status();
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    return std::string(words.size() >= 2 ? words[1] : words[0]);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, ": no token in it"));
+}
+
+// Sends `authorization: Bearer TOKEN` with every call, over TLS or (to loopback) not: gRPC's
+// own call credentials refuse a channel without TLS.
+class BearerToken final : public grpc::experimental::Interceptor {
+ public:
+  explicit BearerToken(const std::string* value) : value_(value) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      methods->GetSendInitialMetadata()->insert({"authorization", *value_});
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string* const value_;
+};
+
+class BearerTokens final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit BearerTokens(std::string token) : value_(absl::StrCat("Bearer ", token)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* /*info*/) override {
+    return new BearerToken(&value_);
+  }
+
+ private:
+  const std::string value_;
+};
+
+// A TCP channel, which connects, and reconnects, by itself: TLS as the options say, or, with
+// --insecure-loopback, plain TCP to a numeric loopback address; with the token, if any.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const Address& address,
+                                                          const GlobalOptions& options) {
   grpc::ChannelArguments args = ChannelArgs();
-  // After a failed connection gRPC waits 1 s and then longer before trying again. While
-  // distctl waits for a distd it just started, that wait is all the latency there is: keep
-  // it short. (Unix sockets fail fast, so this costs nothing.)
+  // After a failed connection gRPC waits 1 s and then longer before trying again; keep it
+  // short for a daemon that is just starting.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
-  return grpc::CreateCustomChannel(address.GrpcTarget(), grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  const bool tls_flags =
+      !options.tls_ca.empty() || !options.tls_cert.empty() || !options.tls_key.empty();
+  if (options.insecure_loopback) {
+    if (tls_flags) {
+      return absl::InvalidArgumentError(
+          "--insecure-loopback is plain TCP: it does not go with --tls-ca, --tls-cert or "
+          "--tls-key");
+    }
+    if (!IsLoopbackAddress(address.host)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--insecure-loopback: ", address.host,
+          " is not a numeric loopback address (127.0.0.0/8, ::1); plain TCP anywhere else "
+          "would show the token and the commands to the network"));
+    }
+    credentials = grpc::InsecureChannelCredentials();
+  } else {
+    if (options.tls_cert.empty() != options.tls_key.empty()) {
+      return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+    }
+    grpc::SslCredentialsOptions ssl;
+    if (!options.tls_ca.empty()) {
+      absl::StatusOr<std::string> ca = ReadClientFile("--tls-ca", options.tls_ca, false);
+      if (!ca.ok()) return ca.status();
+      ssl.pem_root_certs = *std::move(ca);
+    }
+    if (!options.tls_cert.empty()) {
+      absl::StatusOr<std::string> cert = ReadClientFile("--tls-cert", options.tls_cert, false);
+      if (!cert.ok()) return cert.status();
+      absl::StatusOr<std::string> key = ReadClientFile("--tls-key", options.tls_key, true);
+      if (!key.ok()) return key.status();
+      ssl.pem_cert_chain = *std::move(cert);
+      ssl.pem_private_key = *std::move(key);
+    }
+    credentials = grpc::SslCredentials(ssl);
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> tokens;
+  if (!options.token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadToken(options.token_file);
+    if (!token.ok()) return token.status();
+    tokens.push_back(std::make_unique<BearerTokens>(*std::move(token)));
+  }
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address.GrpcTarget(), credentials, args, std::move(tokens));
 }
 
 // A socket connected to the unix socket `path` and the credentials of the process that
@@ -322,8 +449,9 @@ absl::StatusOr<Connection> Dial(const GlobalOptions& options) {
     std::shared_ptr<grpc::Channel> channel = ChannelFromFd(*address, *fd);
     return Track(*std::move(address), std::move(channel));
   }
-  std::shared_ptr<grpc::Channel> channel = NewChannel(*address);
-  return Track(*std::move(address), std::move(channel));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NewChannel(*address, options);
+  if (!channel.ok()) return channel.status();
+  return Track(*std::move(address), *std::move(channel));
 }
 
 absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
@@ -337,8 +465,11 @@ absl::StatusOr<Connection> Connect(const GlobalOptions& options) {
   // below, and nothing is sent again afterwards.
   if (address->kind == Address::Kind::kTcp) {
     // One round trip over a channel of gRPC's, which says what is wrong in gRPC's words.
-    Connection connection = Track(*address, NewChannel(*address));
-    grpc::Status ping = Ping(connection.stub.get(), kPingTimeout, /*wait_for_ready=*/false);
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = NewChannel(*address, options);
+    if (!channel.ok()) return channel.status();
+    Connection connection = Track(*address, *std::move(channel));
+    // Across a network, with a TLS handshake: longer than a unix socket's second.
+    grpc::Status ping = Ping(connection.stub.get(), kTcpPingTimeout, /*wait_for_ready=*/false);
     if (ping.ok()) return connection;
     if (ReceivedSignal() != 0) return absl::CancelledError("interrupted");
     return absl::UnavailableError(DescribeRpcError(ping, connection.address));

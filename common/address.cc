@@ -1,5 +1,7 @@
 #include "common/address.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -71,6 +73,20 @@ absl::StatusOr<Address> ParseAddress(absl::string_view text) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("address \"", text, "\" must start with unix: or tcp:"));
+}
+
+bool IsLoopbackAddress(absl::string_view host) {
+  if (absl::ConsumePrefix(&host, "[")) {
+    if (!absl::ConsumeSuffix(&host, "]")) return false;
+  }
+  in6_addr v6{};
+  if (host.find(':') != absl::string_view::npos) {
+    const std::string text(host);
+    return inet_pton(AF_INET6, text.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  in_addr v4{};
+  const std::string text(host);
+  return inet_pton(AF_INET, text.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
 std::string DefaultSocketPath() {

@@ -26,6 +26,10 @@ struct Address {
 // `tcp:HOST:PORT` (HOST a name, an IPv4 address or a bracketed IPv6 address; PORT 1..65535).
 absl::StatusOr<Address> ParseAddress(absl::string_view text);
 
+// Whether `host` (as in Address::host) is a numeric loopback address: 127.0.0.0/8, [::1] or
+// ::1. A name such as "localhost" is not: what it resolves to is not ours to trust.
+bool IsLoopbackAddress(absl::string_view host);
+
 // The default socket: $DISTD_SOCKET, else $XDG_RUNTIME_DIR/distd/distd.sock, else
 // /tmp/distd-$UID/distd.sock.
 std::string DefaultSocketPath();

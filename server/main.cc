@@ -30,6 +30,7 @@
 #include "server/journal/recorder.h"
 #include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
+#include "server/service/remote.h"
 #include "server/service/service.h"
 #include "server/spawn/cgroups.h"
 #include "server/spawn/leftovers.h"
@@ -49,10 +50,13 @@ constexpr char kFooter[] =
 struct Options {
   Options() { engine.idle_abort = absl::Minutes(30); }
   std::vector<Address> listen;
+  service::RemoteOptions remote;
+  int max_request_bytes = service::kMaxRequestBytes;
   std::string state_dir;  // empty: the default
   bool journal = true;
   bool cgroups = true;  // where the host delegates them
   engine::EngineOptions engine;
+  service::ServiceOptions service;
   journal::OutputLimits output;
   journal::Retention retention;
   absl::Duration history_keep = journal::RecorderOptions().history_keep;
@@ -103,21 +107,66 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
            if (!address.ok()) {
              throw CLI::ValidationError("--listen", std::string(address.status().message()));
            }
-           // Whoever reaches distd runs commands as its user: TCP only with TLS and a token,
-           // which this version does not have yet.
-           if (address->kind == Address::Kind::kTcp) {
-             throw CLI::ValidationError(
-                 absl::StrCat("--listen ", address->ToString(),
-                              ": TCP needs TLS and a token, which this version does not "
-                              "support; use unix:PATH"));
-           }
            options->listen.push_back(*address);
          },
-         "unix:PATH to listen on (repeatable). Default: $DISTD_SOCKET, else "
+         "unix:PATH or tcp:HOST:PORT to listen on (repeatable; TCP needs --tls-cert and "
+         "--tls-key, and --token-file or --tls-client-ca). Default: $DISTD_SOCKET, else "
          "$XDG_RUNTIME_DIR/distd/distd.sock, else /tmp/distd-$UID/distd.sock")
       ->type_name("ADDR")
       ->allow_extra_args(false)
       ->trigger_on_parse();
+  app.add_option("--tls-cert", options->remote.tls_cert,
+                 "the server's certificate chain (PEM) for the TCP listeners")
+      ->type_name("FILE");
+  app.add_option("--tls-key", options->remote.tls_key,
+                 "the private key (PEM) of --tls-cert; a file only distd's user may read")
+      ->type_name("FILE");
+  app.add_option("--tls-client-ca", options->remote.tls_client_ca,
+                 "TCP clients may authenticate with a certificate this CA (PEM) signed; its "
+                 "common name names them")
+      ->type_name("FILE");
+  app.add_option("--token-file", options->remote.token_file,
+                 "TCP clients' tokens, a line each: NAME TOKEN [builds=PREFIX] [admin]; a file "
+                 "only distd's user may read")
+      ->type_name("FILE");
+  app.add_flag("--insecure-loopback", options->remote.insecure_loopback,
+               "allow TCP without TLS on numeric loopback addresses (127.0.0.0/8, ::1) only; "
+               "tokens are still required");
+  const engine::Limits limits;
+  app.add_option_function<std::string>(
+         "--max-queued",
+         Number("--max-queued", 1, 100'000'000, 1, "", &options->engine.limits.max_queued_jobs),
+         absl::StrCat("jobs queued across all builds; beyond it a submission is refused "
+                      "(default ",
+                      limits.max_queued_jobs, ")"))
+      ->type_name("N");
+  app.add_option_function<std::string>(
+         "--max-queued-per-build",
+         Number("--max-queued-per-build", 1, 100'000'000, 1, "",
+                &options->engine.limits.max_queued_per_build),
+         absl::StrCat("jobs queued in one build (default ", limits.max_queued_per_build, ")"))
+      ->type_name("N");
+  app.add_option_function<std::string>(
+         "--max-builds-per-client",
+         Number("--max-builds-per-client", 1, 1'000'000, 1, "",
+                &options->engine.limits.max_builds_per_caller),
+         absl::StrCat("running builds one client (a uid, token or certificate) may open "
+                      "(default ",
+                      limits.max_builds_per_caller, ")"))
+      ->type_name("N");
+  app.add_option_function<std::string>(
+         "--max-streams-per-client",
+         Number("--max-streams-per-client", 1, 1'000'000, 1, "",
+                &options->service.max_streams_per_client),
+         absl::StrCat("run, wait and logs calls open at once per TCP client (default ",
+                      service::ServiceOptions().max_streams_per_client, ")"))
+      ->type_name("N");
+  app.add_option_function<std::string>(
+         "--max-request-size",
+         Number("--max-request-size", 1, 1024, 1 << 20, " of MiB", &options->max_request_bytes),
+         absl::StrCat("the largest request, in MiB (default ", service::kMaxRequestBytes >> 20,
+                      ")"))
+      ->type_name("MIB");
   app.add_option_function<std::string>("-j,--jobs",
                                        Number("--jobs", 1, 4096, 1, "", &options->engine.jobs),
                                        "jobs running at once, across all builds (default: "
@@ -374,8 +423,20 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
 }
 
 int Run(const Options& options) {
+  std::vector<Address> tcp;
+  for (const Address& address : options.listen) {
+    if (address.kind == Address::Kind::kTcp) tcp.push_back(address);
+  }
+  // Checked before anything else is set up: a mistake here must not half-start distd.
+  absl::StatusOr<std::unique_ptr<service::Remote>> remote =
+      service::Remote::Open(options.remote, tcp);
+  if (!remote.ok()) {
+    spdlog::error("{}", std::string(remote.status().message()));
+    return absl::IsInvalidArgument(remote.status()) ? kExitUsage : kExitBuildFailed;
+  }
   std::vector<std::unique_ptr<service::Listener>> listeners;
   for (const Address& address : options.listen) {
+    if (address.kind != Address::Kind::kUnix) continue;
     absl::StatusOr<std::unique_ptr<service::Listener>> listener =
         service::Listener::Open(address.path);
     if (!listener.ok()) {
@@ -464,8 +525,8 @@ int Run(const Options& options) {
                                                    recorder_options);
     engine.AddObserver(recorder.get());
   }
-  service::Peers peers(getuid());
-  service::ServiceOptions service_options;
+  service::Peers peers(getuid(), remote->get());
+  service::ServiceOptions service_options = options.service;
   std::unique_ptr<JournalHistory> history;
   if (journal != nullptr) {
     history = std::make_unique<JournalHistory>(journal.get(), outputs.get(), recorder.get());
@@ -474,11 +535,24 @@ int Run(const Options& options) {
   service::Service service(service_options, &engine, &peers);
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(service::kMaxRequestBytes);
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  // A client that connects and never finishes the handshake holds a connection, not distd.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10'000);
+  std::vector<int> ports(tcp.size(), 0);
+  for (size_t i = 0; i < tcp.size(); ++i) {
+    builder.AddListeningPort(tcp[i].GrpcTarget(), (*remote)->CredentialsFor(tcp[i]), &ports[i]);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    spdlog::error("cannot start the gRPC server");
+    spdlog::error("cannot start the gRPC server{}",
+                  tcp.empty() ? "" : " (is a --listen tcp: address in use or not this host's?)");
     return kExitBuildFailed;
+  }
+  for (size_t i = 0; i < tcp.size(); ++i) {
+    if (ports[i] == 0) {
+      spdlog::error("cannot listen on {}", tcp[i].ToString());
+      return kExitBuildFailed;
+    }
   }
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;
@@ -486,6 +560,9 @@ int Run(const Options& options) {
     // Nobody can reach a daemon whose socket cannot be put back: it stops as on SIGTERM.
     listener->Start(server.get(), &peers, [] { kill(getpid(), SIGTERM); });
     names.push_back(listener->path());
+  }
+  for (const Address& address : tcp) {
+    names.push_back(absl::StrCat(address.ToString(), " (", (*remote)->Describe(), ")"));
   }
   spdlog::info("distd {} serving {} with {} jobs; journal: {}", getpid(),
                absl::StrJoin(names, ", "), engine.Pool().jobs,

@@ -110,6 +110,14 @@ Engine::Job* Engine::FindJobLocked(JobId id) {
   return job;
 }
 
+size_t Engine::BuildsOpenedByLocked(absl::string_view principal) const {
+  size_t count = 0;
+  for (const auto& [name, build] : builds_) {
+    if (build->state == BuildState::kRunning && build->opened_by == principal) ++count;
+  }
+  return count;
+}
+
 absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
                                                   std::vector<JobSpec> specs, const Caller& caller,
                                                   JobWatcher* watcher) {
@@ -148,6 +156,16 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     ids = absl::ResourceExhaustedError(
         absl::StrCat("the queue is full: ", queued_, " jobs are queued, the limit is ",
                      limits.max_queued_jobs, "; nothing of this request was queued"));
+  } else if ((build != nullptr ? build->queue.size() : 0) + specs.size() >
+             limits.max_queued_per_build) {
+    ids = absl::ResourceExhaustedError(absl::StrCat(
+        "build ", build_name, " has ", build->queue.size(), " jobs queued, the limit of a build is ",
+        limits.max_queued_per_build, "; nothing of this request was queued"));
+  } else if (build == nullptr && BuildsOpenedByLocked(caller.principal) >=
+                                     limits.max_builds_per_caller) {
+    ids = absl::ResourceExhaustedError(absl::StrCat(
+        caller.principal, " has ", limits.max_builds_per_caller,
+        " builds running, the limit; build ", build_name, " was not opened"));
   }
   if (!ids.ok()) {
     Unlock(deferred);
@@ -156,6 +174,7 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
   if (build == nullptr) {
     auto created = std::make_unique<Build>();
     created->name = std::make_shared<const std::string>(build_name);
+    created->opened_by = caller.principal;
     build = created.get();
     builds_.emplace(*build->name, std::move(created));
   }

@@ -69,6 +69,8 @@ struct Engine::Waiter {
 
 struct Engine::Build {
   std::shared_ptr<const std::string> name;
+  // The principal of the caller whose submission opened it; empty for a restored build.
+  std::string opened_by;
   BuildState state = BuildState::kRunning;
   std::deque<Job*> queue;
   // Queued jobs with a watcher: the dying step finishes these at once (a client waits on them).

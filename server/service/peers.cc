@@ -43,4 +43,16 @@ absl::StatusOr<engine::Caller> Peers::Authorize(const std::string& peer) {
   return caller;
 }
 
+absl::StatusOr<Authorized> Peers::Authorize(const grpc::ServerContextBase& context) {
+  const std::string peer = context.peer();
+  if (remote_ != nullptr && (absl::StartsWith(peer, "ipv4:") || absl::StartsWith(peer, "ipv6:"))) {
+    return remote_->Authorize(context);
+  }
+  absl::StatusOr<engine::Caller> caller = Authorize(peer);
+  if (!caller.ok()) return caller.status();
+  Authorized authorized;
+  authorized.caller = *std::move(caller);
+  return authorized;
+}
+
 }  // namespace distd::service

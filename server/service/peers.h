@@ -1,7 +1,8 @@
 // Who is on the other end of each connection. The daemon accepts unix-socket connections
 // itself, reads the peer's credentials (SO_PEERCRED) and records them here by fd before handing
 // the fd to gRPC, whose calls then name their peer "fd:N". Every call is checked against the
-// record: only the daemon's own uid may use it (root too is refused).
+// record: only the daemon's own uid may use it (root too is refused). Calls over TCP
+// ("ipv4:..." and "ipv6:...") are the Remote's to authorize, if there is one.
 #ifndef DISTD_SERVER_SERVICE_PEERS_H_
 #define DISTD_SERVER_SERVICE_PEERS_H_
 
@@ -12,7 +13,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/server_context.h"
 #include "server/engine/types.h"
+#include "server/service/remote.h"
 
 namespace distd::service {
 
@@ -24,7 +27,8 @@ struct PeerCredentials {
 
 class Peers {
  public:
-  explicit Peers(uid_t owner) : owner_(owner) {}
+  // `remote` (if not null) outlives this.
+  explicit Peers(uid_t owner, const Remote* remote = nullptr) : owner_(owner), remote_(remote) {}
 
   // Records the credentials of the connection on `fd`, replacing a record of an earlier,
   // closed connection that had the same fd number.
@@ -34,8 +38,13 @@ class Peers {
   // PermissionDenied saying why not.
   absl::StatusOr<engine::Caller> Authorize(const std::string& peer);
 
+  // The caller of the call of `context`, local or remote, and what it may do; else
+  // PermissionDenied or Unauthenticated saying why not.
+  absl::StatusOr<Authorized> Authorize(const grpc::ServerContextBase& context);
+
  private:
   const uid_t owner_;
+  const Remote* const remote_;
   absl::Mutex mu_;
   absl::flat_hash_map<int, PeerCredentials> by_fd_ ABSL_GUARDED_BY(mu_);
 };

@@ -307,19 +307,28 @@ class LogsReactor final : public StreamWriter<v1::LogsEvent>, public engine::Job
 
 grpc::ServerWriteReactor<v1::RunEvent>* NewRunReactor(engine::Engine* engine,
                                                       const engine::Caller& caller,
-                                                      const v1::RunRequest& request) {
-  return new RunReactor(engine, caller, request);
+                                                      const v1::RunRequest& request,
+                                                      std::shared_ptr<void> hold) {
+  auto* reactor = new RunReactor(engine, caller, request);
+  reactor->Hold(std::move(hold));
+  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::WaitEvent>* NewWaitReactor(engine::Engine* engine, spawn::Clock* clock,
                                                         absl::Duration interval, History* history,
-                                                        const v1::WaitRequest& request) {
-  return new WaitReactor(engine, clock, interval, history, request);
+                                                        const v1::WaitRequest& request,
+                                                        std::shared_ptr<void> hold) {
+  auto* reactor = new WaitReactor(engine, clock, interval, history, request);
+  reactor->Hold(std::move(hold));
+  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::LogsEvent>* NewLogsReactor(engine::Engine* engine, History* history,
-                                                        const v1::LogsRequest& request) {
-  return new LogsReactor(engine, history, request);
+                                                        const v1::LogsRequest& request,
+                                                        std::shared_ptr<void> hold) {
+  auto* reactor = new LogsReactor(engine, history, request);
+  reactor->Hold(std::move(hold));
+  return reactor;
 }
 
 }  // namespace distd::service

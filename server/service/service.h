@@ -5,7 +5,11 @@
 #define DISTD_SERVER_SERVICE_SERVICE_H_
 
 #include <memory>
+#include <string>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "distd/v1/distd.grpc.pb.h"
 #include "server/engine/engine.h"
@@ -27,6 +31,9 @@ struct ServiceOptions {
   absl::Duration progress_interval = absl::Milliseconds(200);
   // What is remembered beyond the engine; null: nothing. Must outlive the service.
   History* history = nullptr;
+  // Streams (run, wait, logs) open at once per remote caller; beyond it a stream is refused
+  // with RESOURCE_EXHAUSTED. Local callers are not counted: they are distd's own user.
+  int max_streams_per_client = 256;
 };
 
 class Service final : public v1::Distd::CallbackService {
@@ -65,10 +72,23 @@ class Service final : public v1::Distd::CallbackService {
                                  v1::PingResponse* response) override;
 
  private:
+  // Open streams by remote caller.
+  struct StreamCounts {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, int> open ABSL_GUARDED_BY(mu);
+  };
+
+  // A stream of `who`, counted until the hold is gone (null for a local caller), or
+  // ResourceExhausted past the limit.
+  absl::StatusOr<std::shared_ptr<void>> TakeStream(const Authorized& who);
+  // Whether `who` may act on the build of job `id` (if distd knows the job at all).
+  absl::Status MayActOnJob(const Authorized& who, engine::JobId id);
+
   const ServiceOptions options_;
   engine::Engine* const engine_;
   Peers* const peers_;
   std::unique_ptr<spawn::Clock> clock_;
+  std::shared_ptr<StreamCounts> streams_ = std::make_shared<StreamCounts>();
   ArenaMessageAllocator<v1::SubmitRequest, v1::SubmitResponse> submit_allocator_;
 };
 

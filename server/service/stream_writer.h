@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/string_view.h"
@@ -130,6 +131,10 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
     return writing_ || !queue_.empty();
   }
 
+  // Keeps `hold` until the reactor is gone (a count of the caller's streams). Only before
+  // the reactor is given to gRPC.
+  void Hold(std::shared_ptr<void> hold) { hold_ = std::move(hold); }
+
  protected:
   StreamWriter() = default;
   ~StreamWriter() override = default;
@@ -177,6 +182,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Message> {
   virtual void OnCaughtUp() {}
 
  private:
+  std::shared_ptr<void> hold_;
   // What PumpLocked decided to start, with what it needs, for Start to do after mu_.
   struct Op {
     enum Kind { kNone, kWrite, kWriteAndFinish, kFinish } kind = kNone;

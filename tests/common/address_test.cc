@@ -155,5 +155,21 @@ TEST(DefaultSocketPathTest, RelativeXdgRuntimeDirIsIgnored) {
   EXPECT_EQ(DefaultSocketPath(), absl::StrCat("/tmp/distd-", getuid(), "/distd.sock"));
 }
 
+
+TEST(LoopbackTest, OnlyNumericLoopbackAddressesAre) {
+  EXPECT_TRUE(IsLoopbackAddress("127.0.0.1"));
+  EXPECT_TRUE(IsLoopbackAddress("127.255.0.9"));
+  EXPECT_TRUE(IsLoopbackAddress("[::1]"));
+  EXPECT_TRUE(IsLoopbackAddress("::1"));
+  EXPECT_FALSE(IsLoopbackAddress("localhost"));
+  EXPECT_FALSE(IsLoopbackAddress("128.0.0.1"));
+  EXPECT_FALSE(IsLoopbackAddress("0.0.0.0"));
+  EXPECT_FALSE(IsLoopbackAddress("[::]"));
+  EXPECT_FALSE(IsLoopbackAddress("127.1"));
+  EXPECT_FALSE(IsLoopbackAddress("[::1"));
+  EXPECT_FALSE(IsLoopbackAddress("10.0.0.1"));
+  EXPECT_FALSE(IsLoopbackAddress("[::ffff:127.0.0.1]"));
+}
+
 }  // namespace
 }  // namespace distd

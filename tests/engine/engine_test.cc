@@ -128,6 +128,46 @@ TEST_F(EngineTest, DeadBuildIsNamedEvenWhenTheQueueIsFull) {
   EXPECT_THAT(refused.status().message(), HasSubstr("aborted: gone"));
 }
 
+TEST_F(EngineTest, OneBuildCannotFillTheQueueAloneAndARefusedBatchQueuesNothing) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.limits.max_queued_per_build = 2;
+  FakeEngine fake(options);
+  ASSERT_TRUE(fake.engine->Submit("a", {Spec({"run"})}, Caller{}).ok());  // runs
+  ASSERT_TRUE(fake.engine->Submit("a", {Spec({"q1"})}, Caller{}).ok());
+  auto refused = fake.engine->Submit("a", {Spec({"q2"}), Spec({"q3"})}, Caller{});
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("build a has 1 jobs queued"));
+  EXPECT_EQ(fake.engine->Pool().queued, 1u);  // nothing of the batch
+  // Another build still has room.
+  EXPECT_TRUE(fake.engine->Submit("b", {Spec({"x"}), Spec({"y"})}, Caller{}).ok());
+  EXPECT_EQ(fake.engine->Pool().queued, 3u);
+}
+
+TEST_F(EngineTest, ACallerOpensAtMostItsLimitOfRunningBuilds) {
+  EngineOptions options;
+  options.jobs = 1;
+  options.limits.max_builds_per_caller = 2;
+  FakeEngine fake(options);
+  Caller ci{0, "token:ci", 0};
+  Caller other{0, "token:other", 0};
+  ASSERT_TRUE(fake.engine->Submit("b1", {Spec({"x"})}, ci).ok());
+  ASSERT_TRUE(fake.engine->Submit("b2", {Spec({"x"})}, ci).ok());
+  auto refused = fake.engine->Submit("b3", {Spec({"x"})}, ci);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_THAT(refused.status().message(), HasSubstr("token:ci has 2 builds running"));
+  EXPECT_FALSE(fake.engine->TakeSnapshot("b3").ok());  // not opened
+  // Its open builds take more jobs; another caller opens its own.
+  EXPECT_TRUE(fake.engine->Submit("b2", {Spec({"y"})}, ci).ok());
+  EXPECT_TRUE(fake.engine->Submit("b3", {Spec({"x"})}, other).ok());
+  // A dead build does not count.
+  Answer abort;
+  fake.engine->AbortAsync("b1", Reason("done"), abort.Callback());
+  fake.spawner->DeliverSignals();
+  ASSERT_TRUE(abort.done());
+  EXPECT_TRUE(fake.engine->Submit("b4", {Spec({"x"})}, ci).ok());
+}
+
 TEST(EngineRestoreTest, BuildsOfAPreviousDistdAreKnownAgainAndIdsGoOn) {
   EngineOptions options;
   options.jobs = 1;

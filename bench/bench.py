@@ -23,6 +23,7 @@ import pathlib
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,7 @@ class Daemon:
     """A distd of its own on a private socket, with distctl pointed at it; its journal in its
     own directory, or none."""
 
-    def __init__(self, bin_dir, work, jobs, journal=True):
+    def __init__(self, bin_dir, work, jobs, journal=True, extra=()):
         self.distd = str(bin_dir / "distd")
         self.distctl = str(bin_dir / "distctl")
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="distd-", dir=work))
@@ -75,7 +76,7 @@ class Daemon:
         self.log = open(self.dir / "distd.log", "wb")
         state = ["--state-dir", str(self.dir / "state")] if journal else ["--no-journal"]
         self.proc = subprocess.Popen(
-            [self.distd, "--listen", self.addr, "--jobs", str(jobs)] + state,
+            [self.distd, "--listen", self.addr, "--jobs", str(jobs)] + state + list(extra),
             stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 30
         while run(self.ctl("status"), check=False).returncode != 0:
@@ -300,22 +301,51 @@ def w5_memory(ctx):
                   series, "bytes", target=("RSS growth per queued job", 1024, "<=", 1.0))
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def w6_output(ctx):
     size = ctx.sizes["w6_bytes"]
     d = ctx.daemon
     producer = f"head -c {size} /dev/zero"
-    series = {"distctl run": [], "distctl run, no journal": [], "pipe to cat": []}
-    for r in ctx.rounds():
-        for name, daemon in (("distctl run", d), ("distctl run, no journal", ctx.bare)):
+    work = ctx.dir("w6")
+    # A distd that also listens on TCP with TLS and a token (docker/gen-certs.sh's): a remote
+    # caller's output always comes through gRPC, as does a local one's into a regular file.
+    certs = work / "certs"
+    run([str(HERE.parent / "docker" / "gen-certs.sh"), str(certs)], stdout=subprocess.DEVNULL)
+    port = free_port()
+    tls = Daemon(ctx.bin_dir, work, jobs=2, extra=[
+        "--listen", f"tcp:127.0.0.1:{port}", "--tls-cert", str(certs / "server.crt"),
+        "--tls-key", str(certs / "server.key"), "--token-file", str(certs / "tokens")])
+    tls_ctl = [tls.distctl, "--addr", f"tcp:127.0.0.1:{port}", "--tls-ca", str(certs / "ca.crt"),
+               "--token-file", str(certs / "admin.token")]
+    command = ["run", "--", "head", "-c", str(size), "/dev/zero"]
+    series = {"distctl run": [], "distctl run, no journal": [],
+              "distctl run into a file (through gRPC)": [],
+              "distctl run over TLS on loopback": [], "pipe to cat": []}
+    try:
+        for r in ctx.rounds():
+            for name, daemon in (("distctl run", d), ("distctl run, no journal", ctx.bare)):
+                with open(os.devnull, "wb") as null:
+                    series[name].append(size / timed(daemon.ctl(*command), stdout=null))
+                run(daemon.ctl("build", "close", "default"), check=False)
+            with open(work / "out", "wb") as out:
+                series["distctl run into a file (through gRPC)"].append(
+                    size / timed(tls.ctl(*command), stdout=out))
             with open(os.devnull, "wb") as null:
-                series[name].append(
-                    size / timed(daemon.ctl("run", "--", "head", "-c", str(size), "/dev/zero"),
-                                 stdout=null))
-            run(daemon.ctl("build", "close", "default"), check=False)
-        series["pipe to cat"].append(
-            size / timed(["sh", "-c", f"{producer} | cat >/dev/null"]))
-    return Result(f"a job writes {size >> 20} MiB to stdout, read to /dev/null; throughput",
-                  series, "MB/s", higher_is_better=True,
+                series["distctl run over TLS on loopback"].append(
+                    size / timed(tls_ctl + command, stdout=null))
+            run(tls.ctl("build", "close", "default"), check=False)
+            series["pipe to cat"].append(
+                size / timed(["sh", "-c", f"{producer} | cat >/dev/null"]))
+    finally:
+        tls.stop()
+        (work / "out").unlink(missing_ok=True)
+    return Result(f"a job writes {size >> 20} MiB to stdout, read to /dev/null (or a file); "
+                  "throughput", series, "MB/s", higher_is_better=True,
                   target=("distctl run", "pipe to cat", ">=", 0.5))
 
 

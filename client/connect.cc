@@ -21,8 +21,8 @@
 #include "absl/base/const_init.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -220,8 +220,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> NewChannel(const Address& address
     if (!token.ok()) return token.status();
     tokens.push_back(std::make_unique<BearerTokens>(*std::move(token)));
   }
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address.GrpcTarget(), credentials, args, std::move(tokens));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address.GrpcTarget(), credentials,
+                                                                 args, std::move(tokens));
 }
 
 // A socket connected to the unix socket `path` and the credentials of the process that

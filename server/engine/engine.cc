@@ -152,20 +152,20 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     ids = absl::UnavailableError("distd is shutting down");
   } else if (build != nullptr && build->state != BuildState::kRunning) {
     ids = RefusalLocked(*build);  // before the queue limit: a failure is always named
+  } else if (build == nullptr &&
+             BuildsOpenedByLocked(caller.principal) >= limits.max_builds_per_caller) {
+    ids = absl::ResourceExhaustedError(
+        absl::StrCat(caller.principal, " has ", limits.max_builds_per_caller,
+                     " builds running, the limit; build ", build_name, " was not opened"));
   } else if (queued_ + specs.size() > limits.max_queued_jobs) {
     ids = absl::ResourceExhaustedError(
         absl::StrCat("the queue is full: ", queued_, " jobs are queued, the limit is ",
                      limits.max_queued_jobs, "; nothing of this request was queued"));
-  } else if ((build != nullptr ? build->queue.size() : 0) + specs.size() >
-             limits.max_queued_per_build) {
+  } else if (const size_t in_build = build != nullptr ? build->queue.size() : 0;
+             in_build + specs.size() > limits.max_queued_per_build) {
     ids = absl::ResourceExhaustedError(absl::StrCat(
-        "build ", build_name, " has ", build->queue.size(), " jobs queued, the limit of a build is ",
+        "build ", build_name, " has ", in_build, " jobs queued, the limit of a build is ",
         limits.max_queued_per_build, "; nothing of this request was queued"));
-  } else if (build == nullptr && BuildsOpenedByLocked(caller.principal) >=
-                                     limits.max_builds_per_caller) {
-    ids = absl::ResourceExhaustedError(absl::StrCat(
-        caller.principal, " has ", limits.max_builds_per_caller,
-        " builds running, the limit; build ", build_name, " was not opened"));
   }
   if (!ids.ok()) {
     Unlock(deferred);

@@ -30,8 +30,7 @@ constexpr size_t kMaxNameBytes = 64;
 bool IsName(absl::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-           c == '-';
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
   });
 }
 
@@ -58,15 +57,14 @@ absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string&
                                      bool secret) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(flag, " ", path, ": ", std::strerror(errno)));
+    return absl::FailedPreconditionError(absl::StrCat(flag, " ", path, ": ", std::strerror(errno)));
   }
   struct stat st {};
   std::string text;
   absl::Status status;
   if (fstat(fd, &st) != 0) {
-    status = absl::FailedPreconditionError(
-        absl::StrCat(flag, " ", path, ": ", std::strerror(errno)));
+    status =
+        absl::FailedPreconditionError(absl::StrCat(flag, " ", path, ": ", std::strerror(errno)));
   } else if (!S_ISREG(st.st_mode)) {
     status = absl::FailedPreconditionError(absl::StrCat(flag, " ", path, ": not a regular file"));
   } else if (st.st_uid != geteuid() && st.st_uid != 0) {
@@ -75,8 +73,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string&
   } else if ((st.st_mode & (secret ? 077 : 022)) != 0) {
     status = absl::FailedPreconditionError(absl::StrCat(
         flag, " ", path, ": ", secret ? "others may read or write it" : "others may write it",
-        absl::StrFormat(" (mode %04o); chmod ", st.st_mode & 07777),
-        secret ? "600" : "go-w", " it"));
+        absl::StrFormat(" (mode %04o); chmod ", st.st_mode & 07777), secret ? "600" : "go-w",
+        " it"));
   } else if (static_cast<size_t>(st.st_size) > kMaxFileBytes) {
     status = absl::FailedPreconditionError(
         absl::StrCat(flag, " ", path, ": larger than ", kMaxFileBytes, " bytes"));
@@ -140,13 +138,13 @@ absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text) {
                                    "\" (known: builds=PREFIX, admin)"));
       }
     }
-    const std::string key = absl::StrCat(credential.token.empty() ? "cert:" : "token:",
-                                         credential.name);
+    const std::string key =
+        absl::StrCat(credential.token.empty() ? "cert:" : "token:", credential.name);
     if (!names.insert(key).second) return refuse(absl::StrCat(key, " is named twice"));
     for (const Credential& other : credentials) {
       if (!credential.token.empty() && SameSecret(other.token, credential.token)) {
-        return refuse(absl::StrCat("the token of ", credential.name, " is also ", other.name,
-                                   "'s"));
+        return refuse(
+            absl::StrCat("the token of ", credential.name, " is also ", other.name, "'s"));
       }
     }
     if (credentials.size() == kMaxCredentials) {
@@ -172,8 +170,9 @@ absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& option
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
   if (tls && options.insecure_loopback) {
-    return absl::InvalidArgumentError("--insecure-loopback is for TCP without TLS, not with "
-                                      "--tls-cert");
+    return absl::InvalidArgumentError(
+        "--insecure-loopback is for TCP without TLS, not with "
+        "--tls-cert");
   }
   if (!tls) {
     if (!options.insecure_loopback) {
@@ -184,9 +183,10 @@ absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& option
     }
     for (const Address& address : tcp) {
       if (!IsLoopbackAddress(address.host)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--listen ", address.ToString(), ": plain TCP is refused off loopback "
-            "(127.0.0.0/8, ::1): give --tls-cert and --tls-key"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--listen ", address.ToString(),
+                         ": plain TCP is refused off loopback "
+                         "(127.0.0.0/8, ::1): give --tls-cert and --tls-key"));
       }
     }
     if (!options.tls_client_ca.empty()) {
@@ -221,12 +221,11 @@ absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& option
     if (!text.ok()) return text.status();
     absl::StatusOr<std::vector<Credential>> credentials = ParseTokenFile(*text);
     if (!credentials.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--token-file ", options.token_file, ": ",
-                                                     credentials.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-file ", options.token_file, ": ", credentials.status().message()));
     }
     remote->credentials_ = *std::move(credentials);
-    const bool certificates = std::any_of(remote->credentials_.begin(),
-                                          remote->credentials_.end(),
+    const bool certificates = std::any_of(remote->credentials_.begin(), remote->credentials_.end(),
                                           [](const Credential& c) { return c.token.empty(); });
     const bool tokens = std::any_of(remote->credentials_.begin(), remote->credentials_.end(),
                                     [](const Credential& c) { return !c.token.empty(); });
@@ -291,9 +290,9 @@ absl::StatusOr<Authorized> Remote::Authorize(const grpc::ServerContextBase& cont
     if (names.size() == 1) {
       absl::string_view name(names[0].data(), names[0].size());
       if (!IsName(name)) {
-        return absl::UnauthenticatedError(absl::StrCat(
-            "the client certificate's common name is not 1 to ", kMaxNameBytes,
-            " of A-Z a-z 0-9 . _ -"));
+        return absl::UnauthenticatedError(
+            absl::StrCat("the client certificate's common name is not 1 to ", kMaxNameBytes,
+                         " of A-Z a-z 0-9 . _ -"));
       }
       authorized.caller.principal = absl::StrCat("cert:", name);
       authorized.access.admin = false;  // unless a line of the token file says otherwise
@@ -305,10 +304,9 @@ absl::StatusOr<Authorized> Remote::Authorize(const grpc::ServerContextBase& cont
       return authorized;
     }
   }
-  return absl::UnauthenticatedError(
-      absl::StrCat("distd needs a token (distctl --token-file)",
-                   client_ca_pem_.empty() ? "" : " or a client certificate (--tls-cert)",
-                   " from a TCP caller"));
+  return absl::UnauthenticatedError(absl::StrCat(
+      "distd needs a token (distctl --token-file)",
+      client_ca_pem_.empty() ? "" : " or a client certificate (--tls-cert)", " from a TCP caller"));
 }
 
 std::string Remote::Describe() const {

@@ -55,7 +55,7 @@ struct Credential {
 absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text);
 
 struct RemoteOptions {
-  std::string tls_cert;       // PEM files
+  std::string tls_cert;  // PEM files
   std::string tls_key;
   std::string tls_client_ca;  // client certificates signed by it authenticate
   std::string token_file;

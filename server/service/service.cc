@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/service/remote.h"
 #include "server/engine/validate.h"
 #include "server/service/convert.h"
 #include "server/service/reactors.h"
+#include "server/service/remote.h"
 #include "spdlog/spdlog.h"
 
 namespace distd::service {
@@ -65,9 +65,9 @@ absl::StatusOr<std::shared_ptr<void>> Service::TakeStream(const Authorized& who)
     absl::MutexLock lock(&counts->mu);
     int& open = counts->open[principal];
     if (open >= options_.max_streams_per_client) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          principal, " has ", open, " streams open (run, wait, logs); the limit is ",
-          options_.max_streams_per_client));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(principal, " has ", open, " streams open (run, wait, logs); the limit is ",
+                       options_.max_streams_per_client));
     }
     ++open;
   }
@@ -139,36 +139,33 @@ grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
                                          const v1::AbortRequest* request,
                                          v1::AbortResponse* response) {
-  return Unary(peers_, context,
-               [&](const Authorized& who,
-                   grpc::ServerUnaryReactor* reactor) -> absl::StatusOr<bool> {
-                 if (absl::Status s = MayActOn(who, request->build()); !s.ok()) return s;
-                 const absl::Duration max_grace = engine::Limits().max_grace;
-                 if (request->grace_ms() < 0 ||
-                     absl::Milliseconds(request->grace_ms()) > max_grace) {
-                   *response->mutable_error() = ToError(absl::InvalidArgumentError(
-                       absl::StrCat("the grace period must be from 0 to ",
-                                    absl::FormatDuration(max_grace))));
-                   return true;
-                 }
-                 engine::AbortOptions options;
-                 options.reason = request->reason().substr(0, kMaxReasonBytes);
-                 options.mode =
-                     request->drain() ? engine::AbortMode::kDrain : engine::AbortMode::kKill;
-                 if (request->grace_ms() > 0) options.grace = absl::Milliseconds(request->grace_ms());
-                 // Answers once no job of the build runs; the abort goes on if the client
-                 // leaves first.
-                 engine_->AbortAsync(request->build(), options,
-                                     [reactor, response](absl::StatusOr<engine::BuildInfo> build) {
-                                       if (build.ok()) {
-                                         ToProto(*build, response->mutable_build());
-                                       } else {
-                                         *response->mutable_error() = ToError(build.status());
-                                       }
-                                       reactor->Finish(grpc::Status::OK);
-                                     });
-                 return false;
-               });
+  return Unary(
+      peers_, context,
+      [&](const Authorized& who, grpc::ServerUnaryReactor* reactor) -> absl::StatusOr<bool> {
+        if (absl::Status s = MayActOn(who, request->build()); !s.ok()) return s;
+        const absl::Duration max_grace = engine::Limits().max_grace;
+        if (request->grace_ms() < 0 || absl::Milliseconds(request->grace_ms()) > max_grace) {
+          *response->mutable_error() = ToError(absl::InvalidArgumentError(absl::StrCat(
+              "the grace period must be from 0 to ", absl::FormatDuration(max_grace))));
+          return true;
+        }
+        engine::AbortOptions options;
+        options.reason = request->reason().substr(0, kMaxReasonBytes);
+        options.mode = request->drain() ? engine::AbortMode::kDrain : engine::AbortMode::kKill;
+        if (request->grace_ms() > 0) options.grace = absl::Milliseconds(request->grace_ms());
+        // Answers once no job of the build runs; the abort goes on if the client
+        // leaves first.
+        engine_->AbortAsync(request->build(), options,
+                            [reactor, response](absl::StatusOr<engine::BuildInfo> build) {
+                              if (build.ok()) {
+                                ToProto(*build, response->mutable_build());
+                              } else {
+                                *response->mutable_error() = ToError(build.status());
+                              }
+                              reactor->Finish(grpc::Status::OK);
+                            });
+        return false;
+      });
 }
 
 grpc::ServerUnaryReactor* Service::CancelJob(grpc::CallbackServerContext* context,
@@ -185,37 +182,38 @@ grpc::ServerUnaryReactor* Service::CancelJob(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
                                           const v1::StatusRequest* request,
                                           v1::StatusResponse* response) {
-  return Unary(peers_, context, [&](const Authorized& who,
-                                    grpc::ServerUnaryReactor*) -> absl::StatusOr<bool> {
-    if (!request->build().empty()) {
-      if (absl::Status s = MayActOn(who, request->build()); !s.ok()) return s;
-    }
-    absl::StatusOr<engine::Snapshot> snapshot = engine_->TakeSnapshot(request->build());
-    if (!snapshot.ok()) {
-      *response->mutable_error() = ToError(snapshot.status());
-      return true;
-    }
-    response->set_jobs(snapshot->pool.jobs);
-    response->set_running(snapshot->pool.running);
-    response->set_queued(snapshot->pool.queued);
-    // A caller limited to some builds sees only those (and the pool's totals).
-    for (const engine::BuildInfo& build : snapshot->builds) {
-      if (Visible(who, build.name)) ToProto(build, response->add_builds());
-    }
-    for (const engine::JobInfo& job : snapshot->running) {
-      if (Visible(who, job.build)) ToProto(job, response->add_running_jobs());
-    }
-    if (options_.history != nullptr && request->history() > 0 && request->build().empty()) {
-      for (const ClosedBuild& closed :
-           options_.history->RecentlyClosed(std::min(request->history(), kMaxHistory))) {
-        if (!Visible(who, closed.build.name)) continue;
-        v1::Build* build = response->add_history();
-        ToProto(closed.build, build);
-        build->set_closed_at_ms(absl::ToUnixMillis(closed.closed_at));
-      }
-    }
-    return true;
-  });
+  return Unary(
+      peers_, context,
+      [&](const Authorized& who, grpc::ServerUnaryReactor*) -> absl::StatusOr<bool> {
+        if (!request->build().empty()) {
+          if (absl::Status s = MayActOn(who, request->build()); !s.ok()) return s;
+        }
+        absl::StatusOr<engine::Snapshot> snapshot = engine_->TakeSnapshot(request->build());
+        if (!snapshot.ok()) {
+          *response->mutable_error() = ToError(snapshot.status());
+          return true;
+        }
+        response->set_jobs(snapshot->pool.jobs);
+        response->set_running(snapshot->pool.running);
+        response->set_queued(snapshot->pool.queued);
+        // A caller limited to some builds sees only those (and the pool's totals).
+        for (const engine::BuildInfo& build : snapshot->builds) {
+          if (Visible(who, build.name)) ToProto(build, response->add_builds());
+        }
+        for (const engine::JobInfo& job : snapshot->running) {
+          if (Visible(who, job.build)) ToProto(job, response->add_running_jobs());
+        }
+        if (options_.history != nullptr && request->history() > 0 && request->build().empty()) {
+          for (const ClosedBuild& closed :
+               options_.history->RecentlyClosed(std::min(request->history(), kMaxHistory))) {
+            if (!Visible(who, closed.build.name)) continue;
+            v1::Build* build = response->add_history();
+            ToProto(closed.build, build);
+            build->set_closed_at_ms(absl::ToUnixMillis(closed.closed_at));
+          }
+        }
+        return true;
+      });
 }
 
 grpc::ServerWriteReactor<v1::LogsEvent>* Service::Logs(grpc::CallbackServerContext* context,

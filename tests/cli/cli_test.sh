@@ -857,5 +857,120 @@ test_deleted_socket() {
   mv "$T.gone" "$T"
 }
 
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# distd on TCP with TLS, tokens and client certificates, made by docker/gen-certs.sh; the
+# README's three commands of a remote CI agent; every refusal runs nothing.
+test_remote() {
+  local src certs port tcp bin_dir
+  bin_dir=$(cd "$BIN" && pwd)
+  src=$(cd "$(dirname "$0")/../.." && pwd)
+  certs=$T/certs
+  "$src/docker/gen-certs.sh" "$certs" >/dev/null || fail "gen-certs failed"
+  port=$(free_port)
+  tcp=tcp:127.0.0.1:$port
+  # Set-ups that are not safe, or not whole, are refused before anything starts (exit 2).
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --listen "$tcp"
+  expect_grep "TCP needs TLS" "$T/err"
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --listen "tcp:0.0.0.0:$port" \
+    --insecure-loopback --token-file "$certs/tokens"
+  expect_grep "plain TCP is refused off loopback" "$T/err"
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --listen "$tcp" \
+    --tls-cert "$certs/server.crt" --tls-key "$certs/server.key"
+  expect_grep "must authenticate" "$T/err"
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --token-file "$certs/tokens"
+  expect_grep "add --listen tcp:" "$T/err"
+  [ ! -e "$SOCK" ] || fail "a refused distd made its socket"
+
+  start_daemon 2 --listen "$tcp" --tls-cert "$certs/server.crt" --tls-key "$certs/server.key" \
+    --token-file "$certs/tokens" --tls-client-ca "$certs/ca.crt"
+  wait_until 10 grep -q "$tcp (TLS, 2 tokens, client certificates)" "$T/distd.log" ||
+    fail "distd does not say it serves $tcp"
+
+  # The README's commands, as a CI agent runs them.
+  mkdir -p "$T/agent"
+  cp -r "$certs" "$T/agent/certs"
+  printf '%s\n' "sh -c 'echo one > $T/agent/one'" "sh -c 'echo two > $T/agent/two'" \
+    >"$T/agent/jobs.txt"
+  # (at this test's port instead of 7070)
+  sed -n '/<!-- remote-ci/,/^```$/p' "$src/README.md" | sed '1,2d;$d' | sed "s/:7070/:$port/" \
+    >"$T/agent/ci.sh"
+  [ "$(wc -l <"$T/agent/ci.sh")" -eq 3 ] || fail "the README's remote CI snippet: $(cat "$T/agent/ci.sh")"
+  (cd "$T/agent" && env -u DISTD_ADDR PATH="$bin_dir:$PATH" DISTD_HOST=127.0.0.1 CI_PIPELINE_ID=77 \
+    bash -e ci.sh >"$T/out" 2>"$T/err") || fail "the README's remote CI commands: $(cat "$T/err")"
+  [ "$(cat "$T/agent/one" "$T/agent/two")" = "one
+two" ] || fail "the remote build's jobs did not run"
+  distctl status >"$T/status"
+  expect_grep "ci-77" "$T/status"
+  # Tokens are never logged; their names are.
+  expect_grep "token:ci" "$T/distd.log"
+  local secret
+  secret=$(awk '{print $2}' "$certs/ci.token")
+  ! grep -qF "$secret" "$T/distd.log" || fail "distd logged a token"
+
+  local remote=("$DISTCTL" --addr "$tcp" --tls-ca "$certs/ca.crt")
+  expect_code 0 "${remote[@]}" --token-file "$certs/ci.token" --build ci-1 run -- echo hi
+  [ "$(cat "$T/out")" = hi ] || fail "a remote run's output: $(cat "$T/out")"
+  # A client certificate instead of a token.
+  expect_code 0 "${remote[@]}" --tls-cert "$certs/client.crt" --tls-key "$certs/client.key" \
+    --build any run -- echo by-cert
+  [ "$(cat "$T/out")" = by-cert ] || fail "a run by certificate: $(cat "$T/out")"
+  # Refusals, each with its reason, running nothing.
+  expect_code 125 "${remote[@]}" --build ci-2 run -- touch "$T/ran"
+  expect_grep "needs a token" "$T/err"
+  printf 'ci %s\n' 0123456789abcdef0123456789abcdef >"$T/wrong.token"
+  chmod 600 "$T/wrong.token"
+  expect_code 125 "${remote[@]}" --token-file "$T/wrong.token" --build ci-2 run -- touch "$T/ran"
+  expect_grep "does not know this token" "$T/err"
+  expect_code 125 "${remote[@]}" --token-file "$certs/ci.token" --build nightly run -- touch "$T/ran"
+  expect_grep "token:ci may act only on builds named ci-" "$T/err"
+  expect_code 125 "$DISTCTL" --addr "$tcp" --insecure-loopback --token-file "$certs/ci.token" \
+    --build ci-2 run -- touch "$T/ran"
+  expect_code 125 "$DISTCTL" --addr "$tcp" --token-file "$certs/ci.token" --build ci-2 run -- touch "$T/ran"
+  expect_grep "certificate verify failed\|handshake" "$T/err"
+  chmod 644 "$T/wrong.token"
+  expect_code 2 "${remote[@]}" --token-file "$T/wrong.token" --build ci-2 run -- touch "$T/ran"
+  expect_grep "chmod 600" "$T/err"
+  [ ! -e "$T/ran" ] || fail "a refused command ran"
+  # Closing a build is an admin's.
+  expect_code 125 "${remote[@]}" --token-file "$certs/ci.token" build close ci-77
+  expect_grep "needs an admin token" "$T/err"
+  expect_code 0 "${remote[@]}" --token-file "$certs/admin.token" build close ci-77
+  # The variables do what the flags do.
+  DISTD_ADDR=$tcp DISTD_TLS_CA=$certs/ca.crt DISTD_TLS_CERT=$certs/client.crt \
+    DISTD_TLS_KEY=$certs/client.key expect_code 0 distctl --build env run -- echo by-env
+  [ "$(cat "$T/out")" = by-env ] || fail "a run by the variables: $(cat "$T/out")"
+  still_serving
+}
+
+# Plain TCP on loopback, only with --insecure-loopback, and still with a token.
+test_remote_loopback() {
+  local port tcp
+  port=$(free_port)
+  tcp=tcp:127.0.0.1:$port
+  printf 'ci 0123456789abcdef0123456789abcdef\n' >"$T/tokens"
+  chmod 600 "$T/tokens"
+  start_daemon 2 --listen "$tcp" --insecure-loopback --token-file "$T/tokens" \
+    --max-streams-per-client 1 --max-queued-per-build 2
+  expect_code 0 "$DISTCTL" --addr "$tcp" --insecure-loopback --token-file "$T/tokens" run -- echo plain
+  [ "$(cat "$T/out")" = plain ] || fail "a plain run's output: $(cat "$T/out")"
+  expect_code 125 "$DISTCTL" --addr "$tcp" --insecure-loopback run -- touch "$T/ran"
+  expect_grep "needs a token" "$T/err"
+  # TLS to a plain port fails; distctl refuses plain TCP anywhere but loopback.
+  expect_code 125 "$DISTCTL" --addr "$tcp" --token-file "$T/tokens" run -- touch "$T/ran"
+  expect_code 2 "$DISTCTL" --addr "tcp:localhost:$port" --insecure-loopback --token-file "$T/tokens" \
+    run -- touch "$T/ran"
+  expect_grep "not a numeric loopback address" "$T/err"
+  # A limit, with its message, and nothing of the batch queued.
+  printf 'touch %s\n' "$T/ran" "$T/ran" "$T/ran" >"$T/three.txt"
+  expect_code 125 "$DISTCTL" --addr "$tcp" --insecure-loopback --token-file "$T/tokens" \
+    run --bg -f "$T/three.txt"
+  expect_grep "the limit of a build is 2" "$T/err"
+  [ ! -e "$T/ran" ] || fail "a refused command ran"
+  still_serving
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

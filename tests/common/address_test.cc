@@ -155,7 +155,6 @@ TEST(DefaultSocketPathTest, RelativeXdgRuntimeDirIsIgnored) {
   EXPECT_EQ(DefaultSocketPath(), absl::StrCat("/tmp/distd-", getuid(), "/distd.sock"));
 }
 
-
 TEST(LoopbackTest, OnlyNumericLoopbackAddressesAre) {
   EXPECT_TRUE(IsLoopbackAddress("127.0.0.1"));
   EXPECT_TRUE(IsLoopbackAddress("127.255.0.9"));

@@ -139,7 +139,10 @@ TEST_F(EngineTest, OneBuildCannotFillTheQueueAloneAndARefusedBatchQueuesNothing)
   EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
   EXPECT_THAT(refused.status().message(), HasSubstr("build a has 1 jobs queued"));
   EXPECT_EQ(fake.engine->Pool().queued, 1u);  // nothing of the batch
-  // Another build still has room.
+  // Another build still has room, but not for more than the limit at once.
+  auto too_many = fake.engine->Submit("b", {Spec({"x"}), Spec({"y"}), Spec({"z"})}, Caller{});
+  EXPECT_TRUE(absl::IsResourceExhausted(too_many.status())) << too_many.status();
+  EXPECT_FALSE(fake.engine->TakeSnapshot("b").ok());  // not opened
   EXPECT_TRUE(fake.engine->Submit("b", {Spec({"x"}), Spec({"y"})}, Caller{}).ok());
   EXPECT_EQ(fake.engine->Pool().queued, 3u);
 }

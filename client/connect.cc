@@ -34,6 +34,7 @@
 #include "client/rpc.h"
 #include "client/signals.h"
 #include "common/exit_codes.h"
+#include "common/read_file.h"
 #include "grpc/grpc.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/create_channel_posix.h"
@@ -110,15 +111,7 @@ absl::StatusOr<std::string> ReadClientFile(const std::string& flag, const std::s
   }
   std::string text;
   if (status.ok()) {
-    text.resize(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = read(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    text.resize(done);
+    text = ReadUpTo(fd, static_cast<size_t>(st.st_size));
   }
   close(fd);
   if (!status.ok()) return status;

@@ -536,8 +536,11 @@ int Run(const Options& options) {
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
-  // A client that connects and never finishes the handshake holds a connection, not distd.
+  // A client that connects and never finishes the handshake, or then does nothing, holds a
+  // connection for a while, not for ever; nor can one connection open streams without end.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 5 * 60'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 1000);
   std::vector<int> ports(tcp.size(), 0);
   for (size_t i = 0; i < tcp.size(); ++i) {
     builder.AddListeningPort(tcp[i].GrpcTarget(), (*remote)->CredentialsFor(tcp[i]), &ports[i]);

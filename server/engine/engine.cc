@@ -113,7 +113,12 @@ Engine::Job* Engine::FindJobLocked(JobId id) {
 size_t Engine::BuildsOpenedByLocked(absl::string_view principal) const {
   size_t count = 0;
   for (const auto& [name, build] : builds_) {
-    if (build->state == BuildState::kRunning && build->opened_by == principal) ++count;
+    // A build whose work is all done does not count: a CI that never closes its builds
+    // (nor may, without an admin token) is not locked out by its past ones.
+    if (build->state == BuildState::kRunning && build->opened_by == principal &&
+        (!build->queue.empty() || !build->running.empty())) {
+      ++count;
+    }
   }
   return count;
 }
@@ -154,9 +159,9 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
     ids = RefusalLocked(*build);  // before the queue limit: a failure is always named
   } else if (build == nullptr &&
              BuildsOpenedByLocked(caller.principal) >= limits.max_builds_per_caller) {
-    ids = absl::ResourceExhaustedError(
-        absl::StrCat(caller.principal, " has ", limits.max_builds_per_caller,
-                     " builds running, the limit; build ", build_name, " was not opened"));
+    ids = absl::ResourceExhaustedError(absl::StrCat(
+        caller.principal, " has ", limits.max_builds_per_caller,
+        " builds with jobs queued or running, the limit; build ", build_name, " was not opened"));
   } else if (queued_ + specs.size() > limits.max_queued_jobs) {
     ids = absl::ResourceExhaustedError(
         absl::StrCat("the queue is full: ", queued_, " jobs are queued, the limit is ",

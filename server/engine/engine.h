@@ -225,7 +225,7 @@ class Engine final : public spawn::ProcessEvents {
 
   // engine.cc: admission, dispatch, completion.
   Build* FindBuildLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Running builds that a submission of `principal` opened.
+  // Builds with work that a submission of `principal` opened.
   size_t BuildsOpenedByLocked(absl::string_view principal) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // idle.cc: abandoned builds.

@@ -27,8 +27,8 @@ struct Limits {
   size_t max_queued_jobs = 1'000'000;
   // ... and in one build: one build (one CI pipeline) cannot fill the queue alone.
   size_t max_queued_per_build = 500'000;
-  // Builds running at once that one caller (its principal: uid:N, token:NAME, cert:NAME)
-  // opened. Dead builds do not count.
+  // Builds with jobs queued or running that one caller (its principal: uid:N, token:NAME,
+  // cert:NAME) opened. Dead builds, and builds whose jobs have all ended, do not count.
   size_t max_builds_per_caller = 1000;
   size_t max_jobs_per_request = 200'000;
   absl::Duration max_timeout = absl::Hours(24 * 7);

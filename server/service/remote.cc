@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/read_file.h"
 #include "grpcpp/security/auth_context.h"
 
 namespace distd::service {
@@ -39,11 +40,11 @@ bool IsTokenText(absl::string_view token) {
                      [](char c) { return c > ' ' && c < 0x7f; });  // printable, no space
 }
 
-// Equal, in a time that depends on the lengths only, not on where the bytes differ.
+// Equal, in a time that does not depend on either text (both at most kMaxTokenBytes): every
+// byte position up to the limit is compared, the lengths too.
 bool SameSecret(absl::string_view a, absl::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::max(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
+  size_t diff = a.size() ^ b.size();
+  for (size_t i = 0; i < kMaxTokenBytes; ++i) {
     const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
     const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
     diff |= x ^ y;
@@ -79,15 +80,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string&
     status = absl::FailedPreconditionError(
         absl::StrCat(flag, " ", path, ": larger than ", kMaxFileBytes, " bytes"));
   } else {
-    text.resize(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < text.size()) {
-      const ssize_t n = read(fd, text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    text.resize(done);
+    text = ReadUpTo(fd, static_cast<size_t>(st.st_size));
   }
   close(fd);
   if (!status.ok()) return status;
@@ -123,7 +116,6 @@ absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text) {
       }
       credential.token = std::string(words[1]);
     }
-    credential.access.admin = false;
     for (size_t i = 2; i < words.size(); ++i) {
       absl::string_view word = words[i];
       if (word == "admin") {
@@ -134,8 +126,9 @@ absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text) {
         }
         credential.access.builds = std::string(word);
       } else {
-        return refuse(absl::StrCat("unknown option \"", word.substr(0, 40),
-                                   "\" (known: builds=PREFIX, admin)"));
+        // Not quoted: it could be a token written in the wrong place.
+        return refuse(
+            absl::StrCat("word ", i + 1, " is not an option (known: builds=PREFIX, admin)"));
       }
     }
     const std::string key =
@@ -225,15 +218,8 @@ absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& option
           absl::StrCat("--token-file ", options.token_file, ": ", credentials.status().message()));
     }
     remote->credentials_ = *std::move(credentials);
-    const bool certificates = std::any_of(remote->credentials_.begin(), remote->credentials_.end(),
-                                          [](const Credential& c) { return c.token.empty(); });
     const bool tokens = std::any_of(remote->credentials_.begin(), remote->credentials_.end(),
                                     [](const Credential& c) { return !c.token.empty(); });
-    if (certificates && options.tls_client_ca.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-file ", options.token_file,
-                       " names client certificates (TOKEN -), but no --tls-client-ca is given"));
-    }
     if (!tokens && options.tls_client_ca.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--token-file ", options.token_file, " has no token"));
@@ -256,15 +242,30 @@ std::shared_ptr<grpc::ServerCredentials> Remote::CredentialsFor(const Address& /
   grpc::SslServerCredentialsOptions ssl(request);
   ssl.pem_root_certs = client_ca_pem_;
   ssl.pem_key_cert_pairs.push_back({key_pem_, cert_pem_});
-  return grpc::SslServerCredentials(ssl);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  credentials->SetAuthMetadataProcessor(std::make_shared<Gate>(this));
+  return credentials;
+}
+
+grpc::Status Remote::Gate::Process(const InputMetadata& metadata, grpc::AuthContext* context,
+                                   OutputMetadata* /*consumed*/, OutputMetadata* /*response*/) {
+  absl::StatusOr<Authorized> who = remote_->Authorize(metadata, context);
+  if (who.ok()) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(who.status().message()));
 }
 
 absl::StatusOr<Authorized> Remote::Authorize(const grpc::ServerContextBase& context) const {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  return Authorize(context.client_metadata(), auth.get());
+}
+
+absl::StatusOr<Authorized> Remote::Authorize(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
+    const grpc::AuthContext* auth) const {
   Authorized authorized;
   authorized.remote = true;
   authorized.caller.uid = geteuid();
   authorized.caller.pid = 0;  // not local: its files are not ours to open
-  const auto& metadata = context.client_metadata();
   const auto [first, last] = metadata.equal_range("authorization");
   if (first != last) {
     if (std::next(first) != last) {
@@ -274,17 +275,19 @@ absl::StatusOr<Authorized> Remote::Authorize(const grpc::ServerContextBase& cont
     if (!absl::ConsumePrefix(&value, "Bearer ")) {
       return absl::UnauthenticatedError("the call's authorization is not \"Bearer TOKEN\"");
     }
-    // Every token is compared, whichever matches: the time says nothing of which.
+    // Every token is compared, whichever matches, each over the same length: the time says
+    // nothing of which matched, or of how long the tokens are.
     const Credential* match = nullptr;
-    for (const Credential& credential : credentials_) {
-      if (!credential.token.empty() && SameSecret(credential.token, value)) match = &credential;
+    if (value.size() <= kMaxTokenBytes) {
+      for (const Credential& credential : credentials_) {
+        if (!credential.token.empty() && SameSecret(credential.token, value)) match = &credential;
+      }
     }
     if (match == nullptr) return absl::UnauthenticatedError("distd does not know this token");
     authorized.caller.principal = absl::StrCat("token:", match->name);
     authorized.access = match->access;
     return authorized;
   }
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (!client_ca_pem_.empty() && auth != nullptr && auth->IsPeerAuthenticated()) {
     std::vector<grpc::string_ref> names = auth->FindPropertyValues("x509_common_name");
     if (names.size() == 1) {
@@ -295,7 +298,6 @@ absl::StatusOr<Authorized> Remote::Authorize(const grpc::ServerContextBase& cont
                          " of A-Z a-z 0-9 . _ -"));
       }
       authorized.caller.principal = absl::StrCat("cert:", name);
-      authorized.access.admin = false;  // unless a line of the token file says otherwise
       for (const Credential& credential : credentials_) {
         if (credential.token.empty() && credential.name == name) {
           authorized.access = credential.access;

@@ -81,14 +81,21 @@ absl::StatusOr<std::shared_ptr<void>> Service::TakeStream(const Authorized& who)
 
 absl::Status Service::MayActOnJob(const Authorized& who, engine::JobId id) {
   if (who.access.builds.empty() || who.access.admin) return absl::OkStatus();
+  // A job of another build is answered as one that does not exist, so that ids do not tell
+  // what the caller may not see; one distd does not know is refused here too, before it can
+  // appear between this check and the call's own lookup.
+  absl::Status not_found =
+      absl::NotFoundError(absl::StrCat("no job ", id, " of ", who.caller.principal, "'s builds"));
   if (absl::StatusOr<engine::JobInfo> job = engine_->GetJob(id); job.ok()) {
-    return MayActOn(who, job->build);
+    return MayActOn(who, job->build).ok() ? absl::OkStatus() : not_found;
   }
   if (options_.history != nullptr) {
     absl::StatusOr<std::optional<engine::JobOutput>> past = options_.history->PastJob(id);
-    if (past.ok() && past->has_value()) return MayActOn(who, (*past)->job.build);
+    if (past.ok() && past->has_value() && MayActOn(who, (*past)->job.build).ok()) {
+      return absl::OkStatus();
+    }
   }
-  return absl::OkStatus();  // unknown: the call says so
+  return not_found;
 }
 
 grpc::ServerWriteReactor<v1::RunEvent>* Service::Run(grpc::CallbackServerContext* context,

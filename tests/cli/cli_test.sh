@@ -915,8 +915,12 @@ two" ] || fail "the remote build's jobs did not run"
   [ "$(cat "$T/out")" = hi ] || fail "a remote run's output: $(cat "$T/out")"
   # A client certificate instead of a token.
   expect_code 0 "${remote[@]}" --tls-cert "$certs/client.crt" --tls-key "$certs/client.key" \
-    --build any run -- echo by-cert
+    --build ci-cert run -- echo by-cert
   [ "$(cat "$T/out")" = by-cert ] || fail "a run by certificate: $(cat "$T/out")"
+  # gen-certs's certificate is limited as the ci token is.
+  expect_code 125 "${remote[@]}" --tls-cert "$certs/client.crt" --tls-key "$certs/client.key" \
+    --build nightly run -- touch "$T/ran"
+  expect_grep "cert:ci-agent may act only on builds named ci-" "$T/err"
   # Refusals, each with its reason, running nothing.
   expect_code 125 "${remote[@]}" --build ci-2 run -- touch "$T/ran"
   expect_grep "needs a token" "$T/err"
@@ -940,7 +944,7 @@ two" ] || fail "the remote build's jobs did not run"
   expect_code 0 "${remote[@]}" --token-file "$certs/admin.token" build close ci-77
   # The variables do what the flags do.
   DISTD_ADDR=$tcp DISTD_TLS_CA=$certs/ca.crt DISTD_TLS_CERT=$certs/client.crt \
-    DISTD_TLS_KEY=$certs/client.key expect_code 0 distctl --build env run -- echo by-env
+    DISTD_TLS_KEY=$certs/client.key expect_code 0 distctl --build ci-env run -- echo by-env
   [ "$(cat "$T/out")" = by-env ] || fail "a run by the variables: $(cat "$T/out")"
   still_serving
 }

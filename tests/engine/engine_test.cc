@@ -147,28 +147,34 @@ TEST_F(EngineTest, OneBuildCannotFillTheQueueAloneAndARefusedBatchQueuesNothing)
   EXPECT_EQ(fake.engine->Pool().queued, 3u);
 }
 
-TEST_F(EngineTest, ACallerOpensAtMostItsLimitOfRunningBuilds) {
+TEST_F(EngineTest, ACallerOpensAtMostItsLimitOfBuildsWithWork) {
   EngineOptions options;
-  options.jobs = 1;
+  options.jobs = 8;
   options.limits.max_builds_per_caller = 2;
   FakeEngine fake(options);
   Caller ci{0, "token:ci", 0};
   Caller other{0, "token:other", 0};
-  ASSERT_TRUE(fake.engine->Submit("b1", {Spec({"x"})}, ci).ok());
+  auto b1 = fake.engine->Submit("b1", {Spec({"x"})}, ci);
+  ASSERT_TRUE(b1.ok());
   ASSERT_TRUE(fake.engine->Submit("b2", {Spec({"x"})}, ci).ok());
   auto refused = fake.engine->Submit("b3", {Spec({"x"})}, ci);
   EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
-  EXPECT_THAT(refused.status().message(), HasSubstr("token:ci has 2 builds running"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("token:ci has 2 builds with jobs queued or running"));
   EXPECT_FALSE(fake.engine->TakeSnapshot("b3").ok());  // not opened
   // Its open builds take more jobs; another caller opens its own.
   EXPECT_TRUE(fake.engine->Submit("b2", {Spec({"y"})}, ci).ok());
   EXPECT_TRUE(fake.engine->Submit("b3", {Spec({"x"})}, other).ok());
-  // A dead build does not count.
+  // A build whose jobs have all ended does not count, though it is open.
+  ASSERT_TRUE(fake.spawner->Exit(b1->at(0), 0));
+  EXPECT_TRUE(fake.engine->Submit("b4", {Spec({"x"})}, ci).ok());
+  EXPECT_FALSE(fake.engine->Submit("b5", {Spec({"x"})}, ci).ok());
+  // Nor does a dead build.
   Answer abort;
-  fake.engine->AbortAsync("b1", Reason("done"), abort.Callback());
+  fake.engine->AbortAsync("b2", Reason("done"), abort.Callback());
   fake.spawner->DeliverSignals();
   ASSERT_TRUE(abort.done());
-  EXPECT_TRUE(fake.engine->Submit("b4", {Spec({"x"})}, ci).ok());
+  EXPECT_TRUE(fake.engine->Submit("b5", {Spec({"x"})}, ci).ok());
 }
 
 TEST(EngineRestoreTest, BuildsOfAPreviousDistdAreKnownAgainAndIdsGoOn) {

@@ -337,8 +337,18 @@ TEST_F(RemoteTest, ATokenLimitedToOtherBuildsIsRefusedThemAndSeesOnlyItsOwn) {
     v1::CancelJobRequest cancel;
     cancel.set_job_id(response.job_ids(0));
     v1::CancelJobResponse answer;
-    EXPECT_EQ(stub->CancelJob(&context, cancel, &answer).error_code(),
-              grpc::StatusCode::PERMISSION_DENIED);
+    // As if it did not exist, and without naming its build.
+    grpc::Status status = stub->CancelJob(&context, cancel, &answer);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("nightly")));
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, kCiToken);
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(response.job_ids(0) + 1000);  // none yet
+    v1::CancelJobResponse answer;
+    EXPECT_EQ(stub->CancelJob(&context, cancel, &answer).error_code(), grpc::StatusCode::NOT_FOUND);
   }
   {
     grpc::ClientContext context;
@@ -348,7 +358,17 @@ TEST_F(RemoteTest, ATokenLimitedToOtherBuildsIsRefusedThemAndSeesOnlyItsOwn) {
     auto reader = stub->Logs(&context, logs);
     v1::LogsEvent event;
     EXPECT_FALSE(reader->Read(&event));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  for (const char* build : {"nightly", "ci"}) {  // "ci" is not "ci-..."
+    grpc::ClientContext context;
+    Authorize(&context, kCiToken);
+    v1::WaitRequest wait;
+    wait.set_build(build);
+    auto reader = stub->Wait(&context, wait);
+    v1::WaitEvent event;
+    EXPECT_FALSE(reader->Read(&event));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED) << build;
   }
   // Its status lists its own builds only; the open token's lists every build.
   ASSERT_TRUE(Submit(stub.get(), kCiToken, Marking("ci-2", "ci-ran"), &response).ok());
@@ -362,6 +382,14 @@ TEST_F(RemoteTest, ATokenLimitedToOtherBuildsIsRefusedThemAndSeesOnlyItsOwn) {
     ASSERT_TRUE(stub->Status(&context, request, &status).ok());
     std::vector<std::string> names;
     for (const v1::Build& build : status.builds()) names.push_back(build.name());
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, want) << token;
+    grpc::ClientContext list_context;
+    Authorize(&list_context, token);
+    v1::ListBuildsResponse list;
+    ASSERT_TRUE(stub->ListBuilds(&list_context, v1::ListBuildsRequest(), &list).ok());
+    names.clear();
+    for (const v1::Build& build : list.builds()) names.push_back(build.name());
     std::sort(names.begin(), names.end());
     EXPECT_EQ(names, want) << token;
   }
@@ -450,7 +478,7 @@ TEST_F(RemoteTest, LimitsAreHitOneByOneAndTheDaemonKeepsServing) {
   expect_queued(kOpenToken, sleeper("b", 2));
   // The caller's two builds are open: a third is refused.
   expect_error(kOpenToken, sleeper("c", 1), v1::Error::RESOURCE_EXHAUSTED,
-               "token:open has 2 builds running");
+               "token:open has 2 builds with jobs queued or running");
   // Another caller may open one, but the whole queue (5) is full.
   expect_error(kCiToken, sleeper("ci-1", 1), v1::Error::RESOURCE_EXHAUSTED, "the queue is full");
   // An argument too long for the engine, and a request too large for gRPC itself.
@@ -526,11 +554,14 @@ TEST_F(RemoteTest, AClientThatNeverReadsCannotHoldUpOthers) {
     return reader->Finish();
   };
   grpc::Status fifth;
-  for (int attempt = 0; attempt < 500 && fifth.ok(); ++attempt) {
+  int attempts = 0;
+  for (; attempts < 500 && fifth.ok(); ++attempts) {
     fifth = short_wait();
     if (fifth.ok()) absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_EQ(fifth.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << fifth.error_message();
+  EXPECT_EQ(fifth.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << fifth.error_message() << " (after " << attempts << " attempts; the build: "
+      << engine_->TakeSnapshot("loris")->builds.at(0).running << " running)";
   EXPECT_THAT(fifth.error_message(), HasSubstr("token:open has 4 streams open"));
   // Another client runs jobs, streams included, as if nobody else were there.
   auto other = Stub();

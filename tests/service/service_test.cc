@@ -657,6 +657,14 @@ TEST(MergeOutputTest, OnlyOutputOfTheSameStreamAndOnlyUpToTheLimit) {
 
 // Root gets no exception: a root client's commands and environment would run as the
 // daemon's user.
+TEST(PeersTest, ATcpCallWithoutRemoteAccessIsRefused) {
+  service::Peers peers(getuid());
+  auto tcp = peers.Authorize(std::string("ipv4:127.0.0.1:5555"));
+  EXPECT_TRUE(absl::IsPermissionDenied(tcp.status())) << tcp.status();
+  auto other = peers.Authorize(std::string("unix-abstract:x"));
+  EXPECT_TRUE(absl::IsPermissionDenied(other.status())) << other.status();
+}
+
 TEST(PeersTest, OnlyTheOwnerIsServed) {
   service::Peers peers(1000);
   peers.Add(5, service::PeerCredentials{1, 1000, 1000});

@@ -7,7 +7,9 @@ packages=(
   build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libsqlite3-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
+  # The remote tests make their CA and certificates with the openssl command line.
+  openssl
   procps util-linux spin python3
   # The peers of the benchmark (bench/), whose smoke run is one of the tests.
   make findutils parallel task-spooler

@@ -14,7 +14,7 @@ if [ ! -f "$out/CMakeCache.txt" ]; then
     -DDISTD_FUZZ=ON -DDISTD_SANITIZE=ON -DDISTD_BENCH=OFF >/dev/null
 fi
 ninja -C "$out" shell_words_fuzz address_fuzz request_fuzz
-for harness in shell_words address request; do
+for harness in shell_words address request token_file; do
   work="$out/corpus/$harness"
   findings="$out/findings/$harness"
   mkdir -p "$work" "$findings"

@@ -150,7 +150,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
          "--max-builds-per-client",
          Number("--max-builds-per-client", 1, 1'000'000, 1, "",
                 &options->engine.limits.max_builds_per_caller),
-         absl::StrCat("running builds one client (a uid, token or certificate) may open "
+         absl::StrCat("builds with jobs queued or running that one client (a uid, token or "
+                      "certificate) may open at once "
                       "(default ",
                       limits.max_builds_per_caller, ")"))
       ->type_name("N");

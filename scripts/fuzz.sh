@@ -13,8 +13,9 @@ if [ ! -f "$out/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DDISTD_FUZZ=ON -DDISTD_SANITIZE=ON -DDISTD_BENCH=OFF >/dev/null
 fi
-ninja -C "$out" shell_words_fuzz address_fuzz request_fuzz
-for harness in shell_words address request token_file; do
+harnesses=(shell_words address request token_file)
+ninja -C "$out" "${harnesses[@]/%/_fuzz}"
+for harness in "${harnesses[@]}"; do
   work="$out/corpus/$harness"
   findings="$out/findings/$harness"
   mkdir -p "$work" "$findings"
@@ -25,4 +26,4 @@ for harness in shell_words address request token_file; do
     { tail -n 40 "$out/$harness.log"; echo "fuzz: $harness crashed; input in $findings"; exit 1; }
   grep -E "stat::number_of_executed_units|cov:" "$out/$harness.log" | tail -n 2
 done
-echo "fuzz: 3 passed, 0 failed"
+echo "fuzz: ${#harnesses[@]} passed, 0 failed"

@@ -544,7 +544,7 @@ int Run(const Options& options) {
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 1000);
   std::vector<int> ports(tcp.size(), 0);
   for (size_t i = 0; i < tcp.size(); ++i) {
-    builder.AddListeningPort(tcp[i].GrpcTarget(), (*remote)->CredentialsFor(tcp[i]), &ports[i]);
+    builder.AddListeningPort(tcp[i].GrpcTarget(), (*remote)->Credentials(), &ports[i]);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {

@@ -228,7 +228,7 @@ absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& option
   return remote;
 }
 
-std::shared_ptr<grpc::ServerCredentials> Remote::CredentialsFor(const Address& /*address*/) const {
+std::shared_ptr<grpc::ServerCredentials> Remote::Credentials() const {
   if (cert_pem_.empty()) return grpc::InsecureServerCredentials();
   grpc_ssl_client_certificate_request_type request = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
   if (!client_ca_pem_.empty()) {

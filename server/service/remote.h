@@ -80,8 +80,8 @@ class Remote {
   static absl::StatusOr<std::unique_ptr<Remote>> Open(const RemoteOptions& options,
                                                       const std::vector<Address>& tcp);
 
-  // The credentials of a TCP listener on `address`.
-  std::shared_ptr<grpc::ServerCredentials> CredentialsFor(const Address& address) const;
+  // The credentials of the TCP listeners.
+  std::shared_ptr<grpc::ServerCredentials> Credentials() const;
 
   // The caller of a call over TCP: Unauthenticated when the call carries no valid token and
   // no verified certificate.

@@ -79,6 +79,17 @@ absl::StatusOr<std::shared_ptr<void>> Service::TakeStream(const Authorized& who)
   });
 }
 
+absl::StatusOr<Service::Stream> Service::OpenStream(
+    const grpc::CallbackServerContext& context,
+    absl::FunctionRef<absl::Status(const Authorized&)> allowed) {
+  absl::StatusOr<Authorized> who = peers_->Authorize(context);
+  if (!who.ok()) return who.status();
+  if (absl::Status s = allowed(*who); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<void>> hold = TakeStream(*who);
+  if (!hold.ok()) return hold.status();
+  return Stream{*std::move(who), *std::move(hold)};
+}
+
 absl::Status Service::MayActOnJob(const Authorized& who, engine::JobId id) {
   if (who.access.builds.empty() || who.access.admin) return absl::OkStatus();
   // A job of another build is answered as one that does not exist, so that ids do not tell
@@ -100,12 +111,10 @@ absl::Status Service::MayActOnJob(const Authorized& who, engine::JobId id) {
 
 grpc::ServerWriteReactor<v1::RunEvent>* Service::Run(grpc::CallbackServerContext* context,
                                                      const v1::RunRequest* request) {
-  absl::StatusOr<Authorized> who = peers_->Authorize(*context);
-  absl::Status allowed = who.ok() ? MayActOn(*who, request->build()) : who.status();
-  absl::StatusOr<std::shared_ptr<void>> hold =
-      allowed.ok() ? TakeStream(*who) : absl::StatusOr<std::shared_ptr<void>>(allowed);
-  if (!hold.ok()) return NewFinishedReactor<v1::RunEvent>(Denied(hold.status()));
-  return NewRunReactor(engine_, who->caller, *request, *std::move(hold));
+  absl::StatusOr<Stream> stream =
+      OpenStream(*context, [&](const Authorized& who) { return MayActOn(who, request->build()); });
+  if (!stream.ok()) return NewFinishedReactor<v1::RunEvent>(Denied(stream.status()));
+  return NewRunReactor(engine_, stream->who.caller, *request, std::move(stream->hold));
 }
 
 grpc::ServerUnaryReactor* Service::Submit(grpc::CallbackServerContext* context,
@@ -132,15 +141,13 @@ grpc::ServerUnaryReactor* Service::Submit(grpc::CallbackServerContext* context,
 
 grpc::ServerWriteReactor<v1::WaitEvent>* Service::Wait(grpc::CallbackServerContext* context,
                                                        const v1::WaitRequest* request) {
-  absl::StatusOr<Authorized> who = peers_->Authorize(*context);
-  absl::Status allowed = who.ok() ? MayActOn(*who, request->build()) : who.status();
-  absl::StatusOr<std::shared_ptr<void>> hold =
-      allowed.ok() ? TakeStream(*who) : absl::StatusOr<std::shared_ptr<void>>(allowed);
-  if (!hold.ok()) return NewFinishedReactor<v1::WaitEvent>(Denied(hold.status()));
+  absl::StatusOr<Stream> stream =
+      OpenStream(*context, [&](const Authorized& who) { return MayActOn(who, request->build()); });
+  if (!stream.ok()) return NewFinishedReactor<v1::WaitEvent>(Denied(stream.status()));
   spdlog::debug("wait on build {} group \"{}\" by {}", request->build(), request->group(),
-                who->caller.principal);
+                stream->who.caller.principal);
   return NewWaitReactor(engine_, clock_.get(), options_.progress_interval, options_.history,
-                        *request, *std::move(hold));
+                        *request, std::move(stream->hold));
 }
 
 grpc::ServerUnaryReactor* Service::Abort(grpc::CallbackServerContext* context,
@@ -225,12 +232,10 @@ grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
 
 grpc::ServerWriteReactor<v1::LogsEvent>* Service::Logs(grpc::CallbackServerContext* context,
                                                        const v1::LogsRequest* request) {
-  absl::StatusOr<Authorized> who = peers_->Authorize(*context);
-  absl::Status allowed = who.ok() ? MayActOnJob(*who, request->job_id()) : who.status();
-  absl::StatusOr<std::shared_ptr<void>> hold =
-      allowed.ok() ? TakeStream(*who) : absl::StatusOr<std::shared_ptr<void>>(allowed);
-  if (!hold.ok()) return NewFinishedReactor<v1::LogsEvent>(Denied(hold.status()));
-  return NewLogsReactor(engine_, options_.history, *request, *std::move(hold));
+  absl::StatusOr<Stream> stream = OpenStream(
+      *context, [&](const Authorized& who) { return MayActOnJob(who, request->job_id()); });
+  if (!stream.ok()) return NewFinishedReactor<v1::LogsEvent>(Denied(stream.status()));
+  return NewLogsReactor(engine_, options_.history, *request, std::move(stream->hold));
 }
 
 grpc::ServerUnaryReactor* Service::ListBuilds(grpc::CallbackServerContext* context,

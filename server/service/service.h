@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -78,6 +79,15 @@ class Service final : public v1::Distd::CallbackService {
     absl::flat_hash_map<std::string, int> open ABSL_GUARDED_BY(mu);
   };
 
+  // A streaming call's caller, and the count of its streams that the reactor keeps.
+  struct Stream {
+    Authorized who;
+    std::shared_ptr<void> hold;
+  };
+  // The caller of a streaming call, if `allowed` lets it and it has a stream to spare; else
+  // why not.
+  absl::StatusOr<Stream> OpenStream(const grpc::CallbackServerContext& context,
+                                    absl::FunctionRef<absl::Status(const Authorized&)> allowed);
   // A stream of `who`, counted until the hold is gone (null for a local caller), or
   // ResourceExhausted past the limit.
   absl::StatusOr<std::shared_ptr<void>> TakeStream(const Authorized& who);

@@ -126,8 +126,7 @@ class RemoteTest : public ::testing::Test {
     builder.RegisterService(service_.get());
     builder.SetMaxReceiveMessageSize(max_request_bytes_);
     builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10'000);
-    const Address address = *ParseAddress("tcp:127.0.0.1:1");
-    builder.AddListeningPort("127.0.0.1:0", remote_->CredentialsFor(address), &port_);
+    builder.AddListeningPort("127.0.0.1:0", remote_->Credentials(), &port_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port_, 0);
@@ -200,6 +199,19 @@ class RemoteTest : public ::testing::Test {
     v1::RunEvent event;
     while (reader->Read(&event)) {
       if (event.has_output()) *out += event.output().data();
+    }
+    return reader->Finish();
+  }
+
+  // The status of a Wait on `build`, read to its end.
+  grpc::Status Wait(v1::Distd::Stub* stub, const std::string& token, const std::string& build) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::WaitRequest wait;
+    wait.set_build(build);
+    auto reader = stub->Wait(&context, wait);
+    v1::WaitEvent event;
+    while (reader->Read(&event)) {
     }
     return reader->Finish();
   }
@@ -361,14 +373,8 @@ TEST_F(RemoteTest, ATokenLimitedToOtherBuildsIsRefusedThemAndSeesOnlyItsOwn) {
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
   }
   for (const char* build : {"nightly", "ci"}) {  // "ci" is not "ci-..."
-    grpc::ClientContext context;
-    Authorize(&context, kCiToken);
-    v1::WaitRequest wait;
-    wait.set_build(build);
-    auto reader = stub->Wait(&context, wait);
-    v1::WaitEvent event;
-    EXPECT_FALSE(reader->Read(&event));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED) << build;
+    EXPECT_EQ(Wait(stub.get(), kCiToken, build).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << build;
   }
   // Its status lists its own builds only; the open token's lists every build.
   ASSERT_TRUE(Submit(stub.get(), kCiToken, Marking("ci-2", "ci-ran"), &response).ok());
@@ -413,15 +419,7 @@ TEST_F(RemoteTest, ClosingABuildNeedsAnAdminToken) {
     EXPECT_THAT(status.error_message(), HasSubstr("needs an admin token"));
   }
   EXPECT_EQ(engine_->ListBuilds().size(), 1u);
-  grpc::ClientContext context;
-  Authorize(&context, kAdminToken);
-  v1::WaitRequest wait;
-  wait.set_build("b");
-  auto reader = stub->Wait(&context, wait);
-  v1::WaitEvent event;
-  while (reader->Read(&event)) {
-  }
-  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(Wait(stub.get(), kAdminToken, "b").ok());
   grpc::ClientContext close_context;
   Authorize(&close_context, kAdminToken);
   v1::CloseBuildRequest close;
@@ -539,20 +537,13 @@ TEST_F(RemoteTest, AClientThatNeverReadsCannotHoldUpOthers) {
     wait.set_build("loris");
     wait.set_progress(true);
     readers.push_back(loris->Wait(contexts.back().get(), wait));
+    // Its first progress report says that distd holds the stream; nothing more is read.
+    v1::WaitEvent first;
+    ASSERT_TRUE(readers.back()->Read(&first));
   }
-  // A wait on a build with nothing to wait for ends at once, if it is let in: its fifth
-  // stream is refused once the four are in (they are counted as they arrive).
-  auto short_wait = [&]() {
-    grpc::ClientContext context;
-    Authorize(&context, kOpenToken);
-    v1::WaitRequest wait;
-    wait.set_build("loris-none");
-    auto reader = loris->Wait(&context, wait);
-    v1::WaitEvent event;
-    while (reader->Read(&event)) {
-    }
-    return reader->Finish();
-  };
+  // A wait on a build with nothing to wait for ends at once, if it is let in: the fifth
+  // stream is refused.
+  auto short_wait = [&]() { return Wait(loris.get(), kOpenToken, "loris-none"); };
   grpc::Status fifth;
   int attempts = 0;
   for (; attempts < 500 && fifth.ok(); ++attempts) {
@@ -560,8 +551,9 @@ TEST_F(RemoteTest, AClientThatNeverReadsCannotHoldUpOthers) {
     if (fifth.ok()) absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_EQ(fifth.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << fifth.error_message() << " (after " << attempts << " attempts; the build: "
-      << engine_->TakeSnapshot("loris")->builds.at(0).running << " running)";
+      << fifth.error_message() << " (after " << attempts
+      << " attempts; the build: " << engine_->TakeSnapshot("loris")->builds.at(0).running
+      << " running)";
   EXPECT_THAT(fifth.error_message(), HasSubstr("token:open has 4 streams open"));
   // Another client runs jobs, streams included, as if nobody else were there.
   auto other = Stub();

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "server/engine/validate.h"
 #include "server/journal/journal.h"
 #include "server/journal/recorder.h"
+#include "server/service/activation.h"
 #include "server/service/listener.h"
 #include "server/service/queue_keeper.h"
 #include "server/service/remote.h"
@@ -50,6 +52,7 @@ constexpr char kFooter[] =
 struct Options {
   Options() { engine.idle_abort = absl::Minutes(30); }
   std::vector<Address> listen;
+  std::vector<int> passed;  // sockets from a service manager (service/activation.h)
   service::RemoteOptions remote;
   int max_request_bytes = service::kMaxRequestBytes;
   std::string state_dir;  // empty: the default
@@ -261,7 +264,14 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
     std::fprintf(stderr, "distd: %s\n(distd --help shows the usage)\n", message.c_str());
     return kExitUsage;
   }
-  if (options->listen.empty()) {
+  absl::StatusOr<std::vector<int>> passed = service::TakePassedSockets();
+  if (!passed.ok()) {
+    std::fprintf(stderr, "distd: %s\n", std::string(passed.status().message()).c_str());
+    return kExitUsage;
+  }
+  options->passed = *std::move(passed);
+  // A service manager's sockets replace the default one, not a --listen given with them.
+  if (options->listen.empty() && options->passed.empty()) {
     options->listen.push_back(Address{Address::Kind::kUnix, DefaultSocketPath(), "", 0});
   }
   if (options->journal && options->state_dir.empty()) {
@@ -436,8 +446,21 @@ int Run(const Options& options) {
     return absl::IsInvalidArgument(remote.status()) ? kExitUsage : kExitBuildFailed;
   }
   std::vector<std::unique_ptr<service::Listener>> listeners;
+  for (int fd : options.passed) {
+    absl::StatusOr<std::unique_ptr<service::Listener>> listener = service::Listener::Adopt(fd);
+    if (!listener.ok()) {
+      spdlog::error("{}", std::string(listener.status().message()));
+      return kExitBuildFailed;
+    }
+    spdlog::info("serving {}, passed by the service manager", (*listener)->path());
+    listeners.push_back(*std::move(listener));
+  }
   for (const Address& address : options.listen) {
     if (address.kind != Address::Kind::kUnix) continue;
+    if (std::any_of(listeners.begin(), listeners.end(),
+                    [&address](const auto& l) { return l->path() == address.path; })) {
+      continue;  // passed by the service manager already
+    }
     absl::StatusOr<std::unique_ptr<service::Listener>> listener =
         service::Listener::Open(address.path);
     if (!listener.ok()) {

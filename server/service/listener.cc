@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -44,11 +45,12 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Prepare(const std::string& path,
+                                                             CreateMissing create) {
   if (path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path));
   }
-  absl::StatusOr<int> dir_fd = OpenPrivateDirectory(DirectoryOf(path), CreateMissing::kYes);
+  absl::StatusOr<int> dir_fd = OpenPrivateDirectory(DirectoryOf(path), create);
   if (!dir_fd.ok()) return dir_fd.status();
   const std::string lock_path = path + ".lock";
   absl::StatusOr<int> lock_fd =
@@ -67,20 +69,78 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(const std::string& path
   if (ftruncate(*lock_fd, 0) != 0 || pwrite(*lock_fd, pid.data(), pid.size(), 0) < 0) {
     spdlog::warn("cannot write the pid to {}: {}", lock_path, strerror(errno));
   }
-  if (absl::Status s = listener->Bind(); !s.ok()) return s;
+  return listener;
+}
+
+absl::Status Listener::Watch() {
   int wake[2];
-  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) return Errno("cannot create a pipe for", path);
-  listener->wake_read_ = wake[0];
-  listener->wake_write_ = wake[1];
+  if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) return Errno("cannot create a pipe for", path_);
+  wake_read_ = wake[0];
+  wake_write_ = wake[1];
   // Told when the socket file, the lock or the directory goes, so that a daemon that nobody
   // could reach any more puts its socket back, or stops (see Restore).
-  listener->inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (listener->inotify_fd_ < 0 ||
-      inotify_add_watch(listener->inotify_fd_, DirectoryOf(path).c_str(),
+  inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (inotify_fd_ < 0 ||
+      inotify_add_watch(inotify_fd_, DirectoryOf(path_).c_str(),
                         IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF |
                             IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW) < 0) {
-    return Errno("cannot watch the directory of", path);
+    return Errno("cannot watch the directory of", path_);
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Open(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<Listener>> listener = Prepare(path, CreateMissing::kYes);
+  if (!listener.ok()) return listener.status();
+  if (absl::Status s = (*listener)->Bind(); !s.ok()) return s;
+  if (absl::Status s = (*listener)->Watch(); !s.ok()) return s;
+  return listener;
+}
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::Adopt(int fd) {
+  const std::string what = absl::StrCat("the socket passed as descriptor ", fd);
+  int domain = 0;
+  int type = 0;
+  int listening = 0;
+  socklen_t len = sizeof(int);
+  sockaddr_un addr = {};
+  socklen_t addr_len = sizeof(addr);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || domain != AF_UNIX ||
+      type != SOCK_STREAM || listening == 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is not a listening unix stream socket: distd takes only those from a service "
+              "manager (give TCP listeners with --listen)"));
+  }
+  const size_t path_len = addr_len > offsetof(sockaddr_un, sun_path)
+                              ? strnlen(addr.sun_path, addr_len - offsetof(sockaddr_un, sun_path))
+                              : 0;
+  if (path_len == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has no path (an abstract or unnamed socket)"));
+  }
+  const std::string path(addr.sun_path, path_len);
+  if (path[0] != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(what, " has a relative path: ", path));
+  }
+  // The directory is held to the rule of the sockets distd makes, but never made.
+  absl::StatusOr<std::unique_ptr<Listener>> listener = Prepare(path, CreateMissing::kNo);
+  if (!listener.ok()) return listener.status();
+  struct stat st;
+  if (fstatat((*listener)->dir_fd_, BaseName(path).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " is bound to ", path, ", but no socket is there"));
+  }
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return Errno("cannot make non-blocking", path);
+  }
+  (*listener)->socket_fd_ = fd;
+  (*listener)->socket_file_ = st;
+  if (absl::Status s = (*listener)->Watch(); !s.ok()) return s;
   return listener;
 }
 
@@ -121,6 +181,7 @@ absl::Status Listener::Bind() {
   if (socket_fd_ >= 0) close(socket_fd_);
   socket_fd_ = fd;
   socket_file_ = st;
+  owns_file_ = true;
   return absl::OkStatus();
 }
 
@@ -173,8 +234,8 @@ void Listener::Stop() {
     [[maybe_unused]] ssize_t n = write(wake_write_, &byte, 1);
     thread_.join();
   }
-  // Only our own socket: a path that is no longer ours is left alone.
-  if (Intact()) unlink(path_.c_str());
+  // Only our own socket: a path that is no longer ours, or the service manager's, is left.
+  if (owns_file_ && Intact()) unlink(path_.c_str());
   close(socket_fd_);
   socket_fd_ = -1;
 }

@@ -14,6 +14,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "common/private_dir.h"
 #include "grpcpp/server.h"
 #include "server/service/peers.h"
 
@@ -26,6 +27,11 @@ class Listener {
   // second daemon refuses to start instead of stealing the socket, a stale socket file is
   // removed, and the socket is bound with mode 0600.
   static absl::StatusOr<std::unique_ptr<Listener>> Open(const std::string& path);
+  // Serves `fd`, a listening unix stream socket made by a service manager (see activation.h),
+  // and takes it over. Its path's directory must pass the same check, and its lock is taken
+  // the same way; but the socket file is the manager's: Stop leaves it in place, so that the
+  // manager can start distd again on the next connection.
+  static absl::StatusOr<std::unique_ptr<Listener>> Adopt(int fd);
   ~Listener();
 
   // Accepts connections on a thread of its own until Stop, handing each to `server`. A
@@ -39,6 +45,11 @@ class Listener {
 
  private:
   Listener(std::string path, int dir_fd, int lock_fd);
+  // Checks the directory of `path` and takes its lock.
+  static absl::StatusOr<std::unique_ptr<Listener>> Prepare(const std::string& path,
+                                                           CreateMissing create);
+  // Sets up the watch on the directory, once the socket is there.
+  absl::Status Watch();
   // (Re)creates the socket at path_ and listens on it.
   absl::Status Bind();
   // Whether path_ is still the socket file Bind made.
@@ -52,6 +63,7 @@ class Listener {
   const int lock_fd_;
   int socket_fd_ = -1;
   struct stat socket_file_ = {};
+  bool owns_file_ = false;  // whether Bind made the socket file, so Stop removes it
   int wake_read_ = -1;
   int wake_write_ = -1;
   int inotify_fd_ = -1;

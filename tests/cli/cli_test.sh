@@ -976,5 +976,99 @@ test_remote_loopback() {
   still_serving
 }
 
+# Started as systemd starts it from distd.socket (systemd-socket-activate does what systemd
+# does): the socket is there first, the first call's connection starts distd, which serves
+# the socket it is passed (LISTEN_FDS) and leaves it in place when it stops.
+test_socket_activation() {
+  command -v systemd-socket-activate >/dev/null || { echo "SKIP [$NAME]: no systemd-socket-activate"; exit 77; }
+  local src unit listen exec_start
+  src=$(cd "$(dirname "$0")/../.." && pwd)
+  # As the user units say: their socket is distctl's default path, with nothing set.
+  unit=$src/systemd/user
+  listen=$(sed -n 's/^ListenStream=//p' "$unit/distd.socket")
+  exec_start=$(sed -n 's/^ExecStart=//p' "$unit/distd.service")
+  [ "$listen" = '%t/distd/distd.sock' ] || fail "the user unit listens on $listen"
+  [ "$exec_start" = /usr/local/bin/distd ] || fail "the user unit starts $exec_start"
+  if command -v systemd-analyze >/dev/null; then
+    mkdir "$T/units"
+    cp "$unit/distd.socket" "$T/units/user-distd.socket"
+    sed "s|$exec_start|$BIN/distd|" "$unit/distd.service" >"$T/units/user-distd.service"
+    mkdir "$T/units/system"
+    cp "$src/systemd/system/distd.socket" "$T/units/system/"
+    sed "s|$exec_start|$BIN/distd|" "$src/systemd/system/distd.service" >"$T/units/system/distd.service"
+    systemd-analyze verify "$T/units/user-distd.socket" "$T/units/user-distd.service" \
+      "$T/units/system/distd.socket" "$T/units/system/distd.service" >"$T/err" 2>&1 ||
+      fail "systemd-analyze verify: $(cat "$T/err")"
+    [ ! -s "$T/err" ] || fail "systemd-analyze verify warns: $(cat "$T/err")"
+  fi
+  # The system unit's directory is the one its tmpfiles line makes, for the unit's user.
+  local sys_listen sys_user
+  sys_listen=$(sed -n 's/^ListenStream=//p' "$src/systemd/system/distd.socket")
+  sys_user=$(sed -n 's/^User=//p' "$src/systemd/system/distd.service")
+  grep -qx "d ${sys_listen%/*} 0700 $sys_user $sys_user -" "$src/systemd/system/distd.tmpfiles" ||
+    fail "the tmpfiles line does not make ${sys_listen%/*} for $sys_user"
+  grep -qx "SocketUser=$sys_user" "$src/systemd/system/distd.socket" ||
+    fail "the system socket is not $sys_user's"
+
+  export XDG_RUNTIME_DIR=$T/run
+  unset DISTD_ADDR
+  SOCK=$T/run/distd/distd.sock
+  mkdir -m 0700 "$T/run" "$T/run/distd"  # what DirectoryMode=0700 makes
+  systemd-socket-activate -l "$SOCK" -E PATH -E HOME -- "$BIN/distd" --jobs 2 --grace 2s \
+    --log-level debug --state-dir "$T/state" >>"$T/distd.log" 2>&1 &
+  DPID=$!
+  wait_until 10 test -S "$SOCK" || fail "systemd-socket-activate made no socket"
+  [ "$(readlink "/proc/$DPID/exe")" != "$(readlink -f "$BIN/distd")" ] ||
+    fail "distd started before any connection"
+  # This call's connection waits in the backlog while distd starts: no retry, no race.
+  expect_code 0 distctl run -- sh -c 'echo activated; ls -l /proc/$$/fd/'
+  expect_grep '^activated$' "$T/out"
+  ! grep -q 'socket:' "$T/out" || fail "a job inherited a socket: $(cat "$T/out")"
+  [ "$(readlink "/proc/$DPID/exe")" = "$(readlink -f "$BIN/distd")" ] || fail "distd is not $DPID"
+  expect_grep "serving $SOCK, passed by the service manager" "$T/distd.log"
+  expect_code 0 distctl run --bg -- true
+  expect_code 0 distctl wait
+  kill -TERM "$DPID"
+  wait "$DPID"
+  local code=$?
+  DPID=
+  [ "$code" -eq 0 ] || fail "distd exited $code on SIGTERM"
+  [ -S "$SOCK" ] || fail "distd removed the socket the service manager passed it"
+  # The journal recorded the run; a distd started again on the same socket finds it.
+  rm -f "$SOCK"
+  systemd-socket-activate -l "$SOCK" -E PATH -E HOME -- "$BIN/distd" --jobs 2 \
+    --state-dir "$T/state" >>"$T/distd.log" 2>&1 &
+  DPID=$!
+  wait_until 10 test -S "$SOCK" || fail "systemd-socket-activate made no socket, again"
+  expect_code 0 distctl status --history 5
+  expect_grep 'default' "$T/out"
+  stop_daemon
+
+  # What a service manager must not get wrong, each refused with what is wrong.
+  printf 'x\n' >"$T/file"
+  expect_code 2 sh -c 'export LISTEN_PID=$$ LISTEN_FDS=two; exec "$0" --state-dir "$1"' \
+    "$BIN/distd" "$T/state2"
+  expect_grep "LISTEN_FDS is not a count" "$T/err"
+  expect_code 2 sh -c 'export LISTEN_PID=$$ LISTEN_FDS=1; exec 3<&-; exec "$0" --state-dir "$1"' \
+    "$BIN/distd" "$T/state2"
+  expect_grep "descriptor 3 is not open" "$T/err"
+  expect_code 1 sh -c 'export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" --state-dir "$1" 3<"$2"' \
+    "$BIN/distd" "$T/state2" "$T/file"
+  expect_grep "not a listening unix stream socket" "$T/err"
+  [ ! -e "$T/state2" ] || fail "a refused distd made its state directory"
+  # A socket in a directory others may use is refused as one distd would make there.
+  mkdir -m 0755 "$T/shared"
+  systemd-socket-activate -l "$T/shared/s.sock" -E PATH -E HOME -- "$BIN/distd" \
+    --state-dir "$T/state2" >"$T/shared.log" 2>&1 &
+  local sa=$!
+  wait_until 10 test -S "$T/shared/s.sock" || fail "systemd-socket-activate made no socket"
+  python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' \
+    "$T/shared/s.sock"
+  wait "$sa"
+  code=$?
+  [ "$code" -eq 1 ] || fail "distd on a shared directory exited $code: $(cat "$T/shared.log")"
+  expect_grep "$T/shared.*0755\|$T/shared.*mode" "$T/shared.log"
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

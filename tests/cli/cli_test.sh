@@ -1070,5 +1070,71 @@ test_socket_activation() {
   expect_grep "$T/shared.*0755\|$T/shared.*mode" "$T/shared.log"
 }
 
+# The README's compiler-launcher recipes: two CMake builds and a Make build at once, each -j8,
+# share distd's bound of 2, and all three build right.
+test_compiler_launcher() {
+  command -v cmake >/dev/null && command -v ninja >/dev/null && command -v make >/dev/null ||
+    { echo "SKIP [$NAME]: needs cmake, ninja and make"; exit 77; }
+  start_daemon 2
+  local p=$T/proj i b app
+  mkdir "$p"
+  # The compiler, as a job of distd's runs it, notes when each compile ran.
+  cat >"$T/probe-cc" <<EOF
+#!/bin/sh
+[ -n "\${DISTD_JOB_ID:-}" ] || exec gcc "\$@"
+start=\$(date +%s%N)
+sleep 0.2
+gcc "\$@"
+code=\$?
+echo "\$start \$(date +%s%N)" >>"$T/intervals"
+exit \$code
+EOF
+  chmod +x "$T/probe-cc"
+  {
+    echo '#include <stdio.h>'
+    for i in 1 2 3 4 5 6 7 8; do echo "int f$i(void);"; done
+    printf 'int main(void) { printf("%%d\\n", 0'
+    for i in 1 2 3 4 5 6 7 8; do printf ' + f%s()' "$i"; done
+    printf '); return 0; }\n'
+  } >"$p/main.c"
+  for i in 1 2 3 4 5 6 7 8; do echo "int f$i(void) { return $i; }" >"$p/f$i.c"; done
+  cat >"$p/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.16)
+project(launched C)
+add_executable(app main.c f1.c f2.c f3.c f4.c f5.c f6.c f7.c f8.c)
+EOF
+  printf 'app: main.o f1.o f2.o f3.o f4.o f5.o f6.o f7.o f8.o\n\t$(CC) -o $@ $^\n' >"$p/Makefile"
+  printf '%%.o: %%.c\n\t$(CC) -c $< -o $@\n' >>"$p/Makefile"
+  for b in a b; do
+    CC=$T/probe-cc cmake -S "$p" -B "$T/build-$b" -G Ninja \
+      -DCMAKE_C_COMPILER_LAUNCHER="$DISTCTL;run;--" >"$T/configure-$b.log" 2>&1 ||
+      fail "cmake configure: $(tail -n 20 "$T/configure-$b.log")"
+  done
+  rm -f "$T/intervals"
+  (DISTD_BUILD=cmake-a cmake --build "$T/build-a" -j 8 >"$T/build-a.log" 2>&1) &
+  local pa=$!
+  (DISTD_BUILD=cmake-b cmake --build "$T/build-b" -j 8 >"$T/build-b.log" 2>&1) &
+  local pb=$!
+  (cd "$p" && DISTD_BUILD=make make -j 8 CC="$DISTCTL run -- $T/probe-cc" >"$T/make.log" 2>&1) &
+  local pm=$!
+  wait "$pa" || fail "the first CMake build: $(tail -n 20 "$T/build-a.log")"
+  wait "$pb" || fail "the second CMake build: $(tail -n 20 "$T/build-b.log")"
+  wait "$pm" || fail "the Make build: $(tail -n 20 "$T/make.log")"
+  for app in "$T/build-a/app" "$T/build-b/app" "$p/app"; do
+    [ "$("$app")" = 36 ] || fail "$app printed $("$app")"
+  done
+  # 9 compiles in each build, and Make's link: all through distd, never more than 2 at once.
+  local ran most
+  ran=$(wc -l <"$T/intervals")
+  [ "$ran" -ge 28 ] || fail "only $ran commands ran through distd"
+  most=$(awk '{print $1, 1; print $2, -1}' "$T/intervals" | sort -k1,1n -k2,2n |
+    awk '{n += $2; if (n > m) m = n} END {print m}')
+  [ "$most" -le 2 ] || fail "$most compiles ran at once under --jobs 2"
+  [ "$most" -eq 2 ] || fail "the builds never ran two compiles at once ($most)"
+  distctl build list >"$T/out"
+  for b in cmake-a cmake-b make; do expect_grep "$b" "$T/out"; done
+  still_serving
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

@@ -13,7 +13,7 @@ if [ ! -f "$out/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DDISTD_FUZZ=ON -DDISTD_SANITIZE=ON -DDISTD_BENCH=OFF >/dev/null
 fi
-harnesses=(shell_words address request token_file)
+harnesses=(shell_words address request token_file http_request)
 ninja -C "$out" "${harnesses[@]/%/_fuzz}"
 for harness in "${harnesses[@]}"; do
   work="$out/corpus/$harness"

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -27,6 +29,9 @@
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
 #include "server/engine/validate.h"
+#include "server/http/dashboard.h"
+#include "server/http/metrics.h"
+#include "server/http/server.h"
 #include "server/journal/journal.h"
 #include "server/journal/recorder.h"
 #include "server/service/activation.h"
@@ -53,6 +58,8 @@ struct Options {
   Options() { engine.idle_abort = absl::Minutes(30); }
   std::vector<Address> listen;
   std::vector<int> passed;  // sockets from a service manager (service/activation.h)
+  std::optional<Address> metrics_listen;
+  std::optional<Address> http_listen;
   service::RemoteOptions remote;
   int max_request_bytes = service::kMaxRequestBytes;
   std::string state_dir;  // empty: the default
@@ -118,6 +125,31 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
       ->type_name("ADDR")
       ->allow_extra_args(false)
       ->trigger_on_parse();
+  const auto http_address = [](const char* flag, std::optional<Address>* to) {
+    return [flag, to](const std::string& text) {
+      absl::StatusOr<Address> address = ParseAddress(
+          absl::StartsWith(text, "tcp:") || absl::StartsWith(text, "unix:") ? text
+                                                                            : "tcp:" + text);
+      if (!address.ok()) throw CLI::ValidationError(flag, std::string(address.status().message()));
+      if (address->kind != Address::Kind::kTcp || !IsLoopbackAddress(address->host)) {
+        throw CLI::ValidationError(
+            flag, absl::StrCat(text, ": plain HTTP is served on a numeric loopback address only "
+                                     "(127.0.0.1:PORT, [::1]:PORT); put a TLS proxy in front of "
+                                     "it for other machines"));
+      }
+      *to = *address;
+    };
+  };
+  app.add_option_function<std::string>(
+         "--metrics-listen", http_address("--metrics-listen", &options->metrics_listen),
+         "serve Prometheus metrics at http://HOST:PORT/metrics (loopback only; distd's user, "
+         "or an admin token of --token-file)")
+      ->type_name("HOST:PORT");
+  app.add_option_function<std::string>(
+         "--http-listen", http_address("--http-listen", &options->http_listen),
+         "serve the live dashboard at http://HOST:PORT/ (loopback only; distd's user, or a "
+         "token of --token-file, with its limits)")
+      ->type_name("HOST:PORT");
   app.add_option("--tls-cert", options->remote.tls_cert,
                  "the server's certificate chain (PEM) for the TCP listeners")
       ->type_name("FILE");
@@ -433,6 +465,12 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
   return journal;
 }
 
+// "127.0.0.1:9464", "[::1]:9464": as a URL has it.
+std::string HostPort(const Address& address, int port) {
+  const bool v6 = address.host.find(':') != std::string::npos;
+  return absl::StrCat(v6 ? "[" : "", address.host, v6 ? "]:" : ":", port);
+}
+
 int Run(const Options& options) {
   std::vector<Address> tcp;
   for (const Address& address : options.listen) {
@@ -440,7 +478,8 @@ int Run(const Options& options) {
   }
   // Checked before anything else is set up: a mistake here must not half-start distd.
   absl::StatusOr<std::unique_ptr<service::Remote>> remote =
-      service::Remote::Open(options.remote, tcp);
+      service::Remote::Open(options.remote, tcp,
+                            options.metrics_listen.has_value() || options.http_listen.has_value());
   if (!remote.ok()) {
     spdlog::error("{}", std::string(remote.status().message()));
     return absl::IsInvalidArgument(remote.status()) ? kExitUsage : kExitBuildFailed;
@@ -581,6 +620,36 @@ int Run(const Options& options) {
       return kExitBuildFailed;
     }
   }
+  // Declared before the servers that use them, so destroyed after.
+  std::unique_ptr<http::Metrics> metrics;
+  std::unique_ptr<http::Dashboard> dashboard;
+  std::vector<std::unique_ptr<http::Server>> http_servers;
+  if (options.metrics_listen.has_value()) {
+    metrics = std::make_unique<http::Metrics>(&engine);
+    engine.AddObserver(metrics.get());
+    std::map<std::string, http::Route> routes;
+    routes["/metrics"] = metrics->MetricsRoute(getuid(), remote->get());
+    absl::StatusOr<std::unique_ptr<http::Server>> opened =
+        http::Server::Open("--metrics-listen", *options.metrics_listen, std::move(routes));
+    if (!opened.ok()) {
+      spdlog::error("{}", std::string(opened.status().message()));
+      return kExitBuildFailed;
+    }
+    spdlog::info("metrics at http://{}/metrics", HostPort(*options.metrics_listen, (*opened)->port()));
+    http_servers.push_back(*std::move(opened));
+  }
+  if (options.http_listen.has_value()) {
+    dashboard = std::make_unique<http::Dashboard>(&engine, history.get(), getuid(), remote->get());
+    absl::StatusOr<std::unique_ptr<http::Server>> opened =
+        http::Server::Open("--http-listen", *options.http_listen, dashboard->Routes());
+    if (!opened.ok()) {
+      spdlog::error("{}", std::string(opened.status().message()));
+      return kExitBuildFailed;
+    }
+    spdlog::info("dashboard at http://{}/", HostPort(*options.http_listen, (*opened)->port()));
+    http_servers.push_back(*std::move(opened));
+  }
+  for (auto& http_server : http_servers) http_server->Start();
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;
   for (auto& listener : listeners) {
@@ -606,6 +675,7 @@ int Run(const Options& options) {
   }
   spdlog::info("{}: stopping", strsignal(sig));
   for (auto& listener : listeners) listener->Stop();
+  for (auto& http_server : http_servers) http_server->Stop();
   // Abort every build and wait for every process group first, so that waiting clients get
   // their answers; then end the calls that are left.
   engine.Shutdown(absl::StrCat("distd received ", strsignal(sig)));
@@ -618,6 +688,7 @@ int Run(const Options& options) {
     engine.RemoveObserver(recorder.get());
     recorder.reset();
   }
+  if (metrics != nullptr) engine.RemoveObserver(metrics.get());
   spdlog::info("stopped");
   return kExitOk;
 }

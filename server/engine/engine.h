@@ -169,13 +169,15 @@ class Engine final : public spawn::ProcessEvents {
   absl::StatusOr<JobInfo> GetJob(JobId id);
   absl::StatusOr<JobOutput> GetJobOutput(JobId id);
   absl::StatusOr<BuildInfo> GetBuild(absl::string_view build);
-  std::vector<BuildInfo> ListBuilds();
+  // Every build; without `with_output`, their failures leave out what the job printed (for
+  // a view that needs only the counts, as the metrics do).
+  std::vector<BuildInfo> ListBuilds(bool with_output = true);
   // Running jobs, of one build or (empty name) of all.
   std::vector<JobInfo> RunningJobs(absl::string_view build);
   PoolInfo Pool();
   // Pool, builds and running jobs under one lock, so that they add up: of every build, or
-  // (name given) of that one, NotFound if unknown.
-  absl::StatusOr<Snapshot> TakeSnapshot(absl::string_view build);
+  // (name given) of that one, NotFound if unknown. `with_output` as for ListBuilds.
+  absl::StatusOr<Snapshot> TakeSnapshot(absl::string_view build, bool with_output = true);
 
   // A build that a previous distd left, as its journal has it, known again by its name: a
   // running build with no job queued or running (it may take more), or a dead one with its
@@ -281,9 +283,10 @@ class Engine final : public spawn::ProcessEvents {
   // views.cc: output to watchers, read-only views.
   void ReleaseOutputLocked(Job* job, JobWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobInfo InfoLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  BuildInfo InfoLocked(const Build& build) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  BuildInfo InfoLocked(const Build& build, bool with_output = true) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobOutput OutputLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<BuildInfo> BuildsLocked(absl::string_view only) const
+  std::vector<BuildInfo> BuildsLocked(absl::string_view only, bool with_output = true) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<JobInfo> RunningLocked(absl::string_view only) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -94,9 +94,9 @@ absl::StatusOr<BuildInfo> Engine::GetBuild(absl::string_view name) {
   return InfoLocked(*build);
 }
 
-std::vector<BuildInfo> Engine::ListBuilds() {
+std::vector<BuildInfo> Engine::ListBuilds(bool with_output) {
   absl::MutexLock lock(&mu_);
-  return BuildsLocked("");
+  return BuildsLocked("", with_output);
 }
 
 std::vector<JobInfo> Engine::RunningJobs(absl::string_view build_name) {
@@ -104,19 +104,19 @@ std::vector<JobInfo> Engine::RunningJobs(absl::string_view build_name) {
   return RunningLocked(build_name);
 }
 
-absl::StatusOr<Snapshot> Engine::TakeSnapshot(absl::string_view build_name) {
+absl::StatusOr<Snapshot> Engine::TakeSnapshot(absl::string_view build_name, bool with_output) {
   absl::MutexLock lock(&mu_);
   if (!build_name.empty() && FindBuildLocked(build_name) == nullptr) {
     return NoSuchBuild(build_name, options_.limits);
   }
-  return Snapshot{PoolInfo{pool_size_, running_, queued_}, BuildsLocked(build_name),
+  return Snapshot{PoolInfo{pool_size_, running_, queued_}, BuildsLocked(build_name, with_output),
                   RunningLocked(build_name)};
 }
 
-std::vector<BuildInfo> Engine::BuildsLocked(absl::string_view only) const {
+std::vector<BuildInfo> Engine::BuildsLocked(absl::string_view only, bool with_output) const {
   std::vector<BuildInfo> out;
   for (const auto& [name, build] : builds_) {
-    if (only.empty() || name == only) out.push_back(InfoLocked(*build));
+    if (only.empty() || name == only) out.push_back(InfoLocked(*build, with_output));
   }
   std::sort(out.begin(), out.end(),
             [](const BuildInfo& a, const BuildInfo& b) { return a.name < b.name; });
@@ -169,7 +169,7 @@ JobInfo Engine::InfoLocked(const Job& job) const {
   return info;
 }
 
-BuildInfo Engine::InfoLocked(const Build& build) const {
+BuildInfo Engine::InfoLocked(const Build& build, bool with_output) const {
   BuildInfo info;
   info.name = *build.name;
   info.state = build.state;
@@ -179,7 +179,11 @@ BuildInfo Engine::InfoLocked(const Build& build) const {
   info.failed = build.failed;
   info.cancelled = build.cancelled;
   info.submitted = build.submitted;
-  info.failure = build.failure;
+  if (build.failure.has_value() && !with_output) {
+    info.failure = Failure{build.failure->job, build.failure->reason, "", ""};
+  } else {
+    info.failure = build.failure;
+  }
   return info;
 }
 

@@ -87,6 +87,43 @@ absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string&
   return text;
 }
 
+// The combinations that cannot be served safely over TCP.
+absl::Status CheckTcp(const RemoteOptions& options, const std::vector<Address>& tcp) {
+  const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (tls && options.insecure_loopback) {
+    return absl::InvalidArgumentError(
+        "--insecure-loopback is for TCP without TLS, not with "
+        "--tls-cert");
+  }
+  if (!tls) {
+    if (!options.insecure_loopback) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--listen ", tcp.front().ToString(),
+          ": TCP needs TLS (--tls-cert and --tls-key); plain TCP is only for a numeric "
+          "loopback address, with --insecure-loopback"));
+    }
+    for (const Address& address : tcp) {
+      if (!IsLoopbackAddress(address.host)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--listen ", address.ToString(),
+                         ": plain TCP is refused off loopback "
+                         "(127.0.0.0/8, ::1): give --tls-cert and --tls-key"));
+      }
+    }
+    if (!options.tls_client_ca.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca needs TLS: give --tls-cert and --tls-key");
+    }
+  }
+  if (options.token_file.empty() && options.tls_client_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "TCP callers must authenticate: give --token-file, --tls-client-ca, or both");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text) {
@@ -149,46 +186,20 @@ absl::StatusOr<std::vector<Credential>> ParseTokenFile(absl::string_view text) {
 }
 
 absl::StatusOr<std::unique_ptr<Remote>> Remote::Open(const RemoteOptions& options,
-                                                     const std::vector<Address>& tcp) {
+                                                     const std::vector<Address>& tcp, bool http) {
   const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
   const bool any = tls || !options.tls_client_ca.empty() || !options.token_file.empty() ||
                    options.insecure_loopback;
   if (tcp.empty()) {
     if (!any) return std::unique_ptr<Remote>();
-    return absl::InvalidArgumentError(
-        "--tls-cert, --tls-key, --tls-client-ca, --token-file and --insecure-loopback are for "
-        "TCP listeners: add --listen tcp:HOST:PORT");
-  }
-  if (options.tls_cert.empty() != options.tls_key.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
-  }
-  if (tls && options.insecure_loopback) {
-    return absl::InvalidArgumentError(
-        "--insecure-loopback is for TCP without TLS, not with "
-        "--tls-cert");
-  }
-  if (!tls) {
-    if (!options.insecure_loopback) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--listen ", tcp.front().ToString(),
-          ": TCP needs TLS (--tls-cert and --tls-key); plain TCP is only for a numeric "
-          "loopback address, with --insecure-loopback"));
+    const bool tokens_only = !tls && options.tls_client_ca.empty() && !options.insecure_loopback;
+    if (!http || !tokens_only) {
+      return absl::InvalidArgumentError(
+          "--tls-cert, --tls-key, --tls-client-ca and --insecure-loopback are for TCP "
+          "listeners, and --token-file for them or the HTTP ones: add --listen tcp:HOST:PORT");
     }
-    for (const Address& address : tcp) {
-      if (!IsLoopbackAddress(address.host)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--listen ", address.ToString(),
-                         ": plain TCP is refused off loopback "
-                         "(127.0.0.0/8, ::1): give --tls-cert and --tls-key"));
-      }
-    }
-    if (!options.tls_client_ca.empty()) {
-      return absl::InvalidArgumentError("--tls-client-ca needs TLS: give --tls-cert and --tls-key");
-    }
-  }
-  if (options.token_file.empty() && options.tls_client_ca.empty()) {
-    return absl::InvalidArgumentError(
-        "TCP callers must authenticate: give --token-file, --tls-client-ca, or both");
+  } else if (absl::Status s = CheckTcp(options, tcp); !s.ok()) {
+    return s;
   }
   std::unique_ptr<Remote> remote(new Remote());
   remote->options_ = options;

@@ -76,9 +76,11 @@ class Remote {
   // combination that cannot be served safely (TCP without TLS, plain TCP off loopback, no way
   // to authenticate, TLS flags without a TCP address), FailedPrecondition for a file that
   // cannot be read or is open to others. Null (and OK) when `tcp` is empty and no remote
-  // option is given.
+  // option is given. With `http` (distd has HTTP listeners), a token file alone needs no TCP
+  // address: its tokens are for the HTTP requests.
   static absl::StatusOr<std::unique_ptr<Remote>> Open(const RemoteOptions& options,
-                                                      const std::vector<Address>& tcp);
+                                                      const std::vector<Address>& tcp,
+                                                      bool http = false);
 
   // The credentials of the TCP listeners.
   std::shared_ptr<grpc::ServerCredentials> Credentials() const;

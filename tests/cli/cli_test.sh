@@ -1136,5 +1136,65 @@ EOF
   still_serving
 }
 
+# http_get PORT PATH [HEADER]: the whole answer to a GET, through bash's /dev/tcp.
+http_get() {
+  local fd
+  exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n%s\r\n' "$2" "$1" "${3:+$3$'\r\n'}" >&"$fd"
+  timeout 10 cat <&"$fd"
+  exec {fd}<&-
+}
+
+# distd --metrics-listen, scraped as Prometheus does: by distd's user or with an admin token;
+# anyone else is refused, and the counts follow what the builds did.
+test_metrics() {
+  local port sample
+  port=$(free_port)
+  printf '%s\n' 'ops 0123456789abcdef0123456789abcdef admin' \
+    'ci fedcba9876543210fedcba9876543210 builds=ci-' >"$T/tokens"
+  chmod 600 "$T/tokens"
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --metrics-listen "0.0.0.0:$port"
+  expect_grep "loopback" "$T/err"
+  start_daemon 2 --metrics-listen "127.0.0.1:$port" --token-file "$T/tokens"
+  sample() { grep -m1 "^$1 " "$T/scrape" | cut -d' ' -f2; }
+  expect_code 0 distctl run -- true
+  expect_code 0 distctl run --bg -- sleep 977.4
+  http_get "$port" /metrics >"$T/scrape"
+  expect_grep '^HTTP/1.1 200 ' "$T/scrape"
+  expect_grep '^Content-Type: text/plain; version=0.0.4' "$T/scrape"
+  [ "$(sample 'distd_build_jobs_running{build="default"}')" = 1 ] || fail "running: $(cat "$T/scrape")"
+  [ "$(sample distd_pool_jobs)" = 2 ] || fail "pool: $(cat "$T/scrape")"
+  expect_code 0 distctl --build f run --bg -- false
+  expect_code 1 distctl --build f wait
+  expect_code 0 distctl abort
+  http_get "$port" /metrics "Authorization: Bearer 0123456789abcdef0123456789abcdef" >"$T/scrape"
+  expect_grep '^HTTP/1.1 200 ' "$T/scrape"
+  [ "$(sample 'distd_jobs_finished_total{outcome="succeeded"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample 'distd_jobs_finished_total{outcome="failed"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample 'distd_jobs_finished_total{outcome="killed"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample 'distd_builds_stopped_total{cause="failure"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample 'distd_builds_stopped_total{cause="abort"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample 'distd_build_stop_seconds_count{cause="abort"}')" = 1 ] || fail "$(cat "$T/scrape")"
+  [ "$(sample distd_jobs_queued_total)" = 3 ] || fail "$(cat "$T/scrape")"
+  # A token limited to some builds may not read every build's figures; a wrong one is unknown.
+  http_get "$port" /metrics "Authorization: Bearer fedcba9876543210fedcba9876543210" >"$T/scrape"
+  expect_grep '^HTTP/1.1 403 ' "$T/scrape"
+  http_get "$port" /metrics "Authorization: Bearer 0123456789abcdef0123456789abcdeX" >"$T/scrape"
+  expect_grep '^HTTP/1.1 401 ' "$T/scrape"
+  ! grep -q 0123456789abcdef "$T/distd.log" || fail "a token was logged"
+  if [ "$(id -u)" -eq 0 ]; then
+    other_user
+    as_other bash -c "$(declare -f http_get); http_get $port /metrics" >"$T/scrape"
+    expect_grep '^HTTP/1.1 401 ' "$T/scrape"
+    expect_grep "only distd's user" "$T/scrape"
+  fi
+  # The port is taken: a second distd says so and starts nothing.
+  mkdir -m 0700 "$T/second"
+  expect_code 1 "$BIN/distd" --listen "unix:$T/second/d.sock" --metrics-listen "127.0.0.1:$port" \
+    --no-journal
+  expect_grep "cannot listen" "$T/err"
+  still_serving
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

@@ -597,6 +597,12 @@ TEST(RemoteOpenTest, UnsafeOrIncompleteSetUpsAreRefused) {
   EXPECT_THAT(refused(options, {tcp, wide}), HasSubstr("plain TCP is refused off loopback"));
   EXPECT_TRUE(service::Remote::Open(options, {tcp}).ok());
   EXPECT_THAT(refused(options, {}), HasSubstr("add --listen tcp:"));
+  // With HTTP listeners alone a token file is enough, for them; a TCP flag is still refused.
+  service::RemoteOptions tokens_only;
+  tokens_only.token_file = dir + "/tokens";
+  EXPECT_TRUE(service::Remote::Open(tokens_only, {}, /*http=*/true).ok());
+  EXPECT_FALSE(service::Remote::Open(tokens_only, {}, /*http=*/false).ok());
+  EXPECT_FALSE(service::Remote::Open(options, {}, /*http=*/true).ok());
   options.token_file = dir + "/open-tokens";
   EXPECT_THAT(refused(options, {tcp}), HasSubstr("others may read or write it (mode 0644)"));
   options.insecure_loopback = false;

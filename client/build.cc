@@ -1,4 +1,6 @@
 // `distctl build list` and `distctl build close NAME`.
+#include <unistd.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,7 +25,7 @@ int List(const Connection& connection) {
   const int code =
       CallDistd(connection, &v1::Distd::Stub::ListBuilds, v1::ListBuildsRequest(), &response);
   if (code != kExitOk) return code;
-  Out(response.builds_size() == 0 ? "no builds\n" : FormatBuilds(response.builds()));
+  Out(response.builds_size() == 0 ? "no builds\n" : FormatBuilds(response.builds(), ColourOn(STDOUT_FILENO)));
   return kExitOk;
 }
 

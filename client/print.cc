@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -80,18 +82,51 @@ std::string FormatElapsed(absl::Duration elapsed) {
   return absl::StrFormat("%dh%02dm", seconds / 3600, seconds / 60 % 60);
 }
 
+bool ColourOn(int fd) {
+  const char* no_colour = getenv("NO_COLOR");
+  const char* term = getenv("TERM");
+  return isatty(fd) == 1 && (no_colour == nullptr || no_colour[0] == '\0') &&
+         (term == nullptr || std::strcmp(term, "dumb") != 0);
+}
+
+std::string Paint(absl::string_view text, Colour colour, bool on) {
+  if (!on) return std::string(text);
+  const char* code = colour == Colour::kGreen ? "32" : colour == Colour::kRed ? "31" : "1;31";
+  return absl::StrCat("\x1b[", code, "m", text, "\x1b[0m");
+}
+
+namespace {
+
+// The width of `cell` on a terminal, its colour codes (ESC [ ... m) left out.
+size_t VisibleWidth(absl::string_view cell) {
+  size_t width = 0;
+  for (size_t i = 0; i < cell.size(); ++i) {
+    if (cell[i] == '\x1b' && i + 1 < cell.size() && cell[i + 1] == '[') {
+      const size_t end = cell.find('m', i);
+      if (end != absl::string_view::npos) {
+        i = end;
+        continue;
+      }
+    }
+    ++width;
+  }
+  return width;
+}
+
+}  // namespace
+
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], VisibleWidth(row[i]));
   }
   std::string table;
   for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line.append(widths[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size()) line.append(widths[i] - VisibleWidth(row[i]) + 2, ' ');
     }
     // Trailing blanks of empty last cells say nothing.
     line.erase(line.find_last_not_of(' ') + 1);

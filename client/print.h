@@ -34,7 +34,15 @@ std::string Elide(absl::string_view text, size_t width);
 // "850ms", "12.3s", "4m05s", "2h07m".
 std::string FormatElapsed(absl::Duration elapsed);
 
-// Rows of cells as columns separated by two spaces; the last column is not padded.
+// Whether what goes to `fd` is coloured: it is a terminal, NO_COLOR is unset or empty (see
+// no-color.org) and TERM is not "dumb".
+bool ColourOn(int fd);
+enum class Colour { kGreen, kRed, kBoldRed };
+// `text` in `colour` when `on`, else `text` as it is.
+std::string Paint(absl::string_view text, Colour colour, bool on);
+
+// Rows of cells as columns separated by two spaces; the last column is not padded. Colour
+// codes (Paint) in a cell take no width.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace distd::client

@@ -27,19 +27,19 @@ if it has failed (0 otherwise).)";
 
 constexpr absl::Duration kWatchInterval = absl::Seconds(1);
 
-std::string Human(const v1::StatusResponse& response) {
+std::string Human(const v1::StatusResponse& response, bool colour) {
   std::string text = absl::StrCat("pool: ", response.running(), " running, ", response.queued(),
                                   " queued, ", response.jobs(), " slots\n");
   if (response.builds_size() == 0) {
     text += "no builds\n";
   } else {
-    text += FormatBuilds(response.builds());
+    text += FormatBuilds(response.builds(), colour);
   }
   if (response.running_jobs_size() > 0) {
     absl::StrAppend(&text, "\n", FormatRunningJobs(response.running_jobs(), absl::Now()));
   }
   if (response.history_size() > 0) {
-    absl::StrAppend(&text, "\nrecently closed:\n", FormatHistory(response.history(), absl::Now()));
+    absl::StrAppend(&text, "\nrecently closed:\n", FormatHistory(response.history(), colour, absl::Now()));
   }
   return text;
 }
@@ -98,7 +98,7 @@ int Status(const GlobalOptions& global, bool json, bool watch, int history) {
       }
       text = *std::move(printed);
     } else {
-      text = Human(response);
+      text = Human(response, ColourOn(STDOUT_FILENO));
     }
     if (clear_screen) {
       text = absl::StrCat("\x1b[H\x1b[2J", text);

@@ -20,21 +20,25 @@ std::string BuildStateName(v1::BuildState state) {
   }
 }
 
-std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds) {
+std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+                         bool colour) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"BUILD", "STATE", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
                   "SUBMITTED", "FAILURE"});
   for (const v1::Build& build : builds) {
-    rows.push_back({OneLine(build.name()), BuildStateName(build.state()),
+    const Colour state = build.state() == v1::BUILD_RUNNING ? Colour::kGreen : Colour::kRed;
+    rows.push_back({OneLine(build.name()), Paint(BuildStateName(build.state()), state, colour),
                     absl::StrCat(build.queued()), absl::StrCat(build.running()),
                     absl::StrCat(build.succeeded()), absl::StrCat(build.failed()),
                     absl::StrCat(build.cancelled()), absl::StrCat(build.submitted()),
-                    build.has_failure() ? OneLine(build.failure().reason()) : ""});
+                    build.has_failure()
+                        ? Paint(OneLine(build.failure().reason()), Colour::kRed, colour)
+                        : ""});
   }
   return FormatTable(rows);
 }
 
-std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds, bool colour,
                           absl::Time now) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back(
@@ -44,7 +48,9 @@ std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& b
     if (build.closed_at_ms() > 0) {
       ago = absl::StrCat(FormatElapsed(now - absl::FromUnixMillis(build.closed_at_ms())), " ago");
     }
-    rows.push_back({ago, OneLine(build.name()), build.has_failure() ? "failed" : "succeeded",
+    rows.push_back({ago, OneLine(build.name()),
+                    build.has_failure() ? Paint("failed", Colour::kRed, colour)
+                                        : Paint("succeeded", Colour::kGreen, colour),
                     absl::StrCat(build.succeeded()), absl::StrCat(build.failed()),
                     absl::StrCat(build.cancelled()), absl::StrCat(build.submitted()),
                     build.has_failure() ? OneLine(build.failure().reason()) : ""});

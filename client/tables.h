@@ -13,9 +13,11 @@ namespace distd::client {
 std::string BuildStateName(v1::BuildState state);
 
 // One row per build: name, state, its jobs by state, and its first failure.
-std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds);
+// With `colour`, states and outcomes are coloured (see ColourOn).
+std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+                         bool colour = false);
 // Closed builds, most recent first, with when they were closed and how they ended.
-std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
+std::string FormatHistory(const google::protobuf::RepeatedPtrField<v1::Build>& builds, bool colour,
                           absl::Time now);
 
 // One row per running job: id, build, pid, time since it started (by `now`), command.

@@ -147,10 +147,11 @@ class ProgressLine {
 // that job printed, then why, all on stderr.
 void PrintFailure(const v1::Failure& failure) {
   std::string text;
+  const std::string failed = Paint("FAILED:", Colour::kBoldRed, ColourOn(STDERR_FILENO));
   if (failure.has_job() && failure.job().argv_size() > 0) {
-    absl::StrAppend(&text, "FAILED: ", ShellJoin(failure.job().argv()), "\n");
+    absl::StrAppend(&text, failed, " ", ShellJoin(failure.job().argv()), "\n");
   } else {
-    absl::StrAppend(&text, "FAILED: ",
+    absl::StrAppend(&text, failed, " ",
                     failure.reason().empty() ? "the build failed" : OneLine(failure.reason()),
                     "\n");
   }

@@ -1196,5 +1196,31 @@ test_metrics() {
   still_serving
 }
 
+# Colour on a terminal only, and never with NO_COLOR; the columns stay aligned either way.
+test_colour() {
+  command -v script >/dev/null || { echo "SKIP [$NAME]: no script(1)"; exit 77; }
+  start_daemon 2
+  expect_code 0 distctl --build red run --bg -- false
+  expect_code 1 distctl --build red wait
+  expect_code 0 distctl --build green run --bg -- true
+  expect_code 0 distctl --build green wait
+  on_tty() { TERM=xterm SHELL=/bin/sh script -qec "$*" /dev/null; }
+  on_tty "$DISTCTL" status >"$T/tty.out"
+  grep -q $'\x1b\[31mdead\x1b\[0m' "$T/tty.out" || fail "no red on a terminal: $(cat -v "$T/tty.out")"
+  grep -q $'\x1b\[32mrunning\x1b\[0m' "$T/tty.out" || fail "no green on a terminal: $(cat -v "$T/tty.out")"
+  NO_COLOR=1 on_tty "$DISTCTL" status >"$T/plain.out"
+  ! grep -q $'\x1b' "$T/plain.out" || fail "colour with NO_COLOR: $(cat -v "$T/plain.out")"
+  distctl status >"$T/pipe.out"
+  ! grep -q $'\x1b' "$T/pipe.out" || fail "colour into a pipe: $(cat -v "$T/pipe.out")"
+  # The same table, but for the codes (script turns each \n into \r\n).
+  sed $'s/\x1b\\[[0-9;]*m//g; s/\r$//' "$T/tty.out" >"$T/stripped.out"
+  diff "$T/stripped.out" "$T/pipe.out" >/dev/null ||
+    fail "the coloured table differs: $(diff "$T/stripped.out" "$T/pipe.out")"
+  on_tty "$DISTCTL" --build red wait >"$T/tty.out"
+  grep -q $'\x1b\[1;31mFAILED:\x1b\[0m false' "$T/tty.out" || fail "wait on a terminal: $(cat -v "$T/tty.out")"
+  expect_code 1 distctl --build red wait
+  expect_grep '^FAILED: false$' "$T/err"
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

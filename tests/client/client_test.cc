@@ -1,8 +1,10 @@
 // What of distctl can be tested without a daemon: the command line, global options, output
 // helpers, -C resolution. The commands themselves are tested black-box against a distd.
+#include <pty.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -232,6 +234,48 @@ TEST(PrintTest, FormatElapsed) {
 
 TEST(PrintTest, FormatTable) {
   EXPECT_EQ(FormatTable({{"A", "BB", "C"}, {"long", "x", ""}}), "A     BB  C\nlong  x\n");
+}
+
+TEST(PrintTest, ColourTakesNoWidthAndIsOffUnlessAsked) {
+  EXPECT_EQ(Paint("dead", Colour::kRed, false), "dead");
+  EXPECT_EQ(Paint("dead", Colour::kRed, true), "\x1b[31mdead\x1b[0m");
+  const std::string plain = FormatTable({{"a", "dead", "x"}, {"bb", "running", "y"}});
+  const std::string coloured = FormatTable({{"a", Paint("dead", Colour::kRed, true), "x"},
+                                            {"bb", Paint("running", Colour::kGreen, true), "y"}});
+  // The same columns: only the codes differ.
+  std::string stripped = coloured;
+  for (const char* code : {"\x1b[31m", "\x1b[32m", "\x1b[0m"}) {
+    for (size_t at; (at = stripped.find(code)) != std::string::npos;) {
+      stripped.erase(at, std::strlen(code));
+    }
+  }
+  EXPECT_EQ(stripped, plain);
+}
+
+TEST(PrintTest, ColourOnlyOnATerminalAndNotWithNoColor) {
+  int leader = -1;
+  int follower = -1;
+  ASSERT_EQ(openpty(&leader, &follower, nullptr, nullptr, nullptr), 0);
+  const char* term = getenv("TERM");
+  const std::string saved_term = term != nullptr ? term : "";
+  const char* no_colour = getenv("NO_COLOR");
+  const std::string saved_no_colour = no_colour != nullptr ? no_colour : "";
+  setenv("TERM", "xterm", 1);
+  unsetenv("NO_COLOR");
+  EXPECT_TRUE(ColourOn(follower));
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  EXPECT_FALSE(ColourOn(pipe_fds[1]));  // not a terminal
+  setenv("NO_COLOR", "", 1);  // empty: as if unset
+  EXPECT_TRUE(ColourOn(follower));
+  setenv("NO_COLOR", "1", 1);
+  EXPECT_FALSE(ColourOn(follower));
+  unsetenv("NO_COLOR");
+  setenv("TERM", "dumb", 1);
+  EXPECT_FALSE(ColourOn(follower));
+  if (term != nullptr) setenv("TERM", saved_term.c_str(), 1); else unsetenv("TERM");
+  if (no_colour != nullptr) setenv("NO_COLOR", saved_no_colour.c_str(), 1);
+  for (int fd : {leader, follower, pipe_fds[0], pipe_fds[1]}) close(fd);
 }
 
 TEST(CallStopTest, EachRequestCountsAndTheFirstReasonWins) {

@@ -1222,5 +1222,46 @@ test_colour() {
   expect_grep '^FAILED: false$' "$T/err"
 }
 
+# The README's CI snippets, each run as its CI would run it (with its variables), with sh: the
+# build named after the pipeline, built, and closed; a failing one exits 1 with its FAILED
+# report, and its build is closed too.
+test_ci_snippets() {
+  local src name code
+  src=$(cd "$(dirname "$0")/../.." && pwd)
+  start_daemon 2
+  mkdir -p "$T/bin"
+  ln -s "$(cd "$BIN" && pwd)/distctl" "$T/bin/distctl"
+  for name in github gitlab jenkins; do
+    sed -n "/<!-- ci-snippet: $name -->/,/^\`\`\`\$/p" "$src/README.md" | sed '1,2d;$d' >"$T/$name.sh"
+    [ "$(wc -l <"$T/$name.sh")" -ge 5 ] || fail "the README's $name snippet: $(cat "$T/$name.sh")"
+    for outcome in pass fail; do
+      rm -rf "$T/ws" && mkdir "$T/ws"
+      echo 'int f(void) { return 0; }' >"$T/ws/a.c"
+      echo 'int f(void); int main(void) { return f(); }' >"$T/ws/b.c"
+      printf 'cc -c a.c\ncc -c b.c\n' >"$T/ws/jobs.txt"
+      [ "$outcome" = pass ] || printf 'sh -c "echo broken >&2; exit 4"\n' >>"$T/ws/jobs.txt"
+      (cd "$T/ws" && env PATH="$T/bin:$PATH" GITHUB_RUN_ID=4711 GITHUB_RUN_ATTEMPT=2 \
+        CI_PIPELINE_ID=815 CI_JOB_ID=9 JOB_NAME="team/app main" BUILD_NUMBER=33 \
+        sh "$T/$name.sh" >"$T/out" 2>"$T/err")
+      code=$?
+      if [ "$outcome" = pass ]; then
+        [ "$code" -eq 0 ] || fail "the $name snippet exited $code: $(cat "$T/err")"
+        "$T/ws/app" || fail "the $name snippet's program does not run"
+      else
+        [ "$code" -eq 1 ] || fail "the failing $name snippet exited $code: $(cat "$T/err")"
+        expect_grep "FAILED: sh -c" "$T/err"
+        expect_grep "broken" "$T/err"
+        [ ! -e "$T/ws/app" ] || fail "the failing $name snippet linked"
+      fi
+    done
+  done
+  # Every build was closed; the journal names each after its pipeline.
+  distctl build list >"$T/out"
+  expect_grep "no builds" "$T/out"
+  distctl status --history 20 >"$T/out"
+  for name in gh-4711-2 gl-815-9 jenkins-team_app_main-33; do expect_grep " $name " "$T/out"; done
+  still_serving
+}
+
 "test_$NAME"
 echo "PASS [$NAME]"

@@ -38,7 +38,7 @@ URL="http://127.0.0.1:$port/" DISTCTL=$BIN/distctl SCREENSHOT=$ARTIFACTS/dashboa
   CHROMIUM=$CHROMIUM PLAYWRIGHT_FROM=$NODE_DIR/ node "$HERE/dashboard_test.mjs"
 code=$?
 "$BIN/distctl" abort >/dev/null 2>&1
-"$BIN/distctl" --build red build close >/dev/null 2>&1
+"$BIN/distctl" build close red >/dev/null 2>&1
 if [ "$code" -ne 0 ]; then
   echo "--- distd.log (last 30 lines)"
   tail -n 30 "$T/distd.log"

@@ -465,10 +465,9 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
   return journal;
 }
 
-// "127.0.0.1:9464", "[::1]:9464": as a URL has it.
+// "127.0.0.1:9464", "[::1]:9464": as a URL has it (the host keeps its brackets).
 std::string HostPort(const Address& address, int port) {
-  const bool v6 = address.host.find(':') != std::string::npos;
-  return absl::StrCat(v6 ? "[" : "", address.host, v6 ? "]:" : ":", port);
+  return absl::StrCat(address.host, ":", port);
 }
 
 int Run(const Options& options) {
@@ -624,13 +623,14 @@ int Run(const Options& options) {
   std::unique_ptr<http::Metrics> metrics;
   std::unique_ptr<http::Dashboard> dashboard;
   std::vector<std::unique_ptr<http::Server>> http_servers;
+  http::ServerOptions http_options;
+  http_options.own_uid = getuid();
   if (options.metrics_listen.has_value()) {
     metrics = std::make_unique<http::Metrics>(&engine);
-    engine.AddObserver(metrics.get());
     std::map<std::string, http::Route> routes;
     routes["/metrics"] = metrics->MetricsRoute(getuid(), remote->get());
-    absl::StatusOr<std::unique_ptr<http::Server>> opened =
-        http::Server::Open("--metrics-listen", *options.metrics_listen, std::move(routes));
+    absl::StatusOr<std::unique_ptr<http::Server>> opened = http::Server::Open(
+        "--metrics-listen", *options.metrics_listen, std::move(routes), http_options);
     if (!opened.ok()) {
       spdlog::error("{}", std::string(opened.status().message()));
       return kExitBuildFailed;
@@ -640,8 +640,8 @@ int Run(const Options& options) {
   }
   if (options.http_listen.has_value()) {
     dashboard = std::make_unique<http::Dashboard>(&engine, history.get(), getuid(), remote->get());
-    absl::StatusOr<std::unique_ptr<http::Server>> opened =
-        http::Server::Open("--http-listen", *options.http_listen, dashboard->Routes());
+    absl::StatusOr<std::unique_ptr<http::Server>> opened = http::Server::Open(
+        "--http-listen", *options.http_listen, dashboard->Routes(), http_options);
     if (!opened.ok()) {
       spdlog::error("{}", std::string(opened.status().message()));
       return kExitBuildFailed;
@@ -649,6 +649,10 @@ int Run(const Options& options) {
     spdlog::info("dashboard at http://{}/", HostPort(*options.http_listen, (*opened)->port()));
     http_servers.push_back(*std::move(opened));
   }
+  // Only once every server is open: a distd that stops here leaves no observer behind.
+  if (metrics != nullptr) engine.AddObserver(metrics.get());
+  absl::Cleanup remove_metrics = [&engine, &metrics] {
+    };
   for (auto& http_server : http_servers) http_server->Start();
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;

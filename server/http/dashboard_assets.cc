@@ -136,12 +136,14 @@ function draw() {
   drawRunning();
 }
 
+let retry = 1000;
 function connect() {
   const events = new EventSource('/events');
   const status = document.getElementById('connection');
   events.addEventListener('state', message => {
     state = JSON.parse(message.data);
     offset = state.now_ms - Date.now();
+    retry = 1000;
     status.textContent = '';
     status.className = '';
     draw();
@@ -149,6 +151,12 @@ function connect() {
   events.onerror = () => {
     status.textContent = 'not connected to distd; retrying';
     status.className = 'down';
+    // After an answer that is not a stream (distd busy, or restarting) the browser gives up:
+    // try again, less and less often.
+    if (events.readyState === EventSource.CLOSED) {
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    }
   };
 }
 

@@ -149,7 +149,9 @@ void Metrics::OnJobFinished(const engine::JobInfo& job) {
   if (job.result.outcome == engine::Outcome::kCannotStart) {
     (job.result.program_not_found ? spawn_not_found_ : spawn_other_)->Increment();
   }
-  if (job.started_at != absl::InfinitePast()) {
+  // One that could not start never ran (though its start was noted before the spawn).
+  if (job.started_at != absl::InfinitePast() &&
+      job.result.outcome != engine::Outcome::kCannotStart) {
     run_time_->Observe(Seconds(job.started_at, job.ended_at));
   }
 }

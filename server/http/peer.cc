@@ -6,6 +6,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,6 +36,15 @@ bool Put(const sockaddr_storage& addr, __be32 (&address)[4], __be16* port) {
   return false;
 }
 
+bool IsLoopback(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    return (ntohl(reinterpret_cast<const sockaddr_in&>(addr).sin_addr.s_addr) >> 24) == 127;
+  }
+  if (addr.ss_family != AF_INET6) return false;
+  const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(addr).sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(&a) || (IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127);
+}
+
 }  // namespace
 
 absl::StatusOr<uid_t> LoopbackPeerUid(int fd) {
@@ -46,6 +56,8 @@ absl::StatusOr<uid_t> LoopbackPeerUid(int fd) {
       getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
     return absl::NotFoundError(absl::StrCat("the peer's address: ", strerror(errno)));
   }
+  // The kernel knows only this host's sockets, and this host is reached on loopback only.
+  if (!IsLoopback(peer)) return absl::NotFoundError("the peer is not on loopback");
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -93,6 +105,15 @@ absl::StatusOr<uid_t> LoopbackPeerUid(int fd) {
     return absl::UnavailableError("sock_diag: an unexpected reply");
   }
   const auto* diag = static_cast<const inet_diag_msg*>(NLMSG_DATA(reply));
+  // Only the very connection asked about, and only while it stands: for one socket the kernel
+  // may answer with a listening socket that matches the ports, or with a closing one, whose
+  // owner is given as root.
+  if (diag->idiag_state != TCP_ESTABLISHED || diag->id.idiag_sport != id.idiag_sport ||
+      diag->id.idiag_dport != id.idiag_dport ||
+      std::memcmp(diag->id.idiag_src, id.idiag_src, sizeof(id.idiag_src)) != 0 ||
+      std::memcmp(diag->id.idiag_dst, id.idiag_dst, sizeof(id.idiag_dst)) != 0) {
+    return absl::NotFoundError("no such connection on this host");
+  }
   return static_cast<uid_t>(diag->idiag_uid);
 }
 

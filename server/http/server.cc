@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -88,6 +89,30 @@ Response Error(int status, absl::string_view message) {
   return Response{status, "text/plain; charset=utf-8", absl::StrCat(message, "\n")};
 }
 
+// Before close(): what the client sent and we did not read would make close() send a reset,
+// and the client might then lose the answer. Waits up to `wait` for the client to finish.
+void Drain(int fd, absl::Duration wait) {
+  shutdown(fd, SHUT_WR);
+  char buffer[1024];
+  const absl::Time deadline = absl::Now() + wait;
+  for (int i = 0; i < 64; ++i) {
+    if (recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT) > 0) continue;
+    if (errno != EAGAIN) break;
+    pollfd p = {fd, POLLIN, 0};
+    const int64_t left = MillisLeft(deadline);
+    if (left == 0 || poll(&p, 1, static_cast<int>(left)) <= 0) break;
+  }
+}
+
+// A connection answered at once, without a thread: the acceptor waits for nothing.
+void Refuse(int fd, const Response& response) {
+  WriteAll(fd, Head(response.status, response.content_type, response.body.size(), false) +
+                   response.body,
+           absl::Now() + absl::Milliseconds(100));
+  Drain(fd, absl::ZeroDuration());
+  close(fd);
+}
+
 }  // namespace
 
 absl::StatusOr<Request> ParseRequestHead(absl::string_view head) {
@@ -127,29 +152,38 @@ absl::StatusOr<Request> ParseRequestHead(absl::string_view head) {
   return request;
 }
 
-bool IsLoopbackHost(absl::string_view host) {
+bool IsLoopbackHost(absl::string_view host, int port) {
   absl::string_view name = host;
-  if (absl::ConsumePrefix(&name, "[")) {
+  absl::string_view port_text;
+  bool has_port = false;
+  if (absl::StartsWith(name, "[")) {
     const size_t close = name.find(']');
     if (close == absl::string_view::npos) return false;
     absl::string_view rest = name.substr(close + 1);
-    name = name.substr(0, close);
-    int port = 0;
-    if (!rest.empty() && !(absl::ConsumePrefix(&rest, ":") && absl::SimpleAtoi(rest, &port))) {
+    name = name.substr(1, close - 1);
+    if (!rest.empty()) {
+      if (!absl::ConsumePrefix(&rest, ":")) return false;
+      port_text = rest;
+      has_port = true;
+    }
+    if (name != "::1") return false;
+  } else {
+    const size_t colon = name.rfind(':');
+    if (colon != absl::string_view::npos) {
+      port_text = name.substr(colon + 1);
+      has_port = true;
+      name = name.substr(0, colon);
+    }
+    in_addr addr = {};
+    if (!absl::EqualsIgnoreCase(name, "localhost") &&
+        !(inet_pton(AF_INET, std::string(name).c_str(), &addr) == 1 &&
+          (ntohl(addr.s_addr) >> 24) == 127)) {
       return false;
     }
-    return name == "::1";
   }
-  const size_t colon = name.rfind(':');
-  if (colon != absl::string_view::npos) {
-    int port = 0;
-    if (!absl::SimpleAtoi(name.substr(colon + 1), &port)) return false;
-    name = name.substr(0, colon);
-  }
-  if (absl::EqualsIgnoreCase(name, "localhost")) return true;
-  in_addr addr = {};
-  return inet_pton(AF_INET, std::string(name).c_str(), &addr) == 1 &&
-         (ntohl(addr.s_addr) >> 24) == 127;
+  if (!has_port) return true;
+  int number = 0;
+  return absl::SimpleAtoi(port_text, &number) && (port == 0 || number == port);
 }
 
 class Server::Connection final : public EventStream {
@@ -202,26 +236,35 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Open(const std::string& name,
         "tcp:[::1]:PORT); put a TLS proxy in front of it for other machines"));
   }
   std::unique_ptr<Server> server(new Server(name, std::move(routes), options));
-  const bool v6 = address.host.find(':') != std::string::npos;
+  absl::string_view host = address.host;
+  const bool v6 = absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]");
+  const std::string host_text(host);
   sockaddr_storage addr = {};
   socklen_t len = 0;
+  int parsed = 0;
   if (v6) {
     auto& in6 = reinterpret_cast<sockaddr_in6&>(addr);
     in6.sin6_family = AF_INET6;
     in6.sin6_port = htons(static_cast<uint16_t>(address.port));
-    inet_pton(AF_INET6, address.host.c_str(), &in6.sin6_addr);
+    parsed = inet_pton(AF_INET6, host_text.c_str(), &in6.sin6_addr);
     len = sizeof(in6);
   } else {
     auto& in = reinterpret_cast<sockaddr_in&>(addr);
     in.sin_family = AF_INET;
     in.sin_port = htons(static_cast<uint16_t>(address.port));
-    inet_pton(AF_INET, address.host.c_str(), &in.sin_addr);
+    parsed = inet_pton(AF_INET, host_text.c_str(), &in.sin_addr);
     len = sizeof(in);
+  }
+  // Never the wildcard address by mistake.
+  if (parsed != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " ", address.ToString(), ": not a numeric address"));
   }
   server->listen_fd_ = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   const int one = 1;
   if (server->listen_fd_ < 0 ||
       setsockopt(server->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      (v6 && setsockopt(server->listen_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
       bind(server->listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
       listen(server->listen_fd_, 64) != 0 ||
       getsockname(server->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
@@ -244,7 +287,7 @@ Server::Server(std::string name, std::map<std::string, Route> routes, ServerOpti
 
 Server::~Server() {
   Stop();
-  for (int fd : {listen_fd_, wake_read_, wake_write_}) {
+  for (int fd : {wake_read_, wake_write_}) {
     if (fd >= 0) close(fd);
   }
 }
@@ -268,6 +311,11 @@ void Server::Stop() {
     [[maybe_unused]] ssize_t n = write(wake_write_, &byte, 1);
   }
   if (acceptor_.joinable()) acceptor_.join();
+  // Nothing is accepted any more: connections are refused rather than left unanswered.
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
   Reap(true);
 }
 
@@ -303,36 +351,53 @@ void Server::Accept() {
       if (errno == EMFILE || errno == ENFILE) poll(nullptr, 0, 100);  // let fds free up
       continue;
     }
-    absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      close(fd);
-      return;
+    // Who connected, asked at once, while the connection surely stands.
+    std::optional<uid_t> uid;
+    if (absl::StatusOr<uid_t> found = LoopbackPeerUid(fd); found.ok()) uid = *found;
+    const bool own = uid.has_value() && options_.own_uid.has_value() && *uid == *options_.own_uid;
+    bool refused = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) {
+        close(fd);
+        return;
+      }
+      size_t busy = 0;
+      size_t others = 0;
+      for (const auto& worker : workers_) {
+        if (worker->done) continue;
+        ++busy;
+        if (!worker->own) ++others;
+      }
+      // Others than distd's own user (who may yet have a token) get a share, so that they
+      // cannot hold every place.
+      refused = busy >= static_cast<size_t>(options_.max_connections) ||
+                (!own && others >= static_cast<size_t>(options_.max_connections_of_others));
+      if (!refused) {
+        auto worker = std::make_unique<Worker>();
+        worker->fd = fd;
+        worker->own = own;
+        Worker* w = worker.get();
+        try {
+          w->thread = std::thread([this, w, uid] {
+            Serve(w->fd, uid);
+            Drain(w->fd, absl::Milliseconds(200));
+            absl::MutexLock done_lock(&mu_);
+            close(w->fd);
+            w->done = true;
+          });
+          workers_.push_back(std::move(worker));
+        } catch (const std::system_error& error) {
+          spdlog::warn("{}: cannot start a thread for a connection: {}", name_, error.what());
+          refused = true;
+        }
+      }
     }
-    size_t busy = 0;
-    for (const auto& worker : workers_) busy += worker->done ? 0 : 1;
-    if (busy >= static_cast<size_t>(options_.max_connections)) {
-      const Response busy_answer = Error(503, "too many connections: try again later");
-      WriteAll(fd,
-               Head(503, busy_answer.content_type, busy_answer.body.size(), false) +
-                   busy_answer.body,
-               absl::Now() + absl::Milliseconds(100));
-      close(fd);
-      continue;
-    }
-    auto worker = std::make_unique<Worker>();
-    worker->fd = fd;
-    Worker* w = worker.get();
-    workers_.push_back(std::move(worker));
-    w->thread = std::thread([this, w] {
-      Serve(w->fd);
-      absl::MutexLock done_lock(&mu_);
-      close(w->fd);
-      w->done = true;
-    });
+    if (refused) Refuse(fd, Error(503, "too many connections: try again later"));
   }
 }
 
-void Server::Serve(int fd) {
+void Server::Serve(int fd, std::optional<uid_t> peer_uid) {
   Connection connection(fd, wake_read_, options_.write_timeout);
   const auto answer = [&connection](const Request* request, const Response& response) {
     const bool head_only = request != nullptr && request->method == "HEAD";
@@ -367,13 +432,12 @@ void Server::Serve(int fd) {
     return answer(&*request, Error(405, "only GET and HEAD are served"));
   }
   auto host = request->headers.find("host");
-  if (host == request->headers.end() || !IsLoopbackHost(host->second)) {
+  if (host == request->headers.end() || !IsLoopbackHost(host->second, port_)) {
     return answer(&*request, Error(421, "the Host must be a loopback name (localhost, 127.0.0.1, [::1])"));
   }
   auto route = routes_.find(request->path);
   if (route == routes_.end()) return answer(&*request, Error(404, "no such page"));
-  absl::StatusOr<uid_t> uid = LoopbackPeerUid(fd);
-  if (uid.ok()) request->peer_uid = *uid;
+  request->peer_uid = peer_uid;
   Response response = route->second.serve(*request);
   if (response.status != 200 || !route->second.stream || request->method == "HEAD") {
     if (route->second.stream && response.status == 200) {

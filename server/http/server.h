@@ -4,7 +4,9 @@
 // most 8 KiB read within 5 s, and writes that give up on a reader stalled for 10 s.
 //
 // It listens on loopback only: what it serves is plain HTTP, and who may read it is told by
-// who the peer is (peer.h) or by a token, never by where it connects from. A request whose
+// who the peer is (peer.h, asked when the connection is accepted) or by a token, never by
+// where it connects from. Peers of other uids get a share of the connections, so that they
+// cannot hold them all. A request whose
 // Host is not a loopback name is refused, so that a web page of another site cannot read it
 // through a name that resolves to 127.0.0.1 (DNS rebinding).
 #ifndef DISTD_SERVER_HTTP_SERVER_H_
@@ -64,6 +66,10 @@ struct Route {
 
 struct ServerOptions {
   int max_connections = 32;
+  // Of those, how many may be of other uids than `own_uid` (or of peers the kernel cannot
+  // name), which need a token to be served at all.
+  int max_connections_of_others = 8;
+  std::optional<uid_t> own_uid;
   absl::Duration read_timeout = absl::Seconds(5);
   absl::Duration write_timeout = absl::Seconds(10);
 };
@@ -89,7 +95,7 @@ class Server {
   class Connection;
   Server(std::string name, std::map<std::string, Route> routes, ServerOptions options);
   void Accept();
-  void Serve(int fd);
+  void Serve(int fd, std::optional<uid_t> peer_uid);
   void Reap(bool all) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string name_;
@@ -105,6 +111,7 @@ class Server {
   struct Worker {
     std::thread thread;
     int fd = -1;
+    bool own = false;  // of own_uid
     bool done = false;
   };
   std::vector<std::unique_ptr<Worker>> workers_ ABSL_GUARDED_BY(mu_);
@@ -115,8 +122,8 @@ class Server {
 absl::StatusOr<Request> ParseRequestHead(absl::string_view head);
 
 // Whether a Host header names this host by a loopback name: localhost, 127.x.y.z or [::1],
-// with or without a port.
-bool IsLoopbackHost(absl::string_view host);
+// without a port or with `port` (any, if 0).
+bool IsLoopbackHost(absl::string_view host, int port = 0);
 
 }  // namespace distd::http
 

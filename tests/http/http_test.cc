@@ -196,6 +196,73 @@ TEST_F(HttpServerTest, AStreamRunsUntilItsClientGoesOrTheServerStops) {
   close(fd);
 }
 
+TEST_F(HttpServerTest, OtherUidsGetAShareOfTheConnections) {
+  ServerOptions options;
+  options.own_uid = getuid() + 1;  // so this test's connections are another uid's
+  options.max_connections_of_others = 1;
+  Open(options);
+  const int idle = Connect(port_);
+  ASSERT_EQ(send(idle, "GET /hel", 8, MSG_NOSIGNAL), 8);
+  EXPECT_THAT(Get(port_, "/hello"), StartsWith("HTTP/1.1 503 "));
+  close(idle);
+  std::string answer;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    answer = Get(port_, "/hello");
+    if (!absl::StartsWith(answer, "HTTP/1.1 503")) break;
+    absl::SleepFor(absl::Milliseconds(10));  // the worker's end is noted asynchronously
+  }
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 "));
+  // The peer was named when the connection was accepted.
+  EXPECT_EQ(peer_uid_.load(), static_cast<int>(getuid()));
+}
+
+TEST_F(HttpServerTest, DistdsOwnUidIsNotHeldToTheShare) {
+  ServerOptions options;
+  options.own_uid = getuid();
+  options.max_connections_of_others = 0;
+  Open(options);
+  const int idle = Connect(port_);
+  ASSERT_EQ(send(idle, "GET /hel", 8, MSG_NOSIGNAL), 8);
+  EXPECT_THAT(Get(port_, "/hello"), StartsWith("HTTP/1.1 200 "));
+  close(idle);
+}
+
+TEST_F(HttpServerTest, AHostWithAnotherPortIsRefused) {
+  Open();
+  EXPECT_THAT(Exchange(port_, absl::StrCat("GET /hello HTTP/1.1\r\nHost: 127.0.0.1:", port_ + 1,
+                                           "\r\n\r\n")),
+              StartsWith("HTTP/1.1 421 "));
+}
+
+TEST(HttpServerOpenTest, IPv6LoopbackIsThatAddressOnly) {
+  const int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 any6 = {};
+  any6.sin6_family = AF_INET6;
+  any6.sin6_addr = in6addr_loopback;
+  const bool v6 = probe >= 0 && bind(probe, reinterpret_cast<sockaddr*>(&any6), sizeof(any6)) == 0;
+  if (probe >= 0) close(probe);
+  if (!v6) GTEST_SKIP() << "no IPv6 loopback here";
+  Address address = Loopback();
+  address.host = "[::1]";
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Open("--http-listen", address, {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Reachable on ::1, and not on 127.0.0.1 (a wildcard socket would be both).
+  const int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 to = any6;
+  to.sin6_port = htons(static_cast<uint16_t>((*server)->port()));
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+  close(fd);
+  const int v4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in to4 = {};
+  to4.sin_family = AF_INET;
+  to4.sin_port = to.sin6_port;
+  to4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_NE(connect(v4, reinterpret_cast<sockaddr*>(&to4), sizeof(to4)), 0);
+  close(v4);
+  address.host = "[::1";
+  EXPECT_FALSE(Server::Open("--http-listen", address, {}).ok());
+}
+
 TEST(HttpServerOpenTest, OnlyLoopbackIsServed) {
   Address wide = Loopback();
   wide.host = "0.0.0.0";
@@ -226,9 +293,13 @@ TEST(LoopbackHostTest, OnlyLoopbackNames) {
     EXPECT_TRUE(IsLoopbackHost(host)) << host;
   }
   for (const char* host : {"", "evil.example", "localhost.evil.example", "128.0.0.1", "[::2]",
-                           "127.0.0.1:x", "[::1", "10.0.0.1:80", "localhost:"}) {
+                           "127.0.0.1:x", "[::1", "10.0.0.1:80", "localhost:", "[::1]x"}) {
     EXPECT_FALSE(IsLoopbackHost(host)) << host;
   }
+  EXPECT_TRUE(IsLoopbackHost("localhost", 8080));
+  EXPECT_TRUE(IsLoopbackHost("127.0.0.1:8080", 8080));
+  EXPECT_FALSE(IsLoopbackHost("127.0.0.1:8081", 8080));
+  EXPECT_FALSE(IsLoopbackHost("[::1]:80", 8080));
 }
 
 TEST(JsonTest, StringsAreEscapedAndMadeUtf8) {
@@ -279,7 +350,10 @@ TEST(PeerTest, TheKernelNamesTheUidOfTheOtherEnd) {
   EXPECT_EQ(*uid, getuid());
   // A socket that is not a TCP connection is not asked about.
   EXPECT_TRUE(absl::IsNotFound(LoopbackPeerUid(listener).status()));
-  for (int fd : {client, accepted, listener}) close(fd);
+  // Once the other end is closed (an orphan, which the kernel says is root's), nobody is.
+  close(client);
+  EXPECT_TRUE(absl::IsNotFound(LoopbackPeerUid(accepted).status()));
+  for (int fd : {accepted, listener}) close(fd);
 }
 
 // --- the metrics ---------------------------------------------------------------------------
@@ -372,6 +446,8 @@ TEST_F(MetricsTest, AFailureAndASpawnErrorAreCountedByKind) {
   EXPECT_EQ(Sample(scrape, "distd_spawn_errors_total{reason=\"not_found\"}"), 1);
   EXPECT_EQ(Sample(scrape, "distd_spawn_errors_total{reason=\"other\"}"), 1);
   EXPECT_EQ(Sample(scrape, "distd_jobs_finished_total{outcome=\"cannot_start\"}"), 2);
+  // Only x ran; the two that could not start did not.
+  EXPECT_EQ(Sample(scrape, "distd_job_run_seconds_count"), 1);
   EXPECT_EQ(Sample(scrape, "distd_builds_stopped_total{cause=\"failure\"}"), 1);
   EXPECT_EQ(Sample(scrape, "distd_build_stop_seconds_count{cause=\"failure\"}"), 1);
   EXPECT_DOUBLE_EQ(Sample(scrape, "distd_build_stop_seconds_sum{cause=\"failure\"}"), 0.01);

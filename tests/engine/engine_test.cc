@@ -760,6 +760,27 @@ class OutputCollector : public JobWatcher {
   int finished = 0;
 };
 
+TEST_F(EngineTest, ViewsWithoutOutputKeepTheFailureButNotWhatItPrinted) {
+  JobId id = Submit("b", Spec({"cc"}));
+  ASSERT_TRUE(spawner().Output(id, OutputStream::kStderr, "x.c: error\n"));
+  ASSERT_TRUE(spawner().Exit(id, 1));
+  std::vector<BuildInfo> full = engine().ListBuilds();
+  std::vector<BuildInfo> bare = engine().ListBuilds(/*with_output=*/false);
+  ASSERT_EQ(full.size(), 1u);
+  ASSERT_EQ(bare.size(), 1u);
+  ASSERT_TRUE(full[0].failure.has_value());
+  ASSERT_TRUE(bare[0].failure.has_value());
+  EXPECT_EQ(full[0].failure->stderr_text, "x.c: error\n");
+  EXPECT_EQ(bare[0].failure->stderr_text, "");
+  EXPECT_EQ(bare[0].failure->reason, full[0].failure->reason);
+  ASSERT_TRUE(bare[0].failure->job.has_value());
+  EXPECT_EQ(bare[0].failure->job->id, id);
+  absl::StatusOr<Snapshot> snapshot = engine().TakeSnapshot("", /*with_output=*/false);
+  ASSERT_TRUE(snapshot.ok());
+  EXPECT_EQ(snapshot->builds[0].failure->stderr_text, "");
+  EXPECT_EQ(engine().TakeSnapshot("b")->builds[0].failure->stderr_text, "x.c: error\n");
+}
+
 TEST_F(EngineTest, WatchersGetLiveOutputAndLateWatchersMissNothing) {
   OutputCollector first;
   auto ids = engine().Submit("b", {Spec({"x"})}, Caller{}, &first);

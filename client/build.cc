@@ -25,7 +25,8 @@ int List(const Connection& connection) {
   const int code =
       CallDistd(connection, &v1::Distd::Stub::ListBuilds, v1::ListBuildsRequest(), &response);
   if (code != kExitOk) return code;
-  Out(response.builds_size() == 0 ? "no builds\n" : FormatBuilds(response.builds(), ColourOn(STDOUT_FILENO)));
+  Out(response.builds_size() == 0 ? "no builds\n"
+                                  : FormatBuilds(response.builds(), ColourOn(STDOUT_FILENO)));
   return kExitOk;
 }
 

@@ -39,7 +39,8 @@ std::string Human(const v1::StatusResponse& response, bool colour) {
     absl::StrAppend(&text, "\n", FormatRunningJobs(response.running_jobs(), absl::Now()));
   }
   if (response.history_size() > 0) {
-    absl::StrAppend(&text, "\nrecently closed:\n", FormatHistory(response.history(), colour, absl::Now()));
+    absl::StrAppend(&text, "\nrecently closed:\n",
+                    FormatHistory(response.history(), colour, absl::Now()));
   }
   return text;
 }

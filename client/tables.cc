@@ -20,8 +20,7 @@ std::string BuildStateName(v1::BuildState state) {
   }
 }
 
-std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds,
-                         bool colour) {
+std::string FormatBuilds(const google::protobuf::RepeatedPtrField<v1::Build>& builds, bool colour) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"BUILD", "STATE", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
                   "SUBMITTED", "FAILURE"});

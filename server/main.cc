@@ -128,14 +128,14 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
   const auto http_address = [](const char* flag, std::optional<Address>* to) {
     return [flag, to](const std::string& text) {
       absl::StatusOr<Address> address = ParseAddress(
-          absl::StartsWith(text, "tcp:") || absl::StartsWith(text, "unix:") ? text
-                                                                            : "tcp:" + text);
+          absl::StartsWith(text, "tcp:") || absl::StartsWith(text, "unix:") ? text : "tcp:" + text);
       if (!address.ok()) throw CLI::ValidationError(flag, std::string(address.status().message()));
       if (address->kind != Address::Kind::kTcp || !IsLoopbackAddress(address->host)) {
         throw CLI::ValidationError(
-            flag, absl::StrCat(text, ": plain HTTP is served on a numeric loopback address only "
-                                     "(127.0.0.1:PORT, [::1]:PORT); put a TLS proxy in front of "
-                                     "it for other machines"));
+            flag, absl::StrCat(text,
+                               ": plain HTTP is served on a numeric loopback address only "
+                               "(127.0.0.1:PORT, [::1]:PORT); put a TLS proxy in front of "
+                               "it for other machines"));
       }
       *to = *address;
     };
@@ -476,9 +476,8 @@ int Run(const Options& options) {
     if (address.kind == Address::Kind::kTcp) tcp.push_back(address);
   }
   // Checked before anything else is set up: a mistake here must not half-start distd.
-  absl::StatusOr<std::unique_ptr<service::Remote>> remote =
-      service::Remote::Open(options.remote, tcp,
-                            options.metrics_listen.has_value() || options.http_listen.has_value());
+  absl::StatusOr<std::unique_ptr<service::Remote>> remote = service::Remote::Open(
+      options.remote, tcp, options.metrics_listen.has_value() || options.http_listen.has_value());
   if (!remote.ok()) {
     spdlog::error("{}", std::string(remote.status().message()));
     return absl::IsInvalidArgument(remote.status()) ? kExitUsage : kExitBuildFailed;
@@ -635,7 +634,8 @@ int Run(const Options& options) {
       spdlog::error("{}", std::string(opened.status().message()));
       return kExitBuildFailed;
     }
-    spdlog::info("metrics at http://{}/metrics", HostPort(*options.metrics_listen, (*opened)->port()));
+    spdlog::info("metrics at http://{}/metrics",
+                 HostPort(*options.metrics_listen, (*opened)->port()));
     http_servers.push_back(*std::move(opened));
   }
   if (options.http_listen.has_value()) {
@@ -651,8 +651,7 @@ int Run(const Options& options) {
   }
   // Only once every server is open: a distd that stops here leaves no observer behind.
   if (metrics != nullptr) engine.AddObserver(metrics.get());
-  absl::Cleanup remove_metrics = [&engine, &metrics] {
-    };
+  absl::Cleanup remove_metrics = [&engine, &metrics] {};
   for (auto& http_server : http_servers) http_server->Start();
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;

@@ -26,15 +26,13 @@ absl::StatusOr<service::Authorized> Authorize(const Request& request, uid_t own_
     local.access.admin = true;
     return local;
   }
-  return absl::UnauthenticatedError(absl::StrCat(
-      "only distd's user (uid ", own_uid, ") may read this without a token",
-      remote != nullptr ? "; send Authorization: Bearer TOKEN" : ""));
+  return absl::UnauthenticatedError(
+      absl::StrCat("only distd's user (uid ", own_uid, ") may read this without a token",
+                   remote != nullptr ? "; send Authorization: Bearer TOKEN" : ""));
 }
 
 Response Refusal(const absl::Status& status) {
-  const int code = absl::IsUnauthenticated(status) ? 401
-                   : absl::IsNotFound(status)      ? 404
-                                                   : 403;
+  const int code = absl::IsUnauthenticated(status) ? 401 : absl::IsNotFound(status) ? 404 : 403;
   return Response{code, "text/plain; charset=utf-8", absl::StrCat(status.message(), "\n")};
 }
 

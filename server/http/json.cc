@@ -60,8 +60,7 @@ void AppendJsonString(std::string* out, absl::string_view text) {
       out->append("\\n");
     } else if (c == '\t') {
       out->append("\\t");
-    } else if (static_cast<uint8_t>(c) < 0x20 || c == 0x7F || c == '<' || c == '>' ||
-               c == '&') {
+    } else if (static_cast<uint8_t>(c) < 0x20 || c == 0x7F || c == '<' || c == '>' || c == '&') {
       absl::StrAppendFormat(out, "\\u%04x", static_cast<uint8_t>(c));
     } else {
       out->push_back(c);

@@ -17,8 +17,8 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 
 // From a millisecond to half an hour: compiles, links, test suites.
-const prometheus::Histogram::BucketBoundaries kJobBuckets = {
-    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800};
+const prometheus::Histogram::BucketBoundaries kJobBuckets = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
+                                                             5,     10,    30,   60,   300, 1800};
 // How long a stop takes: milliseconds when it goes well, the grace when a job ignores SIGTERM.
 const prometheus::Histogram::BucketBoundaries kStopBuckets = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};

@@ -30,17 +30,28 @@ constexpr size_t kMaxHeaders = 64;
 
 const char* Reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 421: return "Misdirected Request";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 421:
+      return "Misdirected Request";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -69,15 +80,15 @@ bool WriteAll(int fd, absl::string_view data, absl::Time deadline) {
 }
 
 std::string Head(int status, absl::string_view content_type, size_t length, bool stream) {
-  std::string head = absl::StrCat("HTTP/1.1 ", status, " ", Reason(status),
-                                  "\r\nContent-Type: ", content_type,
-                                  "\r\nCache-Control: no-store"
-                                  "\r\nX-Content-Type-Options: nosniff"
-                                  "\r\nX-Frame-Options: DENY"
-                                  "\r\nReferrer-Policy: no-referrer"
-                                  "\r\nContent-Security-Policy: default-src 'self'; "
-                                  "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
-                                  "\r\nConnection: close\r\n");
+  std::string head =
+      absl::StrCat("HTTP/1.1 ", status, " ", Reason(status), "\r\nContent-Type: ", content_type,
+                   "\r\nCache-Control: no-store"
+                   "\r\nX-Content-Type-Options: nosniff"
+                   "\r\nX-Frame-Options: DENY"
+                   "\r\nReferrer-Policy: no-referrer"
+                   "\r\nContent-Security-Policy: default-src 'self'; "
+                   "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+                   "\r\nConnection: close\r\n");
   if (!stream) absl::StrAppend(&head, "Content-Length: ", length, "\r\n");
   if (status == 401) absl::StrAppend(&head, "WWW-Authenticate: Bearer\r\n");
   if (status == 405) absl::StrAppend(&head, "Allow: GET, HEAD\r\n");
@@ -106,9 +117,9 @@ void Drain(int fd, absl::Duration wait) {
 
 // A connection answered at once, without a thread: the acceptor waits for nothing.
 void Refuse(int fd, const Response& response) {
-  WriteAll(fd, Head(response.status, response.content_type, response.body.size(), false) +
-                   response.body,
-           absl::Now() + absl::Milliseconds(100));
+  WriteAll(
+      fd, Head(response.status, response.content_type, response.body.size(), false) + response.body,
+      absl::Now() + absl::Milliseconds(100));
   Drain(fd, absl::ZeroDuration());
   close(fd);
 }
@@ -130,10 +141,12 @@ absl::StatusOr<Request> ParseRequestHead(absl::string_view head) {
   if (first[1][0] != '/') return absl::InvalidArgumentError("the target is not a path");
   const size_t question = first[1].find('?');
   request.path = std::string(first[1].substr(0, question));
-  if (question != absl::string_view::npos) request.query = std::string(first[1].substr(question + 1));
+  if (question != absl::string_view::npos)
+    request.query = std::string(first[1].substr(question + 1));
   for (size_t i = 1; i < lines.size(); ++i) {
     if (lines[i].empty()) continue;
-    if (request.headers.size() >= kMaxHeaders) return absl::InvalidArgumentError("too many headers");
+    if (request.headers.size() >= kMaxHeaders)
+      return absl::InvalidArgumentError("too many headers");
     const size_t colon = lines[i].find(':');
     if (colon == 0 || colon == absl::string_view::npos) {
       return absl::InvalidArgumentError("a header line without a name");
@@ -215,9 +228,7 @@ class Server::Connection final : public EventStream {
     }
   }
 
-  bool Write(absl::string_view data) {
-    return WriteAll(fd_, data, absl::Now() + write_timeout_);
-  }
+  bool Write(absl::string_view data) { return WriteAll(fd_, data, absl::Now() + write_timeout_); }
 
  private:
   const int fd_;
@@ -433,7 +444,8 @@ void Server::Serve(int fd, std::optional<uid_t> peer_uid) {
   }
   auto host = request->headers.find("host");
   if (host == request->headers.end() || !IsLoopbackHost(host->second, port_)) {
-    return answer(&*request, Error(421, "the Host must be a loopback name (localhost, 127.0.0.1, [::1])"));
+    return answer(&*request,
+                  Error(421, "the Host must be a loopback name (localhost, 127.0.0.1, [::1])"));
   }
   auto route = routes_.find(request->path);
   if (route == routes_.end()) return answer(&*request, Error(404, "no such page"));

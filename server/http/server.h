@@ -33,9 +33,9 @@
 namespace distd::http {
 
 struct Request {
-  std::string method;  // GET or HEAD
-  std::string path;    // the target up to '?'
-  std::string query;   // after '?', undecoded
+  std::string method;                                     // GET or HEAD
+  std::string path;                                       // the target up to '?'
+  std::string query;                                      // after '?', undecoded
   absl::flat_hash_map<std::string, std::string> headers;  // names in lower case
   std::optional<uid_t> peer_uid;  // who connected, when the kernel could tell
 };

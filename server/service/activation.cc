@@ -40,9 +40,9 @@ absl::StatusOr<std::vector<int>> TakePassedSockets() {
   if (pid != getpid()) return std::vector<int>{};
   int count = 0;
   if (!absl::SimpleAtoi(count_text, &count) || count < 0 || count > kMaxPassedFds) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "LISTEN_FDS is not a count of descriptors from 0 to ", kMaxPassedFds, ": '", count_text,
-        "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("LISTEN_FDS is not a count of descriptors from 0 to ", kMaxPassedFds, ": '",
+                     count_text, "'"));
   }
   std::vector<int> fds;
   for (int fd = kFirstPassedFd; fd < kFirstPassedFd + count; ++fd) {

@@ -46,7 +46,7 @@ bool SameFile(const struct stat& a, const struct stat& b) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Listener>> Listener::Prepare(const std::string& path,
-                                                             CreateMissing create) {
+                                                            CreateMissing create) {
   if (path.size() >= sizeof(sockaddr_un::sun_path)) {
     return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path));
   }
@@ -111,8 +111,9 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Adopt(int fd) {
       type != SOCK_STREAM || listening == 0 ||
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, " is not a listening unix stream socket: distd takes only those from a service "
-              "manager (give TCP listeners with --listen)"));
+        what,
+        " is not a listening unix stream socket: distd takes only those from a service "
+        "manager (give TCP listeners with --listen)"));
   }
   const size_t path_len = addr_len > offsetof(sockaddr_un, sun_path)
                               ? strnlen(addr.sun_path, addr_len - offsetof(sockaddr_un, sun_path))

@@ -266,14 +266,17 @@ TEST(PrintTest, ColourOnlyOnATerminalAndNotWithNoColor) {
   int pipe_fds[2];
   ASSERT_EQ(pipe(pipe_fds), 0);
   EXPECT_FALSE(ColourOn(pipe_fds[1]));  // not a terminal
-  setenv("NO_COLOR", "", 1);  // empty: as if unset
+  setenv("NO_COLOR", "", 1);            // empty: as if unset
   EXPECT_TRUE(ColourOn(follower));
   setenv("NO_COLOR", "1", 1);
   EXPECT_FALSE(ColourOn(follower));
   unsetenv("NO_COLOR");
   setenv("TERM", "dumb", 1);
   EXPECT_FALSE(ColourOn(follower));
-  if (term != nullptr) setenv("TERM", saved_term.c_str(), 1); else unsetenv("TERM");
+  if (term != nullptr)
+    setenv("TERM", saved_term.c_str(), 1);
+  else
+    unsetenv("TERM");
   if (no_colour != nullptr) setenv("NO_COLOR", saved_no_colour.c_str(), 1);
   for (int fd : {leader, follower, pipe_fds[0], pipe_fds[1]}) close(fd);
 }

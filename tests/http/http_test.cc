@@ -114,8 +114,8 @@ TEST_F(HttpServerTest, ServesItsRoutesAndRefusesTheRest) {
   EXPECT_TRUE(absl::EndsWith(answer, "\r\n\r\nhello\n"));
   // The kernel tells who connected: this test's own uid.
   EXPECT_EQ(peer_uid_.load(), static_cast<int>(getuid()));
-  answer = Exchange(port_, absl::StrCat("HEAD /hello HTTP/1.1\r\nHost: localhost:", port_,
-                                        "\r\n\r\n"));
+  answer =
+      Exchange(port_, absl::StrCat("HEAD /hello HTTP/1.1\r\nHost: localhost:", port_, "\r\n\r\n"));
   EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 OK\r\n"));
   EXPECT_TRUE(absl::EndsWith(answer, "\r\n\r\n"));
   EXPECT_THAT(Get(port_, "/nope"), StartsWith("HTTP/1.1 404 "));
@@ -164,8 +164,7 @@ TEST_F(HttpServerTest, AStreamRunsUntilItsClientGoesOrTheServerStops) {
   Open();
   // A client that reads two events and goes: the stream's handler sees it and ends.
   int fd = Connect(port_);
-  std::string request =
-      absl::StrCat("GET /events HTTP/1.1\r\nHost: 127.0.0.1:", port_, "\r\n\r\n");
+  std::string request = absl::StrCat("GET /events HTTP/1.1\r\nHost: 127.0.0.1:", port_, "\r\n\r\n");
   ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(request.size()));
   std::string seen;
@@ -288,8 +287,8 @@ TEST(RequestHeadTest, PartsAreParsedAndMistakesNamed) {
 }
 
 TEST(LoopbackHostTest, OnlyLoopbackNames) {
-  for (const char* host : {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.1.2.3:9", "[::1]",
-                           "[::1]:8080"}) {
+  for (const char* host :
+       {"localhost", "LOCALHOST:8080", "127.0.0.1", "127.1.2.3:9", "[::1]", "[::1]:8080"}) {
     EXPECT_TRUE(IsLoopbackHost(host)) << host;
   }
   for (const char* host : {"", "evil.example", "localhost.evil.example", "128.0.0.1", "[::2]",

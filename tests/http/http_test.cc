@@ -68,6 +68,18 @@ std::string Get(int port, const std::string& path, const std::string& extra = ""
                                      extra, "\r\n"));
 }
 
+// Get, again while the answer is 503: the end of a connection that held a place is noted by
+// its thread, a moment after the client sees it.
+std::string GetOnceFree(int port, const std::string& path) {
+  std::string answer;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    answer = Get(port, path);
+    if (!absl::StartsWith(answer, "HTTP/1.1 503")) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return answer;
+}
+
 Address Loopback() {
   Address address;
   address.kind = Address::Kind::kTcp;
@@ -97,6 +109,13 @@ class HttpServerTest : public ::testing::Test {
     server_ = *std::move(server);
     server_->Start();
     port_ = server_->port();
+  }
+
+  // A connection that sends half a request and holds its place until the read timeout.
+  int HoldAPlace() {
+    const int fd = Connect(port_);
+    EXPECT_EQ(send(fd, "GET /hel", 8, MSG_NOSIGNAL), 8);
+    return fd;
   }
 
   std::unique_ptr<Server> server_;
@@ -139,9 +158,8 @@ TEST_F(HttpServerTest, ASlowOrIdleClientIsCutOffAndTheBoundHolds) {
   options.read_timeout = absl::Milliseconds(300);
   Open(options);
   // Two connections that send half a head hold both places...
-  const int a = Connect(port_);
+  const int a = HoldAPlace();
   const int b = Connect(port_);
-  ASSERT_EQ(send(a, "GET /hel", 8, MSG_NOSIGNAL), 8);
   // ...so a third is answered at once, 503, while they wait. (Once they are accepted: the
   // server accepts in order, so the third is accepted after both.)
   std::string third = Get(port_, "/hello");
@@ -151,13 +169,7 @@ TEST_F(HttpServerTest, ASlowOrIdleClientIsCutOffAndTheBoundHolds) {
   EXPECT_THAT(ReadAll(b), StartsWith("HTTP/1.1 408 "));
   close(a);
   close(b);
-  std::string answer;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    answer = Get(port_, "/hello");
-    if (!absl::StartsWith(answer, "HTTP/1.1 503")) break;
-    absl::SleepFor(absl::Milliseconds(10));  // the workers' ends are noted asynchronously
-  }
-  EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(GetOnceFree(port_, "/hello"), StartsWith("HTTP/1.1 200 "));
 }
 
 TEST_F(HttpServerTest, AStreamRunsUntilItsClientGoesOrTheServerStops) {
@@ -196,32 +208,19 @@ TEST_F(HttpServerTest, AStreamRunsUntilItsClientGoesOrTheServerStops) {
 }
 
 TEST_F(HttpServerTest, OtherUidsGetAShareOfTheConnections) {
-  ServerOptions options;
-  options.own_uid = getuid() + 1;  // so this test's connections are another uid's
-  options.max_connections_of_others = 1;
-  Open(options);
-  const int idle = Connect(port_);
-  ASSERT_EQ(send(idle, "GET /hel", 8, MSG_NOSIGNAL), 8);
+  // This test's connections are another uid's to this server.
+  Open(ServerOptions{.max_connections_of_others = 1, .own_uid = getuid() + 1});
+  const int idle = HoldAPlace();
   EXPECT_THAT(Get(port_, "/hello"), StartsWith("HTTP/1.1 503 "));
   close(idle);
-  std::string answer;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    answer = Get(port_, "/hello");
-    if (!absl::StartsWith(answer, "HTTP/1.1 503")) break;
-    absl::SleepFor(absl::Milliseconds(10));  // the worker's end is noted asynchronously
-  }
-  EXPECT_THAT(answer, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(GetOnceFree(port_, "/hello"), StartsWith("HTTP/1.1 200 "));
   // The peer was named when the connection was accepted.
   EXPECT_EQ(peer_uid_.load(), static_cast<int>(getuid()));
 }
 
 TEST_F(HttpServerTest, DistdsOwnUidIsNotHeldToTheShare) {
-  ServerOptions options;
-  options.own_uid = getuid();
-  options.max_connections_of_others = 0;
-  Open(options);
-  const int idle = Connect(port_);
-  ASSERT_EQ(send(idle, "GET /hel", 8, MSG_NOSIGNAL), 8);
+  Open(ServerOptions{.max_connections_of_others = 0, .own_uid = getuid()});
+  const int idle = HoldAPlace();
   EXPECT_THAT(Get(port_, "/hello"), StartsWith("HTTP/1.1 200 "));
   close(idle);
 }

@@ -651,7 +651,9 @@ int Run(const Options& options) {
   }
   // Only once every server is open: a distd that stops here leaves no observer behind.
   if (metrics != nullptr) engine.AddObserver(metrics.get());
-  absl::Cleanup remove_metrics = [&engine, &metrics] {};
+  absl::Cleanup remove_metrics = [&engine, &metrics] {
+    if (metrics != nullptr) engine.RemoveObserver(metrics.get());
+  };
   for (auto& http_server : http_servers) http_server->Start();
   auto keeper = std::make_unique<service::QueueKeeper>(server.get());
   std::vector<std::string> names;
@@ -691,7 +693,6 @@ int Run(const Options& options) {
     engine.RemoveObserver(recorder.get());
     recorder.reset();
   }
-  if (metrics != nullptr) engine.RemoveObserver(metrics.get());
   spdlog::info("stopped");
   return kExitOk;
 }

@@ -29,7 +29,10 @@ constexpr absl::Duration kWatchInterval = absl::Seconds(1);
 
 std::string Human(const v1::StatusResponse& response, bool colour) {
   std::string text = absl::StrCat("pool: ", response.running(), " running, ", response.queued(),
-                                  " queued, ", response.jobs(), " slots\n");
+                                  " queued, ", response.jobs(), " slots");
+  // Slots that nested builds (make, ninja, cargo) run their own processes on.
+  if (response.lent() > 0) absl::StrAppend(&text, ", ", response.lent(), " lent to nested builds");
+  text += "\n";
   if (response.builds_size() == 0) {
     text += "no builds\n";
   } else {

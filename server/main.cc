@@ -25,6 +25,7 @@
 #include "common/address.h"
 #include "common/cli_help.h"
 #include "common/exit_codes.h"
+#include "common/private_dir.h"
 #include "common/process_setup.h"
 #include "grpcpp/grpcpp.h"
 #include "server/engine/engine.h"
@@ -40,6 +41,7 @@
 #include "server/service/remote.h"
 #include "server/service/service.h"
 #include "server/spawn/cgroups.h"
+#include "server/spawn/jobserver.h"
 #include "server/spawn/leftovers.h"
 #include "server/spawn/orphans.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -55,7 +57,10 @@ constexpr char kFooter[] =
     "SIGTERM or SIGINT: stop accepting, abort every build, wait until no job runs, exit 0.";
 
 struct Options {
-  Options() { engine.idle_abort = absl::Minutes(30); }
+  Options() {
+    engine.idle_abort = absl::Minutes(30);
+    engine.jobserver = spawn::JobserverStyle::kPipe;
+  }
   std::vector<Address> listen;
   std::vector<int> passed;  // sockets from a service manager (service/activation.h)
   std::optional<Address> metrics_listen;
@@ -265,6 +270,20 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
          "all the jobs' output in the state directory, in MiB (default 1024): beyond it the "
          "output of the oldest jobs is removed first")
       ->type_name("MIB");
+  app.add_option_function<std::string>(
+         "--jobserver",
+         [options](const std::string& text) {
+           std::optional<spawn::JobserverStyle> style = spawn::ParseJobserverStyle(text);
+           if (!style.has_value()) {
+             throw CLI::ValidationError(
+                 "--jobserver", absl::StrCat("\"", text, "\" is not one of pipe, fifo, off"));
+           }
+           options->engine.jobserver = *style;
+         },
+         "the GNU make jobserver each job is offered, so that a nested make, ninja or cargo "
+         "takes its extra slots from the pool: pipe (make 4.3 and later, cargo; the default), "
+         "fifo (make 4.4, ninja 1.13, cargo), off")
+      ->type_name("STYLE");
   app.add_flag_callback(
       "--no-cgroups", [options] { options->cgroups = false; },
       "run jobs without cgroups of their own even where distd's cgroup is delegated to it");
@@ -525,6 +544,19 @@ int Run(const Options& options) {
   }
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
+  if (engine_options.jobserver == spawn::JobserverStyle::kFifo) {
+    // Beside the socket, in a directory that passed the socket's own check; for a distd on
+    // TCP alone, in the default socket's.
+    std::string dir = DirectoryOf(DefaultSocketPath());
+    if (!listeners.empty()) dir = DirectoryOf(listeners.front()->path());
+    absl::StatusOr<int> checked = OpenPrivateDirectory(dir, CreateMissing::kYes);
+    if (!checked.ok()) {
+      spdlog::error("the jobserver's fifos: {}", std::string(checked.status().message()));
+      return kExitBuildFailed;
+    }
+    close(*checked);
+    engine_options.jobserver_fifo_prefix = absl::StrCat(dir, "/jobserver-", instance, "-");
+  }
   std::unique_ptr<journal::Journal> journal;
   journal::Recovery recovery;
   std::unique_ptr<journal::OutputStore> outputs;
@@ -712,6 +744,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // distd's jobs get a jobserver of distd's, or none: never the one of a make distd was
+  // started from (its fds are not theirs).
+  distd::spawn::StripInheritedJobserver();
   distd::Options options;
   if (std::optional<int> code = distd::ParseFlags(argc, argv, &options); code.has_value()) {
     return *code;

@@ -228,7 +228,10 @@ absl::StatusOr<std::vector<JobId>> Engine::Submit(absl::string_view build_name,
 }
 
 void Engine::DispatchLocked(Deferred& deferred) {
-  while (running_ < static_cast<uint64_t>(pool_size_) && !ring_.empty()) {
+  const uint64_t pool = static_cast<uint64_t>(pool_size_);
+  while (!ring_.empty()) {
+    // A slot lent as a token is free again once it is back in its job's pipe.
+    if (running_ + lent_ >= pool && (lent_ == 0 || ReclaimTokensLocked(queued_) == 0)) break;
     Build* build = ring_.front();
     ring_.pop_front();
     build->in_ring = false;
@@ -243,6 +246,13 @@ void Engine::DispatchLocked(Deferred& deferred) {
     }
     StartLocked(job, deferred);
   }
+  if (ring_.empty()) {
+    LendTokensLocked();
+  } else if (lent_ > 0 && reclaim_timer_ == 0) {
+    // Queued jobs wait for tokens that running jobs have taken: look again soon.
+    reclaim_timer_ = clock_->Schedule(clock_->Now() + options_.jobserver_reclaim,
+                                      [this] { OnReclaimTimer(); });
+  }
 }
 
 void Engine::StartLocked(Job* job, Deferred& deferred) {
@@ -253,6 +263,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   request.cwd = &job->spec.cwd;
   request.env = job->spec.env != nullptr ? job->spec.env.get() : &EmptyEnv();
   request.settings = job->spec.settings.get();
+  OpenTokensLocked(job, request);
   request.targets = std::move(job->spec.targets);  // the spawner's from now on
   if (request.targets != nullptr) {
     job->forwarded[0] = request.targets->fd(OutputStream::kStdout) >= 0;
@@ -261,6 +272,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   absl::StatusOr<std::unique_ptr<spawn::Process>> process = spawner_->Start(request, this);
   if (!process.ok()) {
     request.targets.reset();  // closed before anyone hears the job ended
+    job->tokens.reset();
     JobResult result;
     result.outcome = Outcome::kCannotStart;
     result.program_not_found = absl::IsNotFound(process.status());
@@ -277,6 +289,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
                                             &output_budget_);
   ++running_;
   job->build->running.insert(job);
+  if (job->tokens != nullptr) token_jobs_.push_back(job);
   if (job->spec.timeout.has_value()) {
     JobId id = job->id;
     job->timeout_timer = clock_->Schedule(job->started_at + *job->spec.timeout,
@@ -296,6 +309,7 @@ void Engine::FinishLocked(Job* job, JobResult result, Deferred& deferred) {
   if (job->state == JobState::kRunning) {
     --running_;
     build->running.erase(job);
+    ReturnTokensLocked(job);
   }
   job->state = JobState::kFinished;
   job->result = std::move(result);

@@ -67,6 +67,15 @@ struct EngineOptions {
   // A build with jobs queued or running that no client attends for this long is aborted
   // (see idle.cc). Zero: never.
   absl::Duration idle_abort = absl::ZeroDuration();
+  // The jobserver each job is offered (spawn/jobserver.h, engine/jobserver.cc): its style,
+  // or kOff for none.
+  spawn::JobserverStyle jobserver = spawn::JobserverStyle::kOff;
+  // kFifo: a job's fifo is this followed by its id; in a directory only distd's user may
+  // use.
+  std::string jobserver_fifo_prefix;
+  // While queued jobs wait for slots that running jobs hold as tokens, how often the engine
+  // reads back the tokens they have returned.
+  absl::Duration jobserver_reclaim = absl::Milliseconds(2);
   // Asked before each submission is accepted, without the engine's lock: a status other than
   // OK refuses it with that status (distd's journal cannot be written, say). Empty: always.
   std::function<absl::Status()> admission;
@@ -96,6 +105,8 @@ struct PoolInfo {
   int jobs = 0;
   uint64_t running = 0;
   uint64_t queued = 0;
+  // Slots lent to running jobs as jobserver tokens: running + lent <= jobs.
+  uint64_t lent = 0;
 };
 
 // The pool, builds and running jobs as of one moment.
@@ -243,6 +254,15 @@ class Engine final : public spawn::ProcessEvents {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlock(Deferred& deferred) ABSL_UNLOCK_FUNCTION(mu_);
 
+  // jobserver.cc: slots lent to running jobs as tokens.
+  void OpenTokensLocked(Job* job, spawn::SpawnRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads back up to `want` tokens that jobs have not taken (or have returned); how many.
+  uint64_t ReclaimTokensLocked(uint64_t want) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LendTokensLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every token a job was lent is the pool's again: the job has ended.
+  void ReturnTokensLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnReclaimTimer() ABSL_LOCKS_EXCLUDED(mu_);
+
   // dying.cc: the dying protocol, and stopping jobs.
   absl::Status RefusalLocked(const Build& build) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Failure FailureOfLocked(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -302,6 +322,12 @@ class Engine final : public spawn::ProcessEvents {
   WaiterId last_waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t running_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  // Slots lent as tokens (jobserver.cc): running_ + lent_ never exceeds the pool.
+  uint64_t lent_ ABSL_GUARDED_BY(mu_) = 0;
+  // Running jobs with a jobserver, lent to round robin from lend_next_.
+  std::vector<Job*> token_jobs_ ABSL_GUARDED_BY(mu_);
+  size_t lend_next_ ABSL_GUARDED_BY(mu_) = 0;
+  spawn::TimerId reclaim_timer_ ABSL_GUARDED_BY(mu_) = 0;
   // Keyed by a view of the build's own name (Build::name, shared with its jobs): the name is
   // stored once.
   absl::flat_hash_map<absl::string_view, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);

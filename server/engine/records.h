@@ -40,6 +40,9 @@ struct Engine::Job {
   absl::Time started_at = absl::InfinitePast();
   absl::Time ended_at = absl::InfinitePast();
   std::unique_ptr<spawn::Process> process;
+  // Its jobserver while it runs, and how many of the pool's slots are in it or taken from it.
+  std::unique_ptr<spawn::TokenPipe> tokens;
+  uint64_t lent = 0;
   std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
   std::unique_ptr<OutputBuffer> err;
   std::vector<JobWatcher*> watchers;

@@ -109,7 +109,7 @@ absl::StatusOr<Snapshot> Engine::TakeSnapshot(absl::string_view build_name, bool
   if (!build_name.empty() && FindBuildLocked(build_name) == nullptr) {
     return NoSuchBuild(build_name, options_.limits);
   }
-  return Snapshot{PoolInfo{pool_size_, running_, queued_}, BuildsLocked(build_name, with_output),
+  return Snapshot{PoolInfo{pool_size_, running_, queued_, lent_}, BuildsLocked(build_name, with_output),
                   RunningLocked(build_name)};
 }
 
@@ -135,7 +135,7 @@ std::vector<JobInfo> Engine::RunningLocked(absl::string_view only) const {
 
 PoolInfo Engine::Pool() {
   absl::MutexLock lock(&mu_);
-  return PoolInfo{pool_size_, running_, queued_};
+  return PoolInfo{pool_size_, running_, queued_, lent_};
 }
 
 void Engine::AddObserver(EngineObserver* observer) {

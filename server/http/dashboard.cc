@@ -85,7 +85,7 @@ std::string Dashboard::StateJson(const service::Authorized& caller) {
   std::string out;
   absl::StrAppend(&out, "{\"pool\":{\"jobs\":", snapshot->pool.jobs,
                   ",\"running\":", snapshot->pool.running, ",\"queued\":", snapshot->pool.queued,
-                  "},\"builds\":[");
+                  ",\"lent\":", snapshot->pool.lent, "},\"builds\":[");
   absl::MutexLock lock(&mu_);
   absl::flat_hash_map<std::string, FailureOutput> kept;
   bool first = true;

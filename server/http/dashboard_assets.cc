@@ -110,7 +110,8 @@ function drawRunning() {
 function draw() {
   const pool = state.pool;
   document.getElementById('pool').textContent =
-      pool.running + ' of ' + pool.jobs + ' running, ' + pool.queued + ' queued';
+      pool.running + ' of ' + pool.jobs + ' running, ' + pool.queued + ' queued' +
+      (pool.lent > 0 ? ', ' + pool.lent + ' lent to nested builds' : '');
   const failures = state.builds.filter(b => b.failure);
   const box = document.getElementById('failures');
   box.replaceChildren(...failures.map(b => {

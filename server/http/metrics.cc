@@ -101,6 +101,8 @@ std::string Metrics::Scrape() {
   Add(&running, static_cast<double>(pool.running));
   MetricFamily queued = Gauge("distd_pool_queued", "Jobs queued");
   Add(&queued, static_cast<double>(pool.queued));
+  MetricFamily lent = Gauge("distd_pool_lent", "Slots lent to running jobs as jobserver tokens");
+  Add(&lent, static_cast<double>(pool.lent));
   MetricFamily alive = Gauge("distd_builds", "Builds distd knows (not closed), by state");
   MetricFamily build_queued = Gauge("distd_build_jobs_queued", "Jobs queued, by build");
   MetricFamily build_running = Gauge("distd_build_jobs_running", "Jobs running, by build");
@@ -114,7 +116,8 @@ std::string Metrics::Scrape() {
   Add(&alive, by_state[0], {{"state", "running"}});
   Add(&alive, by_state[1], {{"state", "dying"}});
   Add(&alive, by_state[2], {{"state", "dead"}});
-  for (MetricFamily* family : {&jobs, &running, &queued, &alive, &build_queued, &build_running}) {
+  for (MetricFamily* family :
+       {&jobs, &running, &queued, &lent, &alive, &build_queued, &build_running}) {
     families.push_back(std::move(*family));
   }
   std::ostringstream out;

@@ -210,6 +210,7 @@ grpc::ServerUnaryReactor* Service::Status(grpc::CallbackServerContext* context,
         response->set_jobs(snapshot->pool.jobs);
         response->set_running(snapshot->pool.running);
         response->set_queued(snapshot->pool.queued);
+        response->set_lent(snapshot->pool.lent);
         // A caller limited to some builds sees only those (and the pool's totals).
         for (const engine::BuildInfo& build : snapshot->builds) {
           if (Visible(who, build.name)) ToProto(build, response->add_builds());

@@ -72,6 +72,7 @@ extern "C" {
 #include "absl/time/time.h"
 #include "common/current_umask.h"
 #include "server/spawn/cgroups.h"
+#include "server/spawn/jobserver.h"
 #include "server/spawn/orphans.h"
 #include "server/spawn/process.h"
 #include "server/spawn/spawner.h"
@@ -773,7 +774,16 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
     envp.push_back(job_marker.data());
     if (!instance_marker_.empty()) envp.push_back(const_cast<char*>(instance_marker_.c_str()));
   }
-  for (const std::string& var : env) {
+  // A jobserver the client's environment names is not the job's; the job's own, if it has
+  // one, takes its place.
+  std::vector<std::string> rewritten;
+  const std::vector<std::string>* job_env = &env;
+  const std::string auth = request.tokens != nullptr ? request.tokens->Auth() : "";
+  if (request.tokens != nullptr || HasJobserverVariable(env)) {
+    rewritten = JobserverEnvironment(env, auth, request.jobserver_slots);
+    job_env = &rewritten;
+  }
+  for (const std::string& var : *job_env) {
     if (options_.reap_orphans && (EnvironmentValue(var, kJobIdVariable).has_value() ||
                                   EnvironmentValue(var, kInstanceVariable).has_value())) {
       continue;
@@ -808,8 +818,16 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   check("addopen", posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0));
   check("addchdir", posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str()));
   // What the daemon holds without CLOEXEC (inherited from its parent, opened by a library)
-  // is none of the job's business: it sees exactly 0, 1 and 2.
-  check("addclosefrom", posix_spawn_file_actions_addclosefrom_np(&actions, 3));
+  // is none of the job's business: it sees exactly 0, 1 and 2, and its jobserver's pipe.
+  int first_closed = 3;
+  if (request.tokens != nullptr && request.tokens->job_read_fd() >= 0) {
+    check("adddup2",
+          posix_spawn_file_actions_adddup2(&actions, request.tokens->job_read_fd(), kJobserverReadFd));
+    check("adddup2", posix_spawn_file_actions_adddup2(&actions, request.tokens->job_write_fd(),
+                                                      kJobserverWriteFd));
+    first_closed = kJobserverWriteFd + 1;
+  }
+  check("addclosefrom", posix_spawn_file_actions_addclosefrom_np(&actions, first_closed));
   // Its own process group, so that the whole job and nothing else can be signalled; and a
   // clean signal state, since the daemon blocks INT/TERM/HUP and the mask is inherited.
   sigset_t mask, defaults;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/spawn/jobserver.h"
 #include "server/spawn/process.h"
 
 namespace distd::spawn {
@@ -27,6 +28,11 @@ struct SpawnRequest {
   // job's exit is reported (let go just before) or forwarding stops.
   std::shared_ptr<const OutputTargets> targets;
   const ProcessSettings* settings = nullptr;  // null: the spawner's own
+  // The job's jobserver (null: none), held by the engine until the job's exit is reported,
+  // and the -j its MAKEFLAGS names. Whatever jobserver the environment names is cleared
+  // (spawn/jobserver.h) either way.
+  const TokenPipe* tokens = nullptr;
+  int jobserver_slots = 0;
 };
 
 // Implemented by the engine. For one job, calls arrive on one thread at a time, output in

@@ -1127,13 +1127,92 @@ EOF
   local ran most
   ran=$(wc -l <"$T/intervals")
   [ "$ran" -ge 28 ] || fail "only $ran commands ran through distd"
-  most=$(awk '{print $1, 1; print $2, -1}' "$T/intervals" | sort -k1,1n -k2,2n |
-    awk '{n += $2; if (n > m) m = n} END {print m}')
+  most=$(max_overlap "$T/intervals")
   [ "$most" -le 2 ] || fail "$most compiles ran at once under --jobs 2"
   [ "$most" -eq 2 ] || fail "the builds never ran two compiles at once ($most)"
   distctl build list >"$T/out"
   for b in cmake-a cmake-b make; do expect_grep "$b" "$T/out"; done
   still_serving
+}
+
+# max_overlap FILE: the most intervals ("start end" a line) of FILE that overlap at any moment.
+max_overlap() {
+  awk '{print $1, 1; print $2, -1}' "$1" | sort -k1,1n -k2,2n |
+    awk '{n += $2; if (n > m) m = n} END {print m + 0}'
+}
+
+# The jobserver: a job running plain make (its -j from the MAKEFLAGS distd gives it) takes its
+# extra slots from the pool. Two such makes of 16 sleeping targets each, in two builds, under
+# --jobs 4: never more than 4 targets at once, and 4 at some moment. A make killed while it
+# holds tokens gives them back with its end. --jobserver off: each make runs one at a time.
+test_jobserver() {
+  command -v make >/dev/null || { echo "SKIP [$NAME]: needs make"; exit 77; }
+  local p=$T/nested i most
+  mkdir "$p"
+  cat >"$T/work" <<EOF
+#!/bin/sh
+start=\$(date +%s%N)
+sleep \${1:-0.3}
+echo "\$start \$(date +%s%N)" >>"$T/intervals"
+EOF
+  chmod +x "$T/work"
+  {
+    printf 'all:'
+    for i in $(seq 1 16); do printf ' t%s' "$i"; done
+    printf '\nt%%:\n\t@%s\n' "$T/work"
+    printf 's%%:\n\t@%s 977.3\n' "$T/work"
+  } >"$p/Makefile"
+  start_daemon 4
+  distctl run -- sh -c 'echo "$MAKEFLAGS"' >"$T/out"
+  expect_grep '^ -j4 --jobserver-auth=3,4$' "$T/out"
+  MAKEFLAGS="k -j8 --jobserver-auth=7,8 -- X=1" distctl run -- sh -c 'echo "$MAKEFLAGS"' >"$T/out"
+  expect_grep '^k -j4 --jobserver-auth=3,4 -- X=1$' "$T/out"
+  rm -f "$T/intervals"
+  DISTD_BUILD=a distctl run --bg -- make -s -C "$p" >/dev/null || fail "submit a"
+  DISTD_BUILD=b distctl run --bg -- make -s -C "$p" >/dev/null || fail "submit b"
+  DISTD_BUILD=a distctl wait >"$T/out" 2>&1 || fail "build a: $(cat "$T/out")"
+  DISTD_BUILD=b distctl wait >"$T/out" 2>&1 || fail "build b: $(cat "$T/out")"
+  [ "$(wc -l <"$T/intervals")" -eq 32 ] || fail "$(wc -l <"$T/intervals") targets ran, not 32"
+  most=$(max_overlap "$T/intervals")
+  [ "$most" -le 4 ] || fail "$most targets ran at once under --jobs 4"
+  [ "$most" -eq 4 ] || fail "the nested makes never used the pool's 4 slots ($most)"
+  # A make that holds three tokens (four targets running) is killed: the pool is whole again.
+  DISTD_BUILD=k distctl run --bg -- make -s -C "$p" s1 s2 s3 s4 >/dev/null || fail "submit k"
+  wait_until 10 sh -c "[ \$(pgrep -fc '^sleep 977[.]3$') -eq 4 ]" || fail "make did not take 3 tokens"
+  distctl status --json >"$T/out"
+  expect_grep '"lent": *"3"' "$T/out"
+  DISTD_BUILD=k distctl abort --reason test >/dev/null || fail "abort"
+  no_survivor 'sleep 977.3'
+  distctl status --json >"$T/out"
+  expect_grep '"lent": *"0"' "$T/out"
+  rm -f "$T/intervals"
+  for i in 1 2 3 4; do DISTD_BUILD=m distctl run --bg -- "$T/work" 1 >/dev/null; done
+  DISTD_BUILD=m distctl wait >/dev/null || fail "build m"
+  most=$(max_overlap "$T/intervals")
+  [ "$most" -eq 4 ] || fail "after the kill only $most jobs ran at once"
+  stop_daemon
+
+  start_daemon 4 --jobserver off --no-journal  # the builds above are not restored
+  distctl run -- sh -c 'echo "[$MAKEFLAGS]"' >"$T/out"
+  expect_grep '^\[\]$' "$T/out"
+  rm -f "$T/intervals"
+  DISTD_BUILD=a distctl run --bg -- make -s -C "$p" t1 t2 t3 t4 >/dev/null
+  DISTD_BUILD=b distctl run --bg -- make -s -C "$p" t1 t2 t3 t4 >/dev/null
+  DISTD_BUILD=a distctl wait >/dev/null && DISTD_BUILD=b distctl wait >/dev/null || fail "off"
+  most=$(max_overlap "$T/intervals")
+  [ "$most" -eq 2 ] || fail "without a jobserver $most targets ran at once, not 2"
+  stop_daemon
+
+  # The fifo style (make 4.4, ninja 1.13): beside the socket, 0600, gone with the job.
+  start_daemon 4 --jobserver fifo --no-journal
+  distctl run -- sh -c 'f=${MAKEFLAGS##*fifo:}; echo "$MAKEFLAGS"; stat -c %a "$f"; head -c 1 <"$f"; echo' >"$T/out"
+  expect_grep "^ -j4 --jobserver-auth=fifo:$T/jobserver-" "$T/out"
+  expect_grep '^600$' "$T/out"
+  expect_grep '^+$' "$T/out"
+  ls "$T" | grep -q '^jobserver-' && fail "a job's fifo was left: $(ls "$T")"
+  stop_daemon
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --jobserver fast
+  expect_grep 'is not one of pipe, fifo, off' "$T/err"
 }
 
 # http_get PORT PATH [HEADER]: the whole answer to a GET, through bash's /dev/tcp.

@@ -4,7 +4,9 @@
 // a time. Seeded; the seed is printed, and DISTD_STRESS_SEED=N reproduces one run,
 // DISTD_STRESS_SECONDS=S bounds the time.
 //
-// Checked throughout: never more than the pool's size running; the counts of the pool and of
+// Half the seeds offer every job a jobserver, and jobs take and return tokens at random.
+//
+// Checked throughout: never more than the pool's size running, counting the tokens jobs hold; the counts of the pool and of
 // every build add up; every job gets exactly one outcome; no lookup ever sees a job of a dying
 // or dead build as queued; a watcher of a queued job hears of its cancellation in the step
 // that cancels it, and never twice; a barrier that succeeds has seen every job it covers
@@ -203,15 +205,17 @@ struct Expectation {
 
 class Driver {
  public:
-  Driver(uint64_t seed, int pool) : rng_(seed), pool_(pool), fake_(Options(pool)) {
+  Driver(uint64_t seed, int pool)
+      : rng_(seed), pool_(pool), fake_(Options(pool, /*jobserver=*/seed % 2 == 0)) {
     fake_.engine->AddObserver(&ledger_);
     fake_.spawner->FailStart("missing", absl::NotFoundError("program not found: missing"));
   }
   ~Driver() { fake_.engine->RemoveObserver(&ledger_); }
 
-  static EngineOptions Options(int pool) {
+  static EngineOptions Options(int pool, bool jobserver = false) {
     EngineOptions options;
     options.jobs = pool;
+    if (jobserver) options.jobserver = spawn::JobserverStyle::kPipe;
     options.grace = absl::Seconds(2);
     options.max_finished_jobs = 1'000'000;
     return options;
@@ -219,7 +223,7 @@ class Driver {
 
   void Step() {
     Engine& engine = *fake_.engine;
-    switch (Pick(14)) {
+    switch (Pick(15)) {
       case 0:
       case 1:
       case 2: {
@@ -338,9 +342,27 @@ class Driver {
         }
         break;
       }
+      case 14: {
+        // A running job's make takes a token, or puts one back.
+        std::vector<JobId> running = fake_.spawner->Running();
+        if (running.empty()) break;
+        const JobId id = running[Pick(static_cast<int>(running.size()))];
+        if (Pick(2) == 0) {
+          if (fake_.spawner->TakeToken(id)) ++held_[id];
+        } else if (held_[id] > 0 && fake_.spawner->ReturnToken(id)) {
+          --held_[id];
+        }
+        break;
+      }
     }
-    ASSERT_LE(fake_.spawner->Running().size(), static_cast<size_t>(pool_));
-    ASSERT_EQ(engine.Pool().running, fake_.spawner->Running().size());
+    // Never more processes of work than the pool: each job's own, and one per token held.
+    const std::vector<JobId> running = fake_.spawner->Running();
+    size_t work = running.size();
+    for (JobId id : running) work += held_[id];
+    ASSERT_LE(work, static_cast<size_t>(pool_));
+    const PoolInfo pool = engine.Pool();
+    ASSERT_LE(pool.running + pool.lent, static_cast<uint64_t>(pool_));
+    ASSERT_EQ(pool.running, running.size());
     ExpectCountsAddUp(engine);
     CheckWatchers();
   }
@@ -375,6 +397,7 @@ class Driver {
     }
     ASSERT_EQ(fake_.engine->Pool().running, 0u);
     ASSERT_EQ(fake_.engine->Pool().queued, 0u);
+    ASSERT_EQ(fake_.engine->Pool().lent, 0u);  // every token back, killed makes' too
     fake_.clock->Advance(absl::ZeroDuration());  // the sweep of the queues just cancelled
     ledger_.ExpectEachJobOnce(submitted_);
     std::set<JobId> attached;
@@ -458,6 +481,7 @@ class Driver {
   Ledger ledger_;
   WatchLedger watchers_;
   std::map<JobId, Watch> watched_;
+  std::map<JobId, int> held_;  // tokens each job's make has taken and not put back
   std::vector<std::unique_ptr<Expectation>> expectations_;
   FakeEngine fake_;
   uint64_t submitted_ = 0;
@@ -508,7 +532,7 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
   std::atomic<uint64_t> asked{0};
   std::atomic<uint64_t> submitted{0};
   {
-    FakeEngine fake(Driver::Options(kPool));
+    FakeEngine fake(Driver::Options(kPool, /*jobserver=*/true));
     fake.engine->AddObserver(&ledger);
     std::atomic<bool> stop{false};
     auto client = [&](uint64_t client_seed) {
@@ -582,6 +606,10 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
       while (!stop.load()) {
         std::vector<JobId> running = fake.spawner->Running();
         EXPECT_LE(running.size(), static_cast<size_t>(kPool));
+        // Some take a token, which they never put back: their ends return it.
+        for (JobId id : running) {
+          if (rng() % 3 == 0) fake.spawner->TakeToken(id);
+        }
         for (JobId id : running) fake.spawner->Exit(id, rng() % 10 == 0 ? 1 : 0);
         fake.spawner->DeliverSignals();
       }
@@ -600,6 +628,7 @@ TEST(EngineStressTest, ConcurrentClientsKeepEveryPromise) {
     while (fake.spawner->DeliverSignals() > 0) {
     }
     EXPECT_EQ(fake.engine->Pool().running, 0u);
+    EXPECT_EQ(fake.engine->Pool().lent, 0u);
     fake.clock->Advance(absl::ZeroDuration());  // the sweep of the queues just cancelled
     ExpectCountsAddUp(*fake.engine);
     fake.engine->RemoveObserver(&ledger);

@@ -1,6 +1,8 @@
 #include "tests/engine/fake_spawner.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -13,6 +15,9 @@ struct FakeSpawner::Proc {
   ProcessEvents* events = nullptr;
   // Held while it runs and let go before its exit is reported, as the real spawner does.
   std::shared_ptr<const OutputTargets> targets;
+  // The job's ends of its jobserver (the engine's TokenPipe's), valid while it runs.
+  int token_fds[2] = {-1, -1};
+  int slots = 0;
 };
 
 class FakeSpawner::Handle : public Process {
@@ -54,6 +59,11 @@ absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& 
   proc->argv = *request.argv;
   proc->events = events;
   proc->targets = request.targets;
+  if (request.tokens != nullptr) {
+    proc->token_fds[0] = request.tokens->job_read_fd();
+    proc->token_fds[1] = request.tokens->job_write_fd();
+    proc->slots = request.jobserver_slots;
+  }
   running_.emplace(request.id, proc);
   ++started_;
   max_running_ = std::max(max_running_, running_.size());
@@ -104,6 +114,34 @@ size_t FakeSpawner::started() {
 size_t FakeSpawner::max_running() {
   absl::MutexLock lock(mu_.get());
   return max_running_;
+}
+
+bool FakeSpawner::TakeToken(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second->token_fds[0] < 0) return false;
+  pollfd ready = {.fd = it->second->token_fds[0], .events = POLLIN, .revents = 0};
+  char token;
+  return poll(&ready, 1, 0) == 1 && read(ready.fd, &token, 1) == 1;
+}
+
+bool FakeSpawner::ReturnToken(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  if (it == running_.end() || it->second->token_fds[1] < 0) return false;
+  return write(it->second->token_fds[1], "+", 1) == 1;
+}
+
+bool FakeSpawner::HasJobserver(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it != running_.end() && it->second->token_fds[0] >= 0;
+}
+
+int FakeSpawner::JobserverSlots(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it == running_.end() ? 0 : it->second->slots;
 }
 
 bool FakeSpawner::Output(JobId id, OutputStream stream, const std::string& data) {

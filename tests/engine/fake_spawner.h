@@ -49,6 +49,13 @@ class FakeSpawner : public Spawner {
   size_t started();
   size_t max_running();
 
+  // As the job's own make would use its jobserver (SpawnRequest::tokens): takes a token
+  // without waiting, false if there is none (or no jobserver); puts one back.
+  bool TakeToken(JobId id);
+  bool ReturnToken(JobId id);
+  bool HasJobserver(JobId id);
+  int JobserverSlots(JobId id);
+
   // Each returns false if `id` is not running.
   bool Output(JobId id, OutputStream stream, const std::string& data);
   bool Exit(JobId id, int exit_code);

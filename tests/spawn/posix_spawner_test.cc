@@ -46,6 +46,7 @@ extern "C" {
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/spawn/cgroups.h"
+#include "server/spawn/jobserver.h"
 #include "server/spawn/orphans.h"
 #include "server/spawn/process.h"
 #include "server/spawn/spawner.h"
@@ -196,7 +197,10 @@ class PosixSpawnerTest : public ::testing::Test {
                                                  const std::string& cwd = "/",
                                                  const std::vector<std::string>& env = kEnv) {
     SpawnRequest request{id, &argv, &cwd, &env, targets_for_next_, settings_for_next_.get()};
+    request.tokens = tokens_for_next_;
+    request.jobserver_slots = 4;
     targets_for_next_.reset();  // the test keeps no copy of the fds
+    tokens_for_next_ = nullptr;
     t_in_start = true;
     auto process = spawner_->Start(request, &events_);
     t_in_start = false;
@@ -233,6 +237,7 @@ class PosixSpawnerTest : public ::testing::Test {
   std::string dir_;
   JobId next_id_ = 1;
   std::shared_ptr<const OutputTargets> targets_for_next_;     // for the next Start
+  const TokenPipe* tokens_for_next_ = nullptr;                // for the next Start
   std::shared_ptr<const ProcessSettings> settings_for_next_;  // for every Start
   Recorder events_;  // declared before spawner_: it must outlive it
   std::unique_ptr<Spawner> spawner_ = NewPosixSpawner(WithHelper());
@@ -299,6 +304,39 @@ TEST_F(PosixSpawnerTest, NeedsTheHelperOnlyForSettingsOtherThanItsOwn) {
   absl::Status status = StartError(Sh("true"));
   EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
   EXPECT_THAT(status.message(), HasSubstr("no-such-helper"));
+}
+
+// The job finds its jobserver where MAKEFLAGS says, takes a token, puts one back, and has
+// nothing else open but its standard streams.
+TEST_F(PosixSpawnerTest, GivesTheJobItsJobserverAtFds3And4) {
+  auto tokens = TokenPipe::Open(JobserverStyle::kPipe);
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_EQ((*tokens)->Put(2), 2);
+  tokens_for_next_ = tokens->get();
+  JobRecord job = Run(Sh("echo \"[$MAKEFLAGS]\"; head -c 1 <&3; echo; printf + >&4; printf ++ >&4; "
+                         "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n; "
+                         "done; true"),
+                      "/", {"PATH=/usr/bin:/bin", "MAKEFLAGS=k -j8 --jobserver-auth=8,9 -- X=1"});
+  EXPECT_EQ(job.exit->exit_code, 0) << job.err;
+  EXPECT_EQ(job.out, "[k -j4 --jobserver-auth=3,4 -- X=1]\n+\n0 1 2 3 4 ");
+  EXPECT_EQ((*tokens)->Take(10), 4);  // one left, three put back
+}
+
+TEST_F(PosixSpawnerTest, AJobWithoutAJobserverKeepsNoneOfItsClients) {
+  JobRecord job = Run(Sh("echo \"[${MAKEFLAGS-unset}] [${MFLAGS-unset}]\"; [ -e /proc/$$/fd/3 ] || echo closed"),
+                      "/",
+                      {"PATH=/usr/bin:/bin", "MAKEFLAGS= -j8 --jobserver-auth=3,4", "MFLAGS=-k -j8"});
+  EXPECT_EQ(job.out, "[unset] [-k]\nclosed\n");
+}
+
+TEST_F(PosixSpawnerTest, GivesTheJobItsJobserverAsAFifo) {
+  auto tokens = TokenPipe::Open(JobserverStyle::kFifo, dir_ + "/js-1");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_EQ((*tokens)->Put(1), 1);
+  tokens_for_next_ = tokens->get();
+  JobRecord job = Run(Sh("echo \"[$MAKEFLAGS]\"; f=${MAKEFLAGS##*fifo:}; head -c 1 <\"$f\"; echo; "
+                         "[ -e /proc/$$/fd/3 ] || echo closed"));
+  EXPECT_EQ(job.out, absl::StrCat("[ -j4 --jobserver-auth=fifo:", dir_, "/js-1]\n+\nclosed\n"));
 }
 
 TEST_F(PosixSpawnerTest, ReportsDeathBySignal) {

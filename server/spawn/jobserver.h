@@ -1,0 +1,94 @@
+// GNU make's jobserver, offered to each job so that a job which is itself a parallel build
+// (make, ninja >= 1.13, cargo) takes its extra slots from distd's pool instead of running
+// beside it. The protocol: a job may run one process of work on its own slot; for each more
+// it reads one byte (a token) from the jobserver, and writes it back when that process ends.
+//
+// Every running job gets token pipe of its own, rather than one per build: what a job holds
+// is then exactly what distd lent it less what is still in its pipe, and all of it comes back
+// when the job ends, however it ended (a killed make never writes its tokens back). The engine
+// lends spare slots to jobs and reads back the ones not taken when a queued job needs a slot
+// (engine/jobserver.cc).
+//
+// Two styles, as make has them:
+//  - kPipe (make 4.3, Debian 12's; make 4.4; cargo): the job gets the pipe at fds 3 and 4,
+//    and MAKEFLAGS says --jobserver-auth=3,4.
+//  - kFifo (make 4.4, ninja 1.13, cargo): a fifo of mode 0600 in distd's own 0700 directory,
+//    named in MAKEFLAGS as --jobserver-auth=fifo:PATH. make 4.3 cannot read this one.
+#ifndef DISTD_SERVER_SPAWN_JOBSERVER_H_
+#define DISTD_SERVER_SPAWN_JOBSERVER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace distd::spawn {
+
+enum class JobserverStyle { kOff, kPipe, kFifo };
+
+// "off", "pipe", "fifo"; nullopt for anything else.
+std::optional<JobserverStyle> ParseJobserverStyle(absl::string_view text);
+
+// The fds a job of style kPipe finds its token pipe at.
+inline constexpr int kJobserverReadFd = 3;
+inline constexpr int kJobserverWriteFd = 4;
+
+// One job's tokens. distd's ends never block; the job's are plain blocking ones, as make
+// expects. Every fd is close-on-exec: the spawner puts the job's at 3 and 4 itself.
+class TokenPipe {
+ public:
+  // kPipe: a pipe. kFifo: a fifo made at `fifo_path` (which must not exist), removed again
+  // by the destructor.
+  static absl::StatusOr<std::unique_ptr<TokenPipe>> Open(JobserverStyle style,
+                                                         const std::string& fifo_path = "");
+  ~TokenPipe();
+  TokenPipe(const TokenPipe&) = delete;
+  TokenPipe& operator=(const TokenPipe&) = delete;
+
+  JobserverStyle style() const { return style_; }
+  // Writes up to `count` tokens; returns how many went in.
+  int Put(int count);
+  // Reads back up to `count` tokens the job has not taken; returns how many.
+  int Take(int count);
+  // What the job's MAKEFLAGS names: "3,4" or "fifo:PATH".
+  std::string Auth() const;
+  // kPipe: the ends to put at kJobserverReadFd and kJobserverWriteFd in the job (>= 10, so
+  // that putting one in place never overwrites the other); -1 for kFifo.
+  int job_read_fd() const { return job_fds_[0]; }
+  int job_write_fd() const { return job_fds_[1]; }
+
+ private:
+  TokenPipe() = default;
+  JobserverStyle style_ = JobserverStyle::kOff;
+  int job_fds_[2] = {-1, -1};
+  int own_read_ = -1;   // O_NONBLOCK, a file description of distd's own
+  int own_write_ = -1;  // the same, or own_read_ for a fifo (opened for both)
+  std::string fifo_;
+};
+
+// The MAKEFLAGS of a job from its client's: the client's -j and jobserver flags go (they
+// name a jobserver the job does not have), and, with `auth` (a TokenPipe's), ` -jSLOTS
+// --jobserver-auth=AUTH` comes after the rest of the flags, before any ` -- VAR=value`, as
+// make writes it. Without `auth` the result is the client's without a jobserver (empty if
+// nothing else was there).
+std::string JobMakeflags(absl::string_view makeflags, absl::string_view auth, int slots);
+
+// The environment a job gets: `env` with MAKEFLAGS, MFLAGS and CARGO_MAKEFLAGS cleared of
+// jobservers, and with `auth`, MAKEFLAGS as JobMakeflags makes it. An entry left empty by the
+// clearing goes.
+std::vector<std::string> JobserverEnvironment(const std::vector<std::string>& env,
+                                              absl::string_view auth, int slots);
+
+// Whether `env` has one of the variables JobserverEnvironment rewrites.
+bool HasJobserverVariable(const std::vector<std::string>& env);
+
+// Clears the jobserver from distd's own environment (MAKEFLAGS and the others above): a
+// distd started from inside a make must not pass its parent's jobserver on.
+void StripInheritedJobserver();
+
+}  // namespace distd::spawn
+
+#endif  // DISTD_SERVER_SPAWN_JOBSERVER_H_

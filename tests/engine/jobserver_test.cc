@@ -1,0 +1,156 @@
+// The jobserver's accounting in the engine (engine/jobserver.cc), with the fake spawner
+// playing each job's make: it takes tokens from the job's pipe and puts them back. Every
+// interleaving is forced: a step, then what the pool and the pipes hold.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/engine_test_util.h"
+
+namespace distd::engine {
+namespace {
+
+constexpr absl::Duration kReclaim = absl::Milliseconds(2);
+
+EngineOptions JobserverOptions(int jobs) {
+  EngineOptions options;
+  options.jobs = jobs;
+  options.jobserver = spawn::JobserverStyle::kPipe;
+  options.jobserver_reclaim = kReclaim;
+  return options;
+}
+
+class JobserverTest : public ::testing::Test {
+ protected:
+  explicit JobserverTest(int jobs = 4) : fake_(JobserverOptions(jobs)) {}
+
+  Engine& engine() { return *fake_.engine; }
+  FakeSpawner& spawner() { return *fake_.spawner; }
+
+  std::vector<JobId> Submit(const std::string& build, int n) {
+    std::vector<JobSpec> specs;
+    for (int i = 0; i < n; ++i) specs.push_back(Spec({"make"}));
+    auto ids = engine().Submit(build, std::move(specs), Caller{0, "test"});
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<JobId>();
+  }
+
+  // Takes tokens for `id` until there is none; how many it got.
+  int TakeAll(JobId id) {
+    int taken = 0;
+    while (spawner().TakeToken(id)) ++taken;
+    return taken;
+  }
+
+  FakeEngine fake_;
+};
+
+TEST_F(JobserverTest, AJobAloneIsLentEverySpareSlot) {
+  const JobId a = Submit("b", 1)[0];
+  ASSERT_TRUE(spawner().HasJobserver(a));
+  EXPECT_EQ(spawner().JobserverSlots(a), 4);
+  EXPECT_EQ(engine().Pool().lent, 3u);
+  // Its own slot is its implicit token: three more, and no fourth.
+  EXPECT_EQ(TakeAll(a), 3);
+  EXPECT_EQ(engine().Pool().lent, 3u);
+}
+
+TEST_F(JobserverTest, AQueuedJobTakesBackTheTokensNotTaken) {
+  const JobId a = Submit("b", 1)[0];
+  ASSERT_TRUE(spawner().TakeToken(a));  // a's make runs a second process
+  const std::vector<JobId> more = Submit("c", 3);
+  // Two slots were still in a's pipe: two of the three start, the third waits for the token
+  // a holds, and a cannot take another meanwhile.
+  EXPECT_THAT(spawner().Running(), ::testing::ElementsAre(a, more[0], more[1]));
+  EXPECT_EQ(engine().Pool().queued, 1u);
+  EXPECT_EQ(engine().Pool().lent, 1u);
+  EXPECT_FALSE(spawner().TakeToken(a));
+  // a's process ends and its make puts the token back: the waiting job gets the slot when
+  // the engine next looks, within one reclaim period.
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  EXPECT_EQ(engine().Pool().queued, 1u);
+  fake_.clock->Advance(kReclaim);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+  EXPECT_EQ(engine().Pool().lent, 0u);
+  EXPECT_EQ(spawner().Running().size(), 4u);
+}
+
+TEST_F(JobserverTest, TheEngineLooksAgainOnlyWhileAJobWaitsForTokens) {
+  const JobId a = Submit("b", 1)[0];
+  EXPECT_EQ(TakeAll(a), 3);
+  Submit("c", 1);
+  EXPECT_EQ(engine().Pool().queued, 1u);
+  // Nothing comes back: the engine keeps looking, and nothing starts.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(fake_.clock->pending(), 1u);
+    fake_.clock->Advance(kReclaim);
+    EXPECT_EQ(engine().Pool().queued, 1u);
+  }
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  fake_.clock->Advance(kReclaim);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+  EXPECT_EQ(fake_.clock->pending(), 0u);  // nothing waits, so no timer
+}
+
+TEST_F(JobserverTest, AKilledJobsTokensComeBackWithIt) {
+  const JobId a = Submit("b", 1)[0];
+  EXPECT_EQ(TakeAll(a), 3);  // a killed make never writes these back
+  ASSERT_TRUE(spawner().Kill(a, SIGKILL));
+  EXPECT_EQ(engine().Pool().lent, 0u);
+  EXPECT_EQ(engine().Pool().running, 0u);
+  Submit("c", 4);
+  EXPECT_EQ(spawner().Running().size(), 4u);
+  EXPECT_EQ(engine().Pool().queued, 0u);
+}
+
+TEST_F(JobserverTest, AnEndedJobsSlotIsLentToTheOthersInTurn) {
+  const std::vector<JobId> ids = Submit("b", 4);  // the pool is full: nothing lent
+  EXPECT_EQ(engine().Pool().lent, 0u);
+  for (JobId id : ids) EXPECT_FALSE(spawner().TakeToken(id));
+  ASSERT_TRUE(spawner().Exit(ids[0], 0));
+  ASSERT_TRUE(spawner().Exit(ids[1], 0));
+  // Two spare slots, one to each of two of the remaining jobs in turn, not both to one.
+  EXPECT_EQ(engine().Pool().lent, 2u);
+  EXPECT_EQ(TakeAll(ids[2]), 1);
+  EXPECT_EQ(TakeAll(ids[3]), 1);
+}
+
+TEST_F(JobserverTest, AJobBeingStoppedIsLentNothing) {
+  std::vector<JobId> ids = Submit("b", 2);
+  const JobId c = Submit("c", 1)[0];
+  EXPECT_EQ(engine().Pool().lent, 1u);
+  // Build b is aborted: its jobs get SIGTERM and linger in their grace period. The slot that
+  // comes back when one of them ends goes to c alone.
+  engine().AbortAsync("b", Reason("test"), [](absl::StatusOr<BuildInfo>) {});
+  ASSERT_TRUE(spawner().Kill(ids[0], SIGTERM));
+  ASSERT_TRUE(spawner().Kill(ids[1], SIGTERM));
+  EXPECT_EQ(engine().Pool().running, 1u);
+  EXPECT_EQ(engine().Pool().lent, 3u);
+  EXPECT_EQ(TakeAll(c), 3);
+}
+
+TEST_F(JobserverTest, JobsThatCannotStartLeaveNoTokensBehind) {
+  spawner().FailStart("missing", absl::NotFoundError("program not found: missing"));
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < 3; ++i) specs.push_back(Spec({"missing"}, /*check=*/false));
+  ASSERT_TRUE(engine().Submit("b", std::move(specs), Caller{0, "test"}).ok());
+  EXPECT_EQ(engine().Pool().running, 0u);
+  EXPECT_EQ(engine().Pool().lent, 0u);
+}
+
+TEST(JobserverOffTest, NoJobGetsOne) {
+  EngineOptions options = JobserverOptions(4);
+  options.jobserver = spawn::JobserverStyle::kOff;
+  FakeEngine fake(options);
+  auto ids = fake.engine->Submit("b", {Spec({"make"})}, Caller{0, "test"});
+  ASSERT_TRUE(ids.ok());
+  EXPECT_FALSE(fake.spawner->HasJobserver(ids->front()));
+  EXPECT_EQ(fake.engine->Pool().lent, 0u);
+}
+
+}  // namespace
+}  // namespace distd::engine

@@ -544,6 +544,7 @@ int Run(const Options& options) {
   }
   engine::EngineOptions engine_options = options.engine;
   engine_options.sweep_delay = absl::Milliseconds(100);
+  engine_options.watch_returns = true;
   if (engine_options.jobserver == spawn::JobserverStyle::kFifo) {
     // Beside the socket, in a directory that passed the socket's own check; for a distd on
     // TCP alone, in the default socket's.

@@ -75,10 +75,14 @@ Engine::Engine(const EngineOptions& options, std::unique_ptr<spawn::Spawner> spa
       clock_(std::move(clock)),
       last_job_id_(options.last_job_id) {
   if (options_.idle_abort > absl::ZeroDuration()) ScheduleIdleCheck();
+  if (options_.watch_returns && options_.jobserver == spawn::JobserverStyle::kPipe) {
+    returns_ = std::make_unique<spawn::ReturnWatcher>([this](JobId id) { OnTokensReturned(id); });
+  }
 }
 
 Engine::~Engine() {
   Shutdown("the engine is shutting down");
+  returns_.reset();  // its last call has returned
   // No job runs now. Joining the spawner's and the clock's threads ends every callback into
   // this object before its members go.
   spawner_.reset();
@@ -248,8 +252,9 @@ void Engine::DispatchLocked(Deferred& deferred) {
   }
   if (ring_.empty()) {
     LendTokensLocked();
-  } else if (lent_ > 0 && reclaim_timer_ == 0) {
-    // Queued jobs wait for tokens that running jobs have taken: look again soon.
+  } else if (lent_ > 0 && reclaim_timer_ == 0 && returns_ == nullptr) {
+    // Queued jobs wait for tokens that running jobs have taken, and no watcher will say when
+    // they come back: look again soon.
     reclaim_timer_ = clock_->Schedule(clock_->Now() + options_.jobserver_reclaim,
                                       [this] { OnReclaimTimer(); });
   }
@@ -289,7 +294,10 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
                                             &output_budget_);
   ++running_;
   job->build->running.insert(job);
-  if (job->tokens != nullptr) token_jobs_.push_back(job);
+  if (job->tokens != nullptr) {
+    token_jobs_.push_back(job);
+    if (returns_ != nullptr) returns_->Watch(job->id, job->tokens->return_fd());
+  }
   if (job->spec.timeout.has_value()) {
     JobId id = job->id;
     job->timeout_timer = clock_->Schedule(job->started_at + *job->spec.timeout,

@@ -74,8 +74,11 @@ struct EngineOptions {
   // use.
   std::string jobserver_fifo_prefix;
   // While queued jobs wait for slots that running jobs hold as tokens, how often the engine
-  // reads back the tokens they have returned.
+  // looks for tokens that came back: for a fifo, the only way it learns of them.
   absl::Duration jobserver_reclaim = absl::Milliseconds(2);
+  // kPipe: a thread of the engine's own (spawn::ReturnWatcher) hears at once when a job
+  // writes a token back, and calls OnTokensReturned. Without it, only a test's call does.
+  bool watch_returns = false;
   // Asked before each submission is accepted, without the engine's lock: a status other than
   // OK refuses it with that status (distd's journal cannot be written, say). Empty: always.
   std::function<absl::Status()> admission;
@@ -209,6 +212,10 @@ class Engine final : public spawn::ProcessEvents {
   // of every cancelled job is finished (and reported to the observers).
   void Shutdown(absl::string_view reason);
 
+  // A job has written jobserver tokens back (kPipe): each goes to a queued job, else to a
+  // running job that may want it. Called by the ReturnWatcher (or a test playing it).
+  void OnTokensReturned(JobId id) ABSL_LOCKS_EXCLUDED(mu_);
+
   // ProcessEvents, called by the spawner.
   void OnProcessOutput(JobId id, OutputStream stream, absl::string_view data) override;
   void OnProcessExit(JobId id, ExitStatus status) override;
@@ -258,7 +265,11 @@ class Engine final : public spawn::ProcessEvents {
   void OpenTokensLocked(Job* job, spawn::SpawnRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads back up to `want` tokens that jobs have not taken (or have returned); how many.
   uint64_t ReclaimTokensLocked(uint64_t want) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LendTokensLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lends the spare slots to the running jobs that have taken every token they were given,
+  // fewest held first (`preferred` first among equals), one each in turn.
+  void LendTokensLocked(Job* preferred = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a job's written-back tokens as the pool's again (no more than it took).
+  uint64_t CreditReturnsLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every token a job was lent is the pool's again: the job has ended.
   void ReturnTokensLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnReclaimTimer() ABSL_LOCKS_EXCLUDED(mu_);
@@ -324,10 +335,10 @@ class Engine final : public spawn::ProcessEvents {
   uint64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   // Slots lent as tokens (jobserver.cc): running_ + lent_ never exceeds the pool.
   uint64_t lent_ ABSL_GUARDED_BY(mu_) = 0;
-  // Running jobs with a jobserver, lent to round robin from lend_next_.
+  // Running jobs with a jobserver.
   std::vector<Job*> token_jobs_ ABSL_GUARDED_BY(mu_);
-  size_t lend_next_ ABSL_GUARDED_BY(mu_) = 0;
   spawn::TimerId reclaim_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<spawn::ReturnWatcher> returns_;  // with watch_returns; set once, at start
   // Keyed by a view of the build's own name (Build::name, shared with its jobs): the name is
   // stored once.
   absl::flat_hash_map<absl::string_view, std::unique_ptr<Build>> builds_ ABSL_GUARDED_BY(mu_);

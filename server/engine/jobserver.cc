@@ -2,20 +2,27 @@
 // is itself a parallel build (make, ninja, cargo) runs its extra processes on slots that no
 // queued job wants, and never on more than the pool has. Part of Engine (engine.h).
 //
-// The accounting, with one token pipe per running job:
+// The accounting, with a jobserver of its own for each running job:
 //  - running_ + lent_ <= the pool, always. A job's own process is its slot (the implicit
-//    token); `lent` is what was written into its pipe and not read back, whether it still
-//    sits there or the job took it.
-//  - Tokens are lent only while nothing is queued (DispatchLocked calls LendTokensLocked when
-//    the ring is empty), one per job in turn, to jobs that are not being stopped.
-//  - When a queued job finds no slot, dispatch reads tokens back from the pipes: those not
-//    taken, and those the jobs have returned. While the queue still waits on tokens the jobs
-//    hold, a timer looks again every jobserver_reclaim. A nested build keeps what it took
-//    until it puts it back, as make's own submakes do.
-//  - When a job ends, every token it was lent is the pool's again, whether or not it wrote
-//    them back (a killed make does not): its pipe goes with it. So the count is exact at
-//    every barrier, and there is nothing to recount.
+//    token); its `lent` is what was given to it and has not come back, whether it still sits
+//    in its pipe or the job took it.
+//  - Tokens are lent only while nothing is queued (DispatchLocked lends when the ring is
+//    empty): one each, fewest held first, to the jobs that took everything they were given
+//    (they may be waiting for more), and round again while slots are spare. A job that is
+//    being stopped gets none.
+//  - A token a job writes back (the pipe style's return pipe, which only distd reads) is the
+//    pool's at once: a queued job gets it before the nested build can take it again, else a
+//    running job that may want it, the one that gave it back first among equals. A job never
+//    gets credit for more than it took: one that writes extra tokens gains nothing.
+//  - When a queued job finds no slot, dispatch also reads back the tokens that were given
+//    and not taken. While the queue still waits on tokens the jobs hold, a timer looks again
+//    every jobserver_reclaim (for a fifo, where a returned token lies for whoever reads first,
+//    this is the only way distd gets it).
+//  - When a job ends, every token it was lent is the pool's again, whether or not it gave them
+//    back (a killed make does not): its pipes go with it. So the count is exact at every
+//    barrier, with nothing to recount.
 #include <algorithm>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/engine.h"
@@ -39,33 +46,55 @@ void Engine::OpenTokensLocked(Job* job, spawn::SpawnRequest& request) {
   request.jobserver_slots = pool_size_;
 }
 
-uint64_t Engine::ReclaimTokensLocked(uint64_t want) {
-  uint64_t taken = 0;
-  for (Job* job : token_jobs_) {
-    if (taken >= want) break;
-    if (job->lent == 0) continue;
-    const uint64_t back =
-        static_cast<uint64_t>(job->tokens->Take(static_cast<int>(std::min(want - taken, job->lent))));
-    job->lent -= back;
-    lent_ -= back;
-    taken += back;
-  }
-  return taken;
+uint64_t Engine::CreditReturnsLocked(Job* job) {
+  const uint64_t returned = static_cast<uint64_t>(job->tokens->Returned());
+  if (returned == 0) return 0;
+  // No more than it took: what it was lent less what still lies in its pipe. (Should it take
+  // one meanwhile, it is credited the next time.)
+  const uint64_t untaken = static_cast<uint64_t>(job->tokens->Untaken());
+  const uint64_t taken = job->lent > untaken ? job->lent - untaken : 0;
+  const uint64_t back = std::min(returned, taken);
+  job->lent -= back;
+  lent_ -= back;
+  return back;
 }
 
-void Engine::LendTokensLocked() {
+uint64_t Engine::ReclaimTokensLocked(uint64_t want) {
+  uint64_t freed = 0;
+  for (Job* job : token_jobs_) {
+    if (job->lent == 0) continue;
+    freed += CreditReturnsLocked(job);
+    if (freed >= want || job->lent == 0) continue;
+    const uint64_t back = static_cast<uint64_t>(
+        job->tokens->Take(static_cast<int>(std::min(want - freed, job->lent))));
+    job->lent -= back;
+    lent_ -= back;
+    freed += back;
+  }
+  return freed;
+}
+
+void Engine::LendTokensLocked(Job* preferred) {
   const uint64_t pool = static_cast<uint64_t>(pool_size_);
-  size_t misses = 0;  // jobs in a row that took no token
-  while (running_ + lent_ < pool && !token_jobs_.empty() && misses < token_jobs_.size()) {
-    lend_next_ %= token_jobs_.size();
-    Job* job = token_jobs_[lend_next_++];
-    if (job->stopping || job->tokens->Put(1) != 1) {
-      ++misses;
-      continue;
+  if (running_ + lent_ >= pool || token_jobs_.empty()) return;
+  std::vector<Job*> hungry;
+  for (Job* job : token_jobs_) {
+    if (!job->stopping && job->tokens->Untaken() == 0) hungry.push_back(job);
+  }
+  std::stable_sort(hungry.begin(), hungry.end(), [preferred](const Job* a, const Job* b) {
+    if (a->lent != b->lent) return a->lent < b->lent;
+    return a == preferred && b != preferred;
+  });
+  bool gave = true;
+  while (gave && running_ + lent_ < pool) {
+    gave = false;
+    for (Job* job : hungry) {
+      if (running_ + lent_ >= pool) break;
+      if (job->tokens->Put(1) != 1) continue;
+      ++job->lent;
+      ++lent_;
+      gave = true;
     }
-    misses = 0;
-    ++job->lent;
-    ++lent_;
   }
 }
 
@@ -79,6 +108,23 @@ void Engine::ReturnTokensLocked(Job* job) {
     *it = token_jobs_.back();
     token_jobs_.pop_back();
   }
+}
+
+void Engine::OnTokensReturned(JobId id) {
+  mu_.Lock();
+  Deferred deferred;
+  auto it = jobs_.find(id);
+  Job* job = it != jobs_.end() ? it->second.get() : nullptr;
+  // A job that has ended has no pipes, and its tokens were counted back with its end.
+  // Tokens beyond what it was lent are read all the same, so that the watcher rests.
+  if (job != nullptr && job->tokens != nullptr && CreditReturnsLocked(job) > 0) {
+    if (ring_.empty()) {
+      LendTokensLocked(job);
+    } else {
+      DispatchLocked(deferred);
+    }
+  }
+  Unlock(deferred);
 }
 
 void Engine::OnReclaimTimer() {

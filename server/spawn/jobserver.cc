@@ -1,16 +1,22 @@
-// See jobserver.h. Why distd's ends are file descriptions of their own: a pipe's two fds are
-// one description each, shared with the job once it inherits them, and O_NONBLOCK belongs to
-// the description. distd must never block reading back a token, and make expects its reads to
-// block; reopening the pipe through /proc/self/fd gives distd ends whose flags are its own.
+// See jobserver.h. Why distd reads a give pipe through a file description of its own: the
+// pipe's read end is one description, shared with the job once it inherits it, and O_NONBLOCK
+// belongs to the description. distd must never block taking back a token, and make expects its
+// reads to block; reopening the pipe through /proc/self/fd gives distd a read end whose flags
+// are its own. The ends only distd holds (the give pipe's write end, the return pipe's read
+// end) are made non-blocking directly.
 #include "server/spawn/jobserver.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -89,61 +95,80 @@ absl::StatusOr<std::unique_ptr<TokenPipe>> TokenPipe::Open(JobserverStyle style,
   std::unique_ptr<TokenPipe> pipe(new TokenPipe());
   pipe->style_ = style;
   if (style == JobserverStyle::kPipe) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return Errno("pipe2");
-    pipe->job_fds_[0] = MoveUp(fds[0]);
-    pipe->job_fds_[1] = MoveUp(fds[1]);
+    int give[2], back[2];
+    if (pipe2(give, O_CLOEXEC) != 0) return Errno("pipe2");
+    pipe->give_ = give[1];
+    pipe->job_fds_[0] = MoveUp(give[0]);
+    if (pipe2(back, O_CLOEXEC) != 0) return Errno("pipe2");
+    pipe->return_read_ = back[0];
+    pipe->job_fds_[1] = MoveUp(back[1]);
     if (pipe->job_fds_[0] < 0 || pipe->job_fds_[1] < 0) return Errno("fcntl");
+    if (fcntl(pipe->give_, F_SETFL, O_NONBLOCK) != 0 ||
+        fcntl(pipe->return_read_, F_SETFL, O_NONBLOCK) != 0) {
+      return Errno("fcntl");
+    }
     std::string read_end = absl::StrCat("/proc/self/fd/", pipe->job_fds_[0]);
-    std::string write_end = absl::StrCat("/proc/self/fd/", pipe->job_fds_[1]);
-    pipe->own_read_ = open(read_end.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (pipe->own_read_ < 0) return Errno(absl::StrCat("reopen ", read_end));
-    pipe->own_write_ = open(write_end.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-    if (pipe->own_write_ < 0) return Errno(absl::StrCat("reopen ", write_end));
+    pipe->take_back_ = open(read_end.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (pipe->take_back_ < 0) return Errno(absl::StrCat("reopen ", read_end));
     return pipe;
   }
   if (style == JobserverStyle::kFifo) {
     if (mkfifo(fifo_path.c_str(), 0600) != 0) return Errno(absl::StrCat("mkfifo ", fifo_path));
     pipe->fifo_ = fifo_path;  // removed by the destructor from now on
     // Open for both, so that it never reads as closed while the job has not opened it yet.
-    pipe->own_read_ = open(fifo_path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-    if (pipe->own_read_ < 0) return Errno(absl::StrCat("open ", fifo_path));
-    pipe->own_write_ = pipe->own_read_;
+    pipe->give_ = open(fifo_path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (pipe->give_ < 0) return Errno(absl::StrCat("open ", fifo_path));
+    pipe->take_back_ = pipe->give_;
     return pipe;
   }
   return absl::InvalidArgumentError("jobserver: no style");
 }
 
 TokenPipe::~TokenPipe() {
-  if (own_write_ != own_read_) CloseFd(own_write_);
-  CloseFd(own_read_);
+  if (take_back_ != give_) CloseFd(take_back_);
+  CloseFd(give_);
+  CloseFd(return_read_);
   CloseFd(job_fds_[0]);
   CloseFd(job_fds_[1]);
   if (!fifo_.empty()) unlink(fifo_.c_str());
 }
+
+namespace {
+
+// Reads up to `count` bytes (all there are, for count < 0) from a non-blocking `fd`.
+int Drain(int fd, int count) {
+  char tokens[256];
+  int taken = 0;
+  while (fd >= 0 && (count < 0 || taken < count)) {
+    const size_t want =
+        count < 0 ? sizeof(tokens) : std::min(sizeof(tokens), static_cast<size_t>(count - taken));
+    ssize_t n = read(fd, tokens, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    taken += static_cast<int>(n);
+  }
+  return taken;
+}
+
+}  // namespace
 
 int TokenPipe::Put(int count) {
   if (count <= 0) return 0;
   std::string tokens(static_cast<size_t>(count), '+');
   ssize_t n;
   do {
-    n = write(own_write_, tokens.data(), tokens.size());
+    n = write(give_, tokens.data(), tokens.size());
   } while (n < 0 && errno == EINTR);
   return n > 0 ? static_cast<int>(n) : 0;
 }
 
-int TokenPipe::Take(int count) {
-  if (count <= 0) return 0;
-  char tokens[256];
-  int taken = 0;
-  while (taken < count) {
-    const size_t want = std::min(sizeof(tokens), static_cast<size_t>(count - taken));
-    ssize_t n = read(own_read_, tokens, want);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    taken += static_cast<int>(n);
-  }
-  return taken;
+int TokenPipe::Take(int count) { return count <= 0 ? 0 : Drain(take_back_, count); }
+
+int TokenPipe::Returned() { return Drain(return_read_, -1); }
+
+int TokenPipe::Untaken() const {
+  int n = 0;
+  return ioctl(give_, FIONREAD, &n) == 0 ? n : 0;
 }
 
 std::string TokenPipe::Auth() const {
@@ -215,6 +240,48 @@ void StripInheritedJobserver() {
       unsetenv(name.c_str());
     } else {
       setenv(name.c_str(), cleared.c_str(), 1);
+    }
+  }
+}
+
+ReturnWatcher::ReturnWatcher(std::function<void(uint64_t)> on_return)
+    : on_return_(std::move(on_return)),
+      epoll_fd_(epoll_create1(EPOLL_CLOEXEC)),
+      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  epoll_event stop = {.events = EPOLLIN, .data = {.u64 = 0}};  // job ids start at 1
+  if (epoll_fd_ < 0 || stop_fd_ < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, stop_fd_, &stop) != 0) {
+    // Only at start-up, out of fds: jobs' returns then wait for the engine's next look.
+    CloseFd(epoll_fd_);
+    return;
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+ReturnWatcher::~ReturnWatcher() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(stop_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  CloseFd(epoll_fd_);
+  CloseFd(stop_fd_);
+}
+
+void ReturnWatcher::Watch(uint64_t id, int fd) {
+  if (epoll_fd_ < 0 || fd < 0) return;
+  epoll_event ev = {.events = EPOLLIN, .data = {.u64 = id}};
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void ReturnWatcher::Run() {
+  epoll_event ready[32];
+  while (true) {
+    int n = epoll_wait(epoll_fd_, ready, 32, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return;
+    for (int i = 0; i < n; ++i) {
+      if (ready[i].data.u64 == 0) return;  // stopping
+      on_return_(ready[i].data.u64);
     }
   }
 }

@@ -3,23 +3,29 @@
 // beside it. The protocol: a job may run one process of work on its own slot; for each more
 // it reads one byte (a token) from the jobserver, and writes it back when that process ends.
 //
-// Every running job gets token pipe of its own, rather than one per build: what a job holds
-// is then exactly what distd lent it less what is still in its pipe, and all of it comes back
+// Every running job gets a jobserver of its own, rather than one per build: what a job holds
+// is then exactly what distd lent it less what came back, and all of it is the pool's again
 // when the job ends, however it ended (a killed make never writes its tokens back). The engine
-// lends spare slots to jobs and reads back the ones not taken when a queued job needs a slot
+// lends spare slots to jobs, and gives a queued job the tokens that come back
 // (engine/jobserver.cc).
 //
 // Two styles, as make has them:
-//  - kPipe (make 4.3, Debian 12's; make 4.4; cargo): the job gets the pipe at fds 3 and 4,
-//    and MAKEFLAGS says --jobserver-auth=3,4.
-//  - kFifo (make 4.4, ninja 1.13, cargo): a fifo of mode 0600 in distd's own 0700 directory,
-//    named in MAKEFLAGS as --jobserver-auth=fifo:PATH. make 4.3 cannot read this one.
+//  - kPipe (make 4.3, Debian 12's; make 4.4; cargo): MAKEFLAGS says --jobserver-auth=3,4.
+//    make reads tokens from fd 3 and writes them back to fd 4, and here those are two pipes:
+//    a job's returned tokens reach distd alone, which decides where each goes next. A queued
+//    job gets it before the nested make can take it again.
+//  - kFifo (make 4.4, ninja 1.13, cargo): one fifo of mode 0600 in distd's own 0700
+//    directory, named in MAKEFLAGS as --jobserver-auth=fifo:PATH, for both ways. A returned
+//    token lies there for whoever reads first, the job or distd. make 4.3 cannot use one.
 #ifndef DISTD_SERVER_SPAWN_JOBSERVER_H_
 #define DISTD_SERVER_SPAWN_JOBSERVER_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,8 +46,8 @@ inline constexpr int kJobserverWriteFd = 4;
 // expects. Every fd is close-on-exec: the spawner puts the job's at 3 and 4 itself.
 class TokenPipe {
  public:
-  // kPipe: a pipe. kFifo: a fifo made at `fifo_path` (which must not exist), removed again
-  // by the destructor.
+  // kPipe: the two pipes. kFifo: a fifo made at `fifo_path` (which must not exist), removed
+  // again by the destructor.
   static absl::StatusOr<std::unique_ptr<TokenPipe>> Open(JobserverStyle style,
                                                          const std::string& fifo_path = "");
   ~TokenPipe();
@@ -49,10 +55,19 @@ class TokenPipe {
   TokenPipe& operator=(const TokenPipe&) = delete;
 
   JobserverStyle style() const { return style_; }
-  // Writes up to `count` tokens; returns how many went in.
+  // Gives the job up to `count` tokens; returns how many went in.
   int Put(int count);
-  // Reads back up to `count` tokens the job has not taken; returns how many.
+  // Reads back up to `count` tokens that the job has not taken (and, for a fifo, those it
+  // wrote back); returns how many.
   int Take(int count);
+  // kPipe: reads every token the job wrote back; how many. 0 for a fifo. (A job may write
+  // back more than it took: the caller counts no more than it lent.)
+  int Returned();
+  // Tokens given and not taken yet (for a fifo, with those written back).
+  int Untaken() const;
+  // kPipe: what becomes readable when the job writes a token back (for a ReturnWatcher);
+  // -1 for a fifo.
+  int return_fd() const { return return_read_; }
   // What the job's MAKEFLAGS names: "3,4" or "fifo:PATH".
   std::string Auth() const;
   // kPipe: the ends to put at kJobserverReadFd and kJobserverWriteFd in the job (>= 10, so
@@ -64,9 +79,30 @@ class TokenPipe {
   TokenPipe() = default;
   JobserverStyle style_ = JobserverStyle::kOff;
   int job_fds_[2] = {-1, -1};
-  int own_read_ = -1;   // O_NONBLOCK, a file description of distd's own
-  int own_write_ = -1;  // the same, or own_read_ for a fifo (opened for both)
+  int give_ = -1;         // the give pipe's write end (the fifo, for kFifo)
+  int take_back_ = -1;    // the give pipe's read end, as a file description of distd's own
+  int return_read_ = -1;  // the return pipe's read end (kPipe)
   std::string fifo_;
+};
+
+// Wakes the engine as soon as a job writes a token back (kPipe): one thread, one epoll set of
+// every running job's return pipe, `on_return(id)` for the job whose pipe is readable. The
+// callee reads the tokens (TokenPipe::Returned), or the call comes again. A closed pipe
+// leaves the set by itself; a call for a job that has just ended is to be ignored.
+class ReturnWatcher {
+ public:
+  explicit ReturnWatcher(std::function<void(uint64_t)> on_return);
+  ~ReturnWatcher();  // joins the thread; no call runs once it returns
+  ReturnWatcher(const ReturnWatcher&) = delete;
+  ReturnWatcher& operator=(const ReturnWatcher&) = delete;
+  void Watch(uint64_t id, int fd);
+
+ private:
+  void Run();
+  std::function<void(uint64_t)> on_return_;
+  int epoll_fd_ = -1;
+  int stop_fd_ = -1;  // an eventfd
+  std::thread thread_;
 };
 
 // The MAKEFLAGS of a job from its client's: the client's -j and jobserver flags go (they

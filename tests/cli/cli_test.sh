@@ -1153,7 +1153,7 @@ test_jobserver() {
 #!/bin/sh
 start=\$(date +%s%N)
 sleep \${1:-0.3}
-echo "\$start \$(date +%s%N)" >>"$T/intervals"
+echo "\$start \$(date +%s%N) \${DISTD_BUILD:-}" >>"$T/intervals"
 EOF
   chmod +x "$T/work"
   {
@@ -1176,6 +1176,12 @@ EOF
   most=$(max_overlap "$T/intervals")
   [ "$most" -le 4 ] || fail "$most targets ran at once under --jobs 4"
   [ "$most" -eq 4 ] || fail "the nested makes never used the pool's 4 slots ($most)"
+  # b's make got a slot while a's still had targets to run: the tokens a gave back went to the
+  # queued job first, not all to a again.
+  local a_last b_first
+  a_last=$(awk '$3 == "a" {print $2}' "$T/intervals" | sort -n | tail -n 1)
+  b_first=$(awk '$3 == "b" {print $1}' "$T/intervals" | sort -n | head -n 1)
+  [ "$b_first" -lt "$a_last" ] || fail "build b's make waited for all of build a's"
   # A make that holds three tokens (four targets running) is killed: the pool is whole again.
   DISTD_BUILD=k distctl run --bg -- make -s -C "$p" s1 s2 s3 s4 >/dev/null || fail "submit k"
   wait_until 10 sh -c "[ \$(pgrep -fc '^sleep 977[.]3$') -eq 4 ]" || fail "make did not take 3 tokens"

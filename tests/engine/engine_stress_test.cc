@@ -351,6 +351,10 @@ class Driver {
           if (fake_.spawner->TakeToken(id)) ++held_[id];
         } else if (held_[id] > 0 && fake_.spawner->ReturnToken(id)) {
           --held_[id];
+          // Heard at once (the watcher), or at the engine's next look.
+          if (Pick(2) == 0) engine.OnTokensReturned(id);
+        } else if (Pick(8) == 0 && fake_.spawner->ReturnToken(id)) {
+          engine.OnTokensReturned(id);  // one it never took: it must gain nothing
         }
         break;
       }

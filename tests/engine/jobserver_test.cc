@@ -122,15 +122,76 @@ TEST_F(JobserverTest, AnEndedJobsSlotIsLentToTheOthersInTurn) {
 TEST_F(JobserverTest, AJobBeingStoppedIsLentNothing) {
   std::vector<JobId> ids = Submit("b", 2);
   const JobId c = Submit("c", 1)[0];
-  EXPECT_EQ(engine().Pool().lent, 1u);
-  // Build b is aborted: its jobs get SIGTERM and linger in their grace period. The slot that
-  // comes back when one of them ends goes to c alone.
+  EXPECT_EQ(engine().Pool().lent, 1u);  // in ids[1]'s pipe
+  // Build b is aborted: its jobs get SIGTERM and linger in their grace period. The slots that
+  // come back as they end go to c alone.
   engine().AbortAsync("b", Reason("test"), [](absl::StatusOr<BuildInfo>) {});
   ASSERT_TRUE(spawner().Kill(ids[0], SIGTERM));
+  EXPECT_EQ(TakeAll(c), 1);
+  EXPECT_EQ(engine().Pool().lent, 2u);
   ASSERT_TRUE(spawner().Kill(ids[1], SIGTERM));
   EXPECT_EQ(engine().Pool().running, 1u);
   EXPECT_EQ(engine().Pool().lent, 3u);
-  EXPECT_EQ(TakeAll(c), 3);
+  EXPECT_EQ(TakeAll(c), 2);
+}
+
+TEST_F(JobserverTest, AReturnedTokenGoesToAQueuedJobBeforeTheNestedBuildCanTakeItAgain) {
+  const JobId a = Submit("b", 1)[0];
+  EXPECT_EQ(TakeAll(a), 3);
+  const JobId queued = Submit("c", 1)[0];
+  EXPECT_EQ(engine().Pool().queued, 1u);
+  // a's make puts a token back, and (having another target) tries to take one at once.
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  engine().OnTokensReturned(a);  // the watcher's call
+  EXPECT_FALSE(spawner().TakeToken(a));
+  EXPECT_THAT(spawner().Running(), ::testing::ElementsAre(a, queued));
+  EXPECT_EQ(engine().Pool().lent, 2u);
+}
+
+TEST_F(JobserverTest, ATokenReturnedWhileNothingIsQueuedIsThereAgainAtOnce) {
+  const JobId a = Submit("b", 1)[0];
+  EXPECT_EQ(TakeAll(a), 3);
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  EXPECT_FALSE(spawner().TakeToken(a));  // returns go to distd, not into the job's pipe
+  engine().OnTokensReturned(a);
+  EXPECT_TRUE(spawner().TakeToken(a));
+  EXPECT_EQ(engine().Pool().lent, 3u);
+}
+
+TEST_F(JobserverTest, AReturnedTokenGoesToTheJobHoldingFewest) {
+  const JobId a = Submit("b", 1)[0];
+  EXPECT_EQ(TakeAll(a), 3);
+  const JobId b = Submit("c", 1)[0];  // queued; it starts on the first token a gives back
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  engine().OnTokensReturned(a);
+  EXPECT_THAT(spawner().Running(), ::testing::ElementsAre(a, b));
+  // a holds 2, b none: the next that a gives back goes to b, which may want it.
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  engine().OnTokensReturned(a);
+  EXPECT_FALSE(spawner().TakeToken(a));
+  EXPECT_TRUE(spawner().TakeToken(b));
+}
+
+TEST_F(JobserverTest, AJobThatLeavesItsTokenUntakenIsGivenNoMore) {
+  const std::vector<JobId> ids = Submit("b", 2);  // one token each; ids[1] never reads its own
+  EXPECT_EQ(TakeAll(ids[0]), 1);
+  ASSERT_TRUE(spawner().ReturnToken(ids[0]));
+  engine().OnTokensReturned(ids[0]);
+  EXPECT_EQ(TakeAll(ids[0]), 1);  // back to the job that reads, not piled on ids[1]
+  EXPECT_EQ(TakeAll(ids[1]), 1);
+}
+
+TEST_F(JobserverTest, TokensWrittenBackBeyondWhatWasTakenGainNothing) {
+  const JobId a = Submit("b", 1)[0];
+  ASSERT_TRUE(spawner().TakeToken(a));  // it took 1 of its 3
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(spawner().ReturnToken(a));
+  engine().OnTokensReturned(a);
+  // Credited for the one it took; the two still in its pipe are still counted.
+  EXPECT_EQ(engine().Pool().lent, 2u);
+  Submit("c", 4);
+  EXPECT_EQ(engine().Pool().running + engine().Pool().lent, 4u);
+  EXPECT_EQ(engine().Pool().running, 4u);  // the two were taken back for queued jobs
+  EXPECT_EQ(engine().Pool().queued, 1u);
 }
 
 TEST_F(JobserverTest, JobsThatCannotStartLeaveNoTokensBehind) {

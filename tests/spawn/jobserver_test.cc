@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -37,12 +39,46 @@ TEST(TokenPipeTest, TokensPutAreThereForTheJobAndComeBack) {
   // Above what the spawner puts in place, so that placing one never overwrites the other.
   EXPECT_GE((*pipe)->job_read_fd(), 10);
   EXPECT_GE((*pipe)->job_write_fd(), 10);
-  EXPECT_EQ((*pipe)->Put(3), 3);
-  EXPECT_EQ(Readable((*pipe)->job_read_fd()), 3);  // the job took all three
+  EXPECT_EQ((*pipe)->Put(4), 4);
+  EXPECT_EQ((*pipe)->Untaken(), 4);
+  EXPECT_EQ((*pipe)->Take(1), 1);  // distd takes one back before the job does
+  EXPECT_EQ(Readable((*pipe)->job_read_fd()), 3);  // the job took the other three
+  EXPECT_EQ((*pipe)->Untaken(), 0);
   EXPECT_EQ((*pipe)->Take(3), 0);
-  ASSERT_EQ(write((*pipe)->job_write_fd(), "++", 2), 2);  // and put two back
-  EXPECT_EQ((*pipe)->Take(5), 2);
-  EXPECT_EQ((*pipe)->Take(5), 0);
+  // It puts two back: they reach distd alone, never the job's read end.
+  ASSERT_EQ(write((*pipe)->job_write_fd(), "++", 2), 2);
+  EXPECT_EQ(Readable((*pipe)->job_read_fd()), 0);
+  EXPECT_EQ((*pipe)->Returned(), 2);
+  EXPECT_EQ((*pipe)->Returned(), 0);
+}
+
+TEST(TokenPipeTest, TheWatcherSaysWhichJobGaveTokensBack) {
+  auto a = TokenPipe::Open(JobserverStyle::kPipe);
+  auto b = TokenPipe::Open(JobserverStyle::kPipe);
+  ASSERT_TRUE(a.ok() && b.ok());
+  absl::Mutex mu;
+  std::vector<uint64_t> calls;
+  ReturnWatcher watcher([&](uint64_t id) {
+    absl::MutexLock lock(&mu);
+    calls.push_back(id);
+    (id == 7 ? *a : *b)->Returned();  // as the engine does: else the call comes again
+  });
+  watcher.Watch(7, (*a)->return_fd());
+  watcher.Watch(8, (*b)->return_fd());
+  ASSERT_EQ(write((*b)->job_write_fd(), "+", 1), 1);
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(
+                                        +[](std::vector<uint64_t>* c) { return !c->empty(); }, &calls),
+                                    absl::Seconds(30)));
+    EXPECT_THAT(calls, ElementsAre(8));
+  }
+  ASSERT_EQ(write((*a)->job_write_fd(), "+", 1), 1);
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(mu.AwaitWithTimeout(
+      absl::Condition(+[](std::vector<uint64_t>* c) { return c->size() >= 2; }, &calls),
+      absl::Seconds(30)));
+  EXPECT_THAT(calls, ElementsAre(8, 7));
 }
 
 TEST(TokenPipeTest, TheJobsEndsBlockAndAreClosedOnExec) {
@@ -68,6 +104,7 @@ TEST(TokenPipeTest, AFifoIsMadePrivateAndRemovedWithThePipe) {
     EXPECT_TRUE(S_ISFIFO(st.st_mode));
     EXPECT_EQ(st.st_mode & 0777, 0600u);
     EXPECT_EQ((*pipe)->Put(2), 2);
+    EXPECT_EQ((*pipe)->return_fd(), -1);
     // A make 4.4 opens the fifo by its name.
     const int job = open(path.c_str(), O_RDWR | O_CLOEXEC);
     ASSERT_GE(job, 0);

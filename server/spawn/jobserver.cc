@@ -39,8 +39,10 @@ absl::Status Errno(absl::string_view what) {
   return absl::ResourceExhaustedError(absl::StrCat("jobserver: ", what, ": ", strerror(errno)));
 }
 
-// `fd` moved to kLowestFd or above, close-on-exec; the old one closed. -1 on failure.
+// `fd` (close-on-exec) at kLowestFd or above: itself, or moved there and the old one closed.
+// -1 on failure.
 int MoveUp(int fd) {
+  if (fd >= kLowestFd) return fd;  // as in a running distd, which has many open
   int moved = fcntl(fd, F_DUPFD_CLOEXEC, kLowestFd);
   close(fd);
   return moved;

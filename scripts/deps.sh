@@ -13,6 +13,8 @@ packages=(
   procps util-linux spin python3
   # The dashboard's test drives Debian's Chromium (with playwright-core, from npm).
   chromium
+  # The Slurm executor's test starts a one-node cluster of its own.
+  slurmctld slurmd slurm-client munge
   # The peers of the benchmark (bench/), whose smoke run is one of the tests.
   make findutils parallel task-spooler
 )

@@ -70,6 +70,9 @@ struct Options {
   std::string state_dir;  // empty: the default
   bool journal = true;
   bool cgroups = true;  // where the host delegates them
+  bool slurm = false;    // --executor slurm
+  bool jobserver_given = false;
+  spawn::SlurmOptions slurm_options;
   engine::EngineOptions engine;
   service::ServiceOptions service;
   journal::OutputLimits output;
@@ -279,11 +282,27 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
                  "--jobserver", absl::StrCat("\"", text, "\" is not one of pipe, fifo, off"));
            }
            options->engine.jobserver = *style;
+           options->jobserver_given = true;
          },
          "the GNU make jobserver each job is offered, so that a nested make, ninja or cargo "
          "takes its extra slots from the pool: pipe (make 4.3 and later, cargo; the default), "
          "fifo (make 4.4, ninja 1.13, cargo), off")
       ->type_name("STYLE");
+  app.add_option_function<std::string>(
+         "--executor",
+         [options](const std::string& text) {
+           if (text != "local" && text != "slurm") {
+             throw CLI::ValidationError("--executor",
+                                        absl::StrCat("\"", text, "\" is not one of local, slurm"));
+           }
+           options->slurm = text == "slurm";
+         },
+         "where jobs run: local (the default), or slurm: each job as srun --job-name=distd-BUILD "
+         "on the cluster, --jobs then bounding the jobs in flight there")
+      ->type_name("NAME");
+  app.add_option("--slurm-partition", options->slurm_options.partition,
+                 "with --executor slurm: the partition jobs run in (default: the cluster's)")
+      ->type_name("NAME");
   app.add_flag_callback(
       "--no-cgroups", [options] { options->cgroups = false; },
       "run jobs without cgroups of their own even where distd's cgroup is delegated to it");
@@ -313,6 +332,21 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* options) {
   } catch (const CLI::ParseError& error) {
     const std::string message = DescribeParseError(error, app);
     std::fprintf(stderr, "distd: %s\n(distd --help shows the usage)\n", message.c_str());
+    return kExitUsage;
+  }
+  if (options->slurm) {
+    if (options->jobserver_given && options->engine.jobserver != spawn::JobserverStyle::kOff) {
+      std::fprintf(stderr,
+                   "distd: --jobserver %s cannot be used with --executor slurm: a jobserver's "
+                   "pipes do not reach jobs on other hosts\n(distd --help shows the usage)\n",
+                   options->engine.jobserver == spawn::JobserverStyle::kPipe ? "pipe" : "fifo");
+      return kExitUsage;
+    }
+    options->engine.jobserver = spawn::JobserverStyle::kOff;
+  } else if (!options->slurm_options.partition.empty()) {
+    std::fprintf(stderr,
+                 "distd: --slurm-partition needs --executor slurm\n(distd --help shows the "
+                 "usage)\n");
     return kExitUsage;
   }
   absl::StatusOr<std::vector<int>> passed = service::TakePassedSockets();
@@ -603,8 +637,24 @@ int Run(const Options& options) {
   absl::Cleanup remove_cgroup_dir = [&spawner_options] {
     if (!spawner_options.cgroup_dir.empty()) spawn::RemoveCgroup(spawner_options.cgroup_dir);
   };
-  engine::Engine engine(engine_options, spawn::NewPosixSpawner(spawner_options),
-                        spawn::NewRealClock());
+  std::unique_ptr<spawn::Spawner> spawner = spawn::NewPosixSpawner(spawner_options);
+  if (options.slurm) {
+    spawn::SlurmOptions slurm = options.slurm_options;
+    const char* path = getenv("PATH");
+    for (auto [name, found] : {std::pair{"srun", &slurm.srun}, {"scancel", &slurm.scancel}}) {
+      absl::StatusOr<std::string> program = spawn::FindProgram(name, path ? path : "");
+      if (!program.ok()) {
+        spdlog::error("--executor slurm: {}", std::string(program.status().message()));
+        return kExitBuildFailed;
+      }
+      *found = *program;
+    }
+    if (const char* conf = getenv("SLURM_CONF"); conf != nullptr) slurm.slurm_conf = conf;
+    spdlog::info("jobs run on the Slurm cluster through {}{}", slurm.srun,
+                 slurm.partition.empty() ? "" : absl::StrCat(", partition ", slurm.partition));
+    spawner = spawn::NewSlurmExecutor(slurm, std::move(spawner));
+  }
+  engine::Engine engine(engine_options, std::move(spawner), spawn::NewRealClock());
   if (journal != nullptr) {
     for (const engine::BuildInfo& build : recovery.open) {
       if (absl::Status s = engine.Restore(build); !s.ok()) {

@@ -164,6 +164,7 @@ void Engine::StopRunningLocked(Build* build, absl::Duration grace) {
     }
     StopJobLocked(job, grace);
   }
+  spawner_->StopBuild(*build->name);
 }
 
 void Engine::StopJobLocked(Job* job, absl::Duration grace) {

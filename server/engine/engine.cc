@@ -268,6 +268,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   request.cwd = &job->spec.cwd;
   request.env = job->spec.env != nullptr ? job->spec.env.get() : &EmptyEnv();
   request.settings = job->spec.settings.get();
+  request.build = job->build_name.get();
   OpenTokensLocked(job, request);
   request.targets = std::move(job->spec.targets);  // the spawner's from now on
   if (request.targets != nullptr) {

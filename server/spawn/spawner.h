@@ -33,6 +33,7 @@ struct SpawnRequest {
   // (spawn/jobserver.h) either way.
   const TokenPipe* tokens = nullptr;
   int jobserver_slots = 0;
+  const std::string* build = nullptr;  // the job's build's name; never null from the engine
 };
 
 // Implemented by the engine. For one job, calls arrive on one thread at a time, output in
@@ -73,6 +74,11 @@ class Spawner {
   // not be started (126). Must not block for long: the engine calls it under its lock.
   virtual absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
                                                          ProcessEvents* events) = 0;
+
+  // A build is being stopped: each of its running jobs has been sent SIGTERM. An executor whose
+  // jobs run elsewhere also cancels there whatever of the build is left. Under the engine's
+  // lock: must not block.
+  virtual void StopBuild(absl::string_view /*build*/) {}
 };
 
 struct PosixSpawnerOptions {
@@ -104,6 +110,28 @@ struct PosixSpawnerOptions {
   // cgroup is removed once it is empty. Empty: no cgroups.
   std::string cgroup_dir;
 };
+
+// The Slurm executor: each job runs as `srun --job-name=distd-BUILD -D DIR --export=ALL --
+// CMD`, one srun process per job started by `local` (the POSIX spawner), so that the job's
+// process group, output and exit code are srun's, which are the remote job's. SIGTERM to srun
+// cancels its job step and allocation; StopBuild also runs `scancel --name=distd-BUILD
+// --user=UID`, so that nothing of a stopped build is left on the cluster, not even a job
+// whose srun was killed. The pool's bound is then the number of jobs in flight on the
+// cluster. Jobs get no jobserver: its pipes do not reach another host.
+struct SlurmOptions {
+  std::string srun;     // absolute paths
+  std::string scancel;
+  std::string partition;  // --partition, if not empty
+  // Given to srun and scancel when the job's environment has none (distd's own, say).
+  std::string slurm_conf;
+};
+// `srun` and `scancel` found on PATH (an absolute path is taken as it is), or NotFound.
+absl::StatusOr<std::string> FindProgram(absl::string_view name, absl::string_view path);
+std::unique_ptr<Spawner> NewSlurmExecutor(const SlurmOptions& options,
+                                          std::unique_ptr<Spawner> local);
+// What a job runs as under the Slurm executor.
+std::vector<std::string> SrunCommand(const SlurmOptions& options, absl::string_view build,
+                                     const std::string& cwd, const std::vector<std::string>& argv);
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains
 // every job's pipes through epoll, reaping by pid. The destructor kills whatever still runs.

@@ -60,6 +60,7 @@ stop_daemon() {
 cleanup() {
   [ -z "${FILLER:-}" ] || kill "$FILLER" 2>/dev/null
   stop_daemon  # which ends every job it still runs
+  stop_slurm
   # A cgroup a test made, with whatever distd left in it (a failing test's).
   [ -z "${CG:-}" ] || rmdir "$CG"/*/* "$CG"/* "$CG" 2>/dev/null
   rm -rf "$T" "$T.gone"
@@ -1219,6 +1220,128 @@ EOF
   stop_daemon
   expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --jobserver fast
   expect_grep 'is not one of pipe, fifo, off' "$T/err"
+}
+
+# The Slurm executor, end to end on a one-node Slurm cluster that the test starts on this host
+# (munged, slurmctld and slurmd, as root, with a configuration made from hostname -s and
+# nproc): jobs run as srun, with their exit codes, output and directories; --jobs bounds the
+# jobs in flight; a failing job stops its build on the cluster, and nothing of it is left.
+start_slurm() {
+  local s=$T/slurm host cpus
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null &&
+    command -v srun >/dev/null || { echo "SKIP [$NAME]: needs slurmctld, slurmd, srun and munged"; exit 77; }
+  [ "$(id -u)" -eq 0 ] || { echo "SKIP [$NAME]: starts slurmd, which needs root"; exit 77; }
+  mkdir -p "$s/state" "$s/spool" "$s/munge"
+  chmod 711 "$s/munge"
+  head -c 1024 /dev/urandom >"$s/munge/munge.key"
+  chmod 400 "$s/munge/munge.key"
+  munged --force --socket="$s/munge/socket" --key-file="$s/munge/munge.key" --log-file="$s/munge/log" \
+    --pid-file="$s/munge/pid" --seed-file="$s/munge/seed" || fail "munged: $(cat "$s/munge/log")"
+  SLURM_PIDFILES="$s/munge/pid"
+  host=$(hostname -s)
+  cpus=$(nproc)
+  cat >"$s/slurm.conf" <<EOF
+ClusterName=distdtest
+SlurmctldHost=$host(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=16917
+SlurmdPort=16918
+AuthType=auth/munge
+AuthInfo=socket=$s/munge/socket
+CredType=cred/munge
+StateSaveLocation=$s/state
+SlurmdSpoolDir=$s/spool
+SlurmctldPidFile=$s/slurmctld.pid
+SlurmdPidFile=$s/slurmd.pid
+SlurmctldLogFile=$s/slurmctld.log
+SlurmdLogFile=$s/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MpiDefault=none
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+KillWait=2
+MinJobAge=2
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
+PartitionName=distd Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+EOF
+  export SLURM_CONF=$s/slurm.conf
+  slurmctld -c || fail "slurmctld: $(tail -n 20 "$s/slurmctld.log")"
+  SLURM_PIDFILES="$SLURM_PIDFILES $s/slurmctld.pid"
+  slurmd || fail "slurmd: $(tail -n 20 "$s/slurmd.log")"
+  SLURM_PIDFILES="$SLURM_PIDFILES $s/slurmd.pid"
+  wait_until 30 sh -c 'sinfo -h -o %t 2>/dev/null | grep -qx idle' ||
+    fail "the node did not come up: $(sinfo 2>&1; tail -n 20 "$s/slurmctld.log" "$s/slurmd.log")"
+}
+
+stop_slurm() {
+  local f pids=
+  for f in ${SLURM_PIDFILES:-}; do
+    [ -f "$f" ] && pids="$pids $(cat "$f")"
+  done
+  SLURM_PIDFILES=
+  [ -n "$pids" ] || return 0
+  kill $pids 2>/dev/null
+  for _ in $(seq 1 200); do  # gone before the next test may want the ports
+    kill -0 $pids 2>/dev/null || return 0
+    sleep 0.05
+  done
+}
+
+test_slurm() {
+  start_slurm
+  start_daemon 3 --executor slurm
+  # A job is a Slurm job of its build's name, in its directory, with its exit code and output.
+  mkdir "$T/dir"
+  (cd "$T/dir" && DISTD_BUILD=one distctl run -- sh -c 'echo "$SLURM_JOB_NAME $SLURM_JOB_ID $(pwd)"; echo oops >&2; exit 3') \
+    >"$T/out" 2>"$T/err"
+  [ $? -eq 3 ] || fail "exit code $?, not 3: $(cat "$T/err")"
+  grep -Eq "^distd-one [0-9]+ $T/dir\$" "$T/out" || fail "not run as a Slurm job: $(cat "$T/out")"
+  expect_grep '^oops$' "$T/err"
+  # --jobs 3: never more than 3 in flight, and 3 at once at some moment.
+  cat >"$T/work" <<EOF
+#!/bin/sh
+start=\$(date +%s%N)
+sleep 0.5
+echo "\$start \$(date +%s%N) \$SLURM_JOB_ID" >>"$T/intervals"
+EOF
+  chmod +x "$T/work"
+  local i most
+  for i in $(seq 1 6); do DISTD_BUILD=many distctl run --bg -- "$T/work" >/dev/null || fail "submit"; done
+  DISTD_BUILD=many timeout 60 "$DISTCTL" wait >"$T/out" 2>&1 || fail "build many: $(cat "$T/out")"
+  [ "$(awk '$3 != "" {print $3}' "$T/intervals" | sort -u | wc -l)" -eq 6 ] ||
+    fail "not 6 Slurm jobs: $(cat "$T/intervals")"
+  most=$(max_overlap "$T/intervals")
+  [ "$most" -le 3 ] || fail "$most jobs in flight under --jobs 3"
+  [ "$most" -eq 3 ] || fail "never 3 jobs in flight at once ($most)"
+  # Fail-fast: the failure stops the build's other jobs on the cluster.
+  DISTD_BUILD=ff distctl run --bg -- sleep 977.9 >/dev/null
+  DISTD_BUILD=ff distctl run --bg -- sleep 977.9 >/dev/null
+  wait_until 20 sh -c '[ "$(squeue -h -n distd-ff -t R | wc -l)" -eq 2 ]' || fail "the sleeps did not start"
+  DISTD_BUILD=ff distctl run --bg -- sh -c 'exit 5' >/dev/null
+  DISTD_BUILD=ff expect_code 1 timeout 60 "$DISTCTL" wait
+  expect_grep 'FAILED: sh -c' "$T/err"
+  no_survivor '(/usr/bin/)?sleep 977[.]9'
+  wait_until 20 sh -c '[ -z "$(squeue -h -n distd-ff)" ]' || fail "left on the cluster: $(squeue)"
+  # An abort, as a CI's cancel button.
+  DISTD_BUILD=ab distctl run --bg -- sleep 977.9 >/dev/null
+  wait_until 20 sh -c '[ "$(squeue -h -n distd-ab -t R | wc -l)" -eq 1 ]' || fail "the sleep did not start"
+  DISTD_BUILD=ab expect_code 0 timeout 60 "$DISTCTL" abort --reason cancelled
+  no_survivor '(/usr/bin/)?sleep 977[.]9'
+  wait_until 20 sh -c '[ -z "$(squeue -h -n distd-ab)" ]' || fail "left on the cluster: $(squeue)"
+  still_serving
+  stop_daemon
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --executor slurm --jobserver pipe
+  expect_grep 'cannot be used with --executor slurm' "$T/err"
+  expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --executor cloud
+  expect_grep 'is not one of local, slurm' "$T/err"
+  PATH=/nowhere expect_code 1 "$BIN/distd" --listen "unix:$SOCK" --executor slurm --no-journal
+  expect_grep 'srun is not on PATH' "$T/err"
+  stop_slurm
 }
 
 # http_get PORT PATH [HEADER]: the whole answer to a GET, through bash's /dev/tcp.

@@ -1356,5 +1356,19 @@ TEST_F(LazyCancelTest, ShutdownFinishesEveryRecordBeforeReturning) {
   EXPECT_TRUE(ledger_.EachOnce(queued));  // without the clock's help
 }
 
+// An executor whose jobs run elsewhere hears of a build being stopped (the Slurm one then
+// cancels what is left of it on the cluster): when a failure or a kill abort stops it, not
+// when a drain lets its jobs finish.
+TEST_F(EngineTest, TheSpawnerHearsWhenABuildIsStopped) {
+  Submit("drained", Spec({"cc"}));
+  engine().AbortAsync("drained", Reason("test", AbortMode::kDrain), [](absl::StatusOr<BuildInfo>) {});
+  EXPECT_THAT(spawner().StoppedBuilds(), IsEmpty());
+  const JobId failing = Submit("failing", Spec({"cc"}));
+  ASSERT_TRUE(spawner().Exit(failing, 1));
+  EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing"));
+  engine().AbortAsync("drained", Reason("now"), [](absl::StatusOr<BuildInfo>) {});  // escalates
+  EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing", "drained"));
+}
+
 }  // namespace
 }  // namespace distd::engine

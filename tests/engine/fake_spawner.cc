@@ -12,6 +12,8 @@ struct FakeSpawner::Proc {
   JobId id = 0;
   int pid = 0;
   std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd;
   ProcessEvents* events = nullptr;
   // Held while it runs and let go before its exit is reported, as the real spawner does.
   std::shared_ptr<const OutputTargets> targets;
@@ -57,6 +59,8 @@ absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& 
   proc->id = request.id;
   proc->pid = next_pid_++;
   proc->argv = *request.argv;
+  if (request.env != nullptr) proc->env = *request.env;
+  proc->cwd = *request.cwd;
   proc->events = events;
   proc->targets = request.targets;
   if (request.tokens != nullptr) {
@@ -68,6 +72,16 @@ absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& 
   ++started_;
   max_running_ = std::max(max_running_, running_.size());
   return std::make_unique<Handle>(this, request.id, proc->pid);
+}
+
+void FakeSpawner::StopBuild(absl::string_view build) {
+  absl::MutexLock lock(mu_.get());
+  stopped_builds_.emplace_back(build);
+}
+
+std::vector<std::string> FakeSpawner::StoppedBuilds() {
+  absl::MutexLock lock(mu_.get());
+  return stopped_builds_;
 }
 
 void FakeSpawner::FailStart(const std::string& program, absl::Status status) {
@@ -86,6 +100,18 @@ std::vector<std::string> FakeSpawner::Argv(JobId id) {
   absl::MutexLock lock(mu_.get());
   auto it = running_.find(id);
   return it == running_.end() ? std::vector<std::string>() : it->second->argv;
+}
+
+std::vector<std::string> FakeSpawner::Env(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it == running_.end() ? std::vector<std::string>() : it->second->env;
+}
+
+std::string FakeSpawner::Cwd(JobId id) {
+  absl::MutexLock lock(mu_.get());
+  auto it = running_.find(id);
+  return it == running_.end() ? std::string() : it->second->cwd;
 }
 
 std::vector<int> FakeSpawner::Signals(JobId id) {

@@ -36,12 +36,18 @@ class FakeSpawner : public Spawner {
   absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
                                                  ProcessEvents* events) override;
 
+  void StopBuild(absl::string_view build) override;
+  // The builds StopBuild was called for, in order.
+  std::vector<std::string> StoppedBuilds();
+
   // Programs (argv[0]) that fail to start with this status.
   void FailStart(const std::string& program, absl::Status status);
 
   // Jobs started and not yet exited, in start order.
   std::vector<JobId> Running();
   std::vector<std::string> Argv(JobId id);
+  std::vector<std::string> Env(JobId id);
+  std::string Cwd(JobId id);
   std::vector<int> Signals(JobId id);
   bool OutputPaused(JobId id);
   // Running, with targets it has not been told to stop writing to.
@@ -73,6 +79,7 @@ class FakeSpawner : public Spawner {
   std::map<std::string, absl::Status> fail_ ABSL_GUARDED_BY(*mu_);
   std::map<JobId, std::vector<int>> signals_ ABSL_GUARDED_BY(*mu_);
   std::map<JobId, bool> paused_ ABSL_GUARDED_BY(*mu_);
+  std::vector<std::string> stopped_builds_ ABSL_GUARDED_BY(*mu_);
   size_t started_ ABSL_GUARDED_BY(*mu_) = 0;
   size_t max_running_ ABSL_GUARDED_BY(*mu_) = 0;
   int next_pid_ ABSL_GUARDED_BY(*mu_) = 1000;

@@ -194,6 +194,24 @@ TEST_F(JobserverTest, TokensWrittenBackBeyondWhatWasTakenGainNothing) {
   EXPECT_EQ(engine().Pool().queued, 1u);
 }
 
+// The watcher's call may come just after the job ended (its pipe was readable when it looked),
+// or for a job it never had: nothing changes.
+TEST_F(JobserverTest, AReturnHeardAfterTheJobEndedChangesNothing) {
+  const JobId a = Submit("b", 1)[0];
+  const JobId b = Submit("c", 1)[0];
+  EXPECT_EQ(TakeAll(a), 1);
+  ASSERT_TRUE(spawner().ReturnToken(a));
+  ASSERT_TRUE(spawner().Exit(a, 0));
+  const PoolInfo before = engine().Pool();
+  engine().OnTokensReturned(a);
+  engine().OnTokensReturned(12345);
+  const PoolInfo after = engine().Pool();
+  EXPECT_EQ(after.running, before.running);
+  EXPECT_EQ(after.lent, before.lent);
+  EXPECT_EQ(after.running + after.lent, 4u);  // b has every spare slot
+  EXPECT_EQ(TakeAll(b), 3);
+}
+
 TEST_F(JobserverTest, JobsThatCannotStartLeaveNoTokensBehind) {
   spawner().FailStart("missing", absl::NotFoundError("program not found: missing"));
   std::vector<JobSpec> specs;

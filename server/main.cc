@@ -518,9 +518,20 @@ absl::StatusOr<std::unique_ptr<journal::Journal>> OpenJournal(const std::string&
   return journal;
 }
 
-// "127.0.0.1:9464", "[::1]:9464": as a URL has it (the host keeps its brackets).
-std::string HostPort(const Address& address, int port) {
-  return absl::StrCat(address.host, ":", port);
+// Opens one HTTP listener of `flag` and logs its URL ("http://[::1]:9464" + `path`: the
+// host keeps its brackets). False, with the reason logged, if it cannot listen.
+bool OpenHttp(const char* flag, const Address& address, std::map<std::string, http::Route> routes,
+              const http::ServerOptions& options, const char* what, const char* path,
+              std::vector<std::unique_ptr<http::Server>>* servers) {
+  absl::StatusOr<std::unique_ptr<http::Server>> opened =
+      http::Server::Open(flag, address, std::move(routes), options);
+  if (!opened.ok()) {
+    spdlog::error("{}", std::string(opened.status().message()));
+    return false;
+  }
+  spdlog::info("{} at http://{}:{}{}", what, address.host, (*opened)->port(), path);
+  servers->push_back(*std::move(opened));
+  return true;
 }
 
 int Run(const Options& options) {
@@ -711,26 +722,17 @@ int Run(const Options& options) {
     metrics = std::make_unique<http::Metrics>(&engine);
     std::map<std::string, http::Route> routes;
     routes["/metrics"] = metrics->MetricsRoute(getuid(), remote->get());
-    absl::StatusOr<std::unique_ptr<http::Server>> opened = http::Server::Open(
-        "--metrics-listen", *options.metrics_listen, std::move(routes), http_options);
-    if (!opened.ok()) {
-      spdlog::error("{}", std::string(opened.status().message()));
+    if (!OpenHttp("--metrics-listen", *options.metrics_listen, std::move(routes), http_options,
+                  "metrics", "/metrics", &http_servers)) {
       return kExitBuildFailed;
     }
-    spdlog::info("metrics at http://{}/metrics",
-                 HostPort(*options.metrics_listen, (*opened)->port()));
-    http_servers.push_back(*std::move(opened));
   }
   if (options.http_listen.has_value()) {
     dashboard = std::make_unique<http::Dashboard>(&engine, history.get(), getuid(), remote->get());
-    absl::StatusOr<std::unique_ptr<http::Server>> opened = http::Server::Open(
-        "--http-listen", *options.http_listen, dashboard->Routes(), http_options);
-    if (!opened.ok()) {
-      spdlog::error("{}", std::string(opened.status().message()));
+    if (!OpenHttp("--http-listen", *options.http_listen, dashboard->Routes(), http_options,
+                  "dashboard", "/", &http_servers)) {
       return kExitBuildFailed;
     }
-    spdlog::info("dashboard at http://{}/", HostPort(*options.http_listen, (*opened)->port()));
-    http_servers.push_back(*std::move(opened));
   }
   // Only once every server is open: a distd that stops here leaves no observer behind.
   if (metrics != nullptr) engine.AddObserver(metrics.get());

@@ -40,4 +40,16 @@ bool IsFailure(Outcome outcome) {
   return false;
 }
 
+const char* BuildStateName(BuildState state) {
+  switch (state) {
+    case BuildState::kRunning:
+      return "running";
+    case BuildState::kDying:
+      return "dying";
+    case BuildState::kDead:
+      return "dead";
+  }
+  return "unknown";
+}
+
 }  // namespace distd::engine

@@ -107,6 +107,9 @@ struct JobInfo {
 // running -> dying -> dead. A dead build refuses new jobs until it is closed.
 enum class BuildState { kRunning, kDying, kDead };
 
+// "running", "dying", "dead".
+const char* BuildStateName(BuildState state);
+
 // The first failure of a build: the job that failed (or the abort that killed it) and what
 // that job printed, truncated as captured.
 struct Failure {

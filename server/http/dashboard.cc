@@ -17,18 +17,6 @@ constexpr absl::Duration kHistoryEvery = absl::Seconds(5);
 // An event at least this often, so that a proxy or the browser does not drop the stream.
 constexpr absl::Duration kKeepAlive = absl::Seconds(15);
 
-const char* StateName(engine::BuildState state) {
-  switch (state) {
-    case engine::BuildState::kRunning:
-      return "running";
-    case engine::BuildState::kDying:
-      return "dying";
-    case engine::BuildState::kDead:
-      return "dead";
-  }
-  return "unknown";
-}
-
 std::string Tail(const std::string& text) {
   if (text.size() <= kFailureTail) return text;
   return absl::StrCat("[... ", text.size() - kFailureTail, " bytes before]\n",
@@ -95,7 +83,7 @@ std::string Dashboard::StateJson(const service::Authorized& caller) {
     first = false;
     out.append("{\"name\":");
     AppendJsonString(&out, build.name);
-    absl::StrAppend(&out, ",\"state\":\"", StateName(build.state), "\",");
+    absl::StrAppend(&out, ",\"state\":\"", engine::BuildStateName(build.state), "\",");
     AppendCounts(&out, build);
     if (build.failure.has_value()) {
       const FailureOutput& output = OutputOf(build);

@@ -113,9 +113,10 @@ std::string Metrics::Scrape() {
     Add(&build_queued, static_cast<double>(build.queued), {{"build", build.name}});
     Add(&build_running, static_cast<double>(build.running), {{"build", build.name}});
   }
-  Add(&alive, by_state[0], {{"state", "running"}});
-  Add(&alive, by_state[1], {{"state", "dying"}});
-  Add(&alive, by_state[2], {{"state", "dead"}});
+  for (engine::BuildState state :
+       {engine::BuildState::kRunning, engine::BuildState::kDying, engine::BuildState::kDead}) {
+    Add(&alive, by_state[static_cast<int>(state)], {{"state", engine::BuildStateName(state)}});
+  }
   for (MetricFamily* family :
        {&jobs, &running, &queued, &lent, &alive, &build_queued, &build_running}) {
     families.push_back(std::move(*family));

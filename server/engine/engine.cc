@@ -296,6 +296,7 @@ void Engine::StartLocked(Job* job, Deferred& deferred) {
   ++running_;
   job->build->running.insert(job);
   if (job->tokens != nullptr) {
+    job->tokens->Started();
     token_jobs_.push_back(job);
     if (returns_ != nullptr) returns_->Watch(job->id, job->tokens->return_fd());
   }

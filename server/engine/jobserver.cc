@@ -7,9 +7,11 @@
 //    token); its `lent` is what was given to it and has not come back, whether it still sits
 //    in its pipe or the job took it.
 //  - Tokens are lent only while nothing is queued (DispatchLocked lends when the ring is
-//    empty): one each, fewest held first, to the jobs that took everything they were given
-//    (they may be waiting for more), and round again while slots are spare. A job that is
-//    being stopped gets none.
+//    empty). A job holding none is offered one; a job that took every token it was given (it
+//    may be waiting for more) gets the spare slots, one each in turn, fewest held first. A
+//    timer looks again shortly after an offer, while slots are spare, so that a nested build
+//    that took its first token gets the rest at once. A job that is being stopped, or that
+//    leaves a token lying in its pipe, gets none.
 //  - A token a job writes back (the pipe style's return pipe, which only distd reads) is the
 //    pool's at once: a queued job gets it before the nested build can take it again, else a
 //    running job that may want it, the one that gave it back first among equals. A job never
@@ -47,13 +49,25 @@ void Engine::OpenTokensLocked(Job* job, spawn::SpawnRequest& request) {
 }
 
 uint64_t Engine::CreditReturnsLocked(Job* job) {
-  const uint64_t returned = static_cast<uint64_t>(job->tokens->Returned());
+  // At most what it may hold and a little more, per look: a job that floods its pipe costs a
+  // bounded read under the lock.
+  const uint64_t returned = static_cast<uint64_t>(
+      job->tokens->Returned(static_cast<int>(std::min<uint64_t>(job->lent, 4096) + 1)));
   if (returned == 0) return 0;
   // No more than it took: what it was lent less what still lies in its pipe. (Should it take
   // one meanwhile, it is credited the next time.)
   const uint64_t untaken = static_cast<uint64_t>(job->tokens->Untaken());
   const uint64_t taken = job->lent > untaken ? job->lent - untaken : 0;
   const uint64_t back = std::min(returned, taken);
+  if (returned > taken && returns_ != nullptr && !job->flooding) {
+    // It wrote back tokens it never took. Not heard at once any more: its returns are read
+    // when a queued job needs a slot, and all it holds comes back when it ends.
+    job->flooding = true;
+    returns_->Unwatch(job->tokens->return_fd());
+    spdlog::warn("job {} wrote back jobserver tokens it had not taken; its returns are no "
+                 "longer watched",
+                 job->id);
+  }
   job->lent -= back;
   lent_ -= back;
   return back;
@@ -77,24 +91,45 @@ uint64_t Engine::ReclaimTokensLocked(uint64_t want) {
 void Engine::LendTokensLocked(Job* preferred) {
   const uint64_t pool = static_cast<uint64_t>(pool_size_);
   if (running_ + lent_ >= pool || token_jobs_.empty()) return;
-  std::vector<Job*> hungry;
+  // A job that holds none is offered one: whether it reads it says whether it wants more. A
+  // job that took every token it was given (a nested build at work) gets the rest, in turn,
+  // fewest held first. A job that leaves a token lying gets no more.
+  std::vector<Job*> fresh, taking;
   for (Job* job : token_jobs_) {
-    if (!job->stopping && job->tokens->Untaken() == 0) hungry.push_back(job);
+    if (job->stopping) continue;
+    if (job->lent == 0) {
+      fresh.push_back(job);
+    } else if (job->tokens->Untaken() == 0) {
+      taking.push_back(job);
+    }
   }
-  std::stable_sort(hungry.begin(), hungry.end(), [preferred](const Job* a, const Job* b) {
+  auto give = [this](Job* job) {
+    if (job->tokens->Put(1) != 1) return false;
+    ++job->lent;
+    ++lent_;
+    return true;
+  };
+  bool offered = false;
+  for (Job* job : fresh) {
+    if (running_ + lent_ >= pool) break;
+    offered = give(job) || offered;
+  }
+  std::stable_sort(taking.begin(), taking.end(), [preferred](const Job* a, const Job* b) {
     if (a->lent != b->lent) return a->lent < b->lent;
     return a == preferred && b != preferred;
   });
-  bool gave = true;
-  while (gave && running_ + lent_ < pool) {
+  for (bool gave = true; gave && running_ + lent_ < pool;) {
     gave = false;
-    for (Job* job : hungry) {
+    for (Job* job : taking) {
       if (running_ + lent_ >= pool) break;
-      if (job->tokens->Put(1) != 1) continue;
-      ++job->lent;
-      ++lent_;
-      gave = true;
+      gave = give(job) || gave;
     }
+  }
+  // Slots are still spare and a job was just offered one: look again shortly, and give the
+  // rest to those that took theirs. The looks stop once nobody takes what lies there.
+  if (offered && running_ + lent_ < pool && reclaim_timer_ == 0) {
+    reclaim_timer_ = clock_->Schedule(clock_->Now() + options_.jobserver_reclaim,
+                                      [this] { OnReclaimTimer(); });
   }
 }
 

@@ -166,7 +166,9 @@ int TokenPipe::Put(int count) {
 
 int TokenPipe::Take(int count) { return count <= 0 ? 0 : Drain(take_back_, count); }
 
-int TokenPipe::Returned() { return Drain(return_read_, -1); }
+int TokenPipe::Returned(int max) { return max <= 0 ? 0 : Drain(return_read_, max); }
+
+void TokenPipe::Started() { CloseFd(job_fds_[0]); }
 
 int TokenPipe::Untaken() const {
   int n = 0;
@@ -273,6 +275,10 @@ void ReturnWatcher::Watch(uint64_t id, int fd) {
   if (epoll_fd_ < 0 || fd < 0) return;
   epoll_event ev = {.events = EPOLLIN, .data = {.u64 = id}};
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void ReturnWatcher::Unwatch(int fd) {
+  if (epoll_fd_ >= 0 && fd >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
 }
 
 void ReturnWatcher::Run() {

@@ -60,9 +60,9 @@ class TokenPipe {
   // Reads back up to `count` tokens that the job has not taken (and, for a fifo, those it
   // wrote back); returns how many.
   int Take(int count);
-  // kPipe: reads every token the job wrote back; how many. 0 for a fifo. (A job may write
-  // back more than it took: the caller counts no more than it lent.)
-  int Returned();
+  // kPipe: reads up to `max` tokens the job wrote back; how many. 0 for a fifo. (A job may
+  // write back more than it took: the caller counts no more than it took.)
+  int Returned(int max);
   // Tokens given and not taken yet (for a fifo, with those written back).
   int Untaken() const;
   // kPipe: what becomes readable when the job writes a token back (for a ReturnWatcher);
@@ -74,6 +74,10 @@ class TokenPipe {
   // that putting one in place never overwrites the other); -1 for kFifo.
   int job_read_fd() const { return job_fds_[0]; }
   int job_write_fd() const { return job_fds_[1]; }
+  // Once the job has started: distd lets go of the job's read end (it reads through its own).
+  // The job's write end stays, so that the return pipe never reads as closed while the job
+  // runs.
+  void Started();
 
  private:
   TokenPipe() = default;
@@ -96,6 +100,7 @@ class ReturnWatcher {
   ReturnWatcher(const ReturnWatcher&) = delete;
   ReturnWatcher& operator=(const ReturnWatcher&) = delete;
   void Watch(uint64_t id, int fd);
+  void Unwatch(int fd);
 
  private:
   void Run();

@@ -1,5 +1,6 @@
 #include "tests/engine/fake_spawner.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,9 +18,14 @@ struct FakeSpawner::Proc {
   ProcessEvents* events = nullptr;
   // Held while it runs and let go before its exit is reported, as the real spawner does.
   std::shared_ptr<const OutputTargets> targets;
-  // The job's ends of its jobserver (the engine's TokenPipe's), valid while it runs.
+  // Copies of the job's ends of its jobserver, as a real job has its own.
   int token_fds[2] = {-1, -1};
   int slots = 0;
+  ~Proc() {
+    for (int fd : token_fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
 };
 
 class FakeSpawner::Handle : public Process {
@@ -64,8 +70,8 @@ absl::StatusOr<std::unique_ptr<Process>> FakeSpawner::Start(const SpawnRequest& 
   proc->events = events;
   proc->targets = request.targets;
   if (request.tokens != nullptr) {
-    proc->token_fds[0] = request.tokens->job_read_fd();
-    proc->token_fds[1] = request.tokens->job_write_fd();
+    proc->token_fds[0] = fcntl(request.tokens->job_read_fd(), F_DUPFD_CLOEXEC, 0);
+    proc->token_fds[1] = fcntl(request.tokens->job_write_fd(), F_DUPFD_CLOEXEC, 0);
     proc->slots = request.jobserver_slots;
   }
   running_.emplace(request.id, proc);

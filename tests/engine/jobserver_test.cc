@@ -46,17 +46,40 @@ class JobserverTest : public ::testing::Test {
     return taken;
   }
 
+  // As a nested make that keeps taking: takes what lies there, lets the engine look again,
+  // until nothing more comes; how many it got.
+  int Ramp(JobId id) {
+    int taken = 0;
+    for (int got = TakeAll(id); got > 0; got = TakeAll(id)) {
+      taken += got;
+      fake_.clock->Advance(kReclaim);
+    }
+    return taken;
+  }
+
   FakeEngine fake_;
 };
 
-TEST_F(JobserverTest, AJobAloneIsLentEverySpareSlot) {
+TEST_F(JobserverTest, AJobAloneThatTakesIsLentEverySpareSlot) {
   const JobId a = Submit("b", 1)[0];
   ASSERT_TRUE(spawner().HasJobserver(a));
   EXPECT_EQ(spawner().JobserverSlots(a), 4);
+  // Offered one; once it has taken it, the rest, within one look.
+  EXPECT_EQ(engine().Pool().lent, 1u);
+  EXPECT_EQ(TakeAll(a), 1);
+  fake_.clock->Advance(kReclaim);
   EXPECT_EQ(engine().Pool().lent, 3u);
   // Its own slot is its implicit token: three more, and no fourth.
-  EXPECT_EQ(TakeAll(a), 3);
-  EXPECT_EQ(engine().Pool().lent, 3u);
+  EXPECT_EQ(TakeAll(a), 2);
+  EXPECT_EQ(fake_.clock->pending(), 0u);  // nothing left to lend: no more looks
+}
+
+TEST_F(JobserverTest, AJobThatLeavesItsOfferLyingStopsTheLooks) {
+  Submit("b", 1);
+  EXPECT_EQ(engine().Pool().lent, 1u);
+  fake_.clock->Advance(kReclaim);  // it did not take it (a compiler, say)
+  EXPECT_EQ(engine().Pool().lent, 1u);
+  EXPECT_EQ(fake_.clock->pending(), 0u);
 }
 
 TEST_F(JobserverTest, AQueuedJobTakesBackTheTokensNotTaken) {
@@ -81,7 +104,7 @@ TEST_F(JobserverTest, AQueuedJobTakesBackTheTokensNotTaken) {
 
 TEST_F(JobserverTest, TheEngineLooksAgainOnlyWhileAJobWaitsForTokens) {
   const JobId a = Submit("b", 1)[0];
-  EXPECT_EQ(TakeAll(a), 3);
+  EXPECT_EQ(Ramp(a), 3);
   Submit("c", 1);
   EXPECT_EQ(engine().Pool().queued, 1u);
   // Nothing comes back: the engine keeps looking, and nothing starts.
@@ -98,7 +121,7 @@ TEST_F(JobserverTest, TheEngineLooksAgainOnlyWhileAJobWaitsForTokens) {
 
 TEST_F(JobserverTest, AKilledJobsTokensComeBackWithIt) {
   const JobId a = Submit("b", 1)[0];
-  EXPECT_EQ(TakeAll(a), 3);  // a killed make never writes these back
+  EXPECT_EQ(Ramp(a), 3);  // a killed make never writes these back
   ASSERT_TRUE(spawner().Kill(a, SIGKILL));
   EXPECT_EQ(engine().Pool().lent, 0u);
   EXPECT_EQ(engine().Pool().running, 0u);
@@ -137,7 +160,7 @@ TEST_F(JobserverTest, AJobBeingStoppedIsLentNothing) {
 
 TEST_F(JobserverTest, AReturnedTokenGoesToAQueuedJobBeforeTheNestedBuildCanTakeItAgain) {
   const JobId a = Submit("b", 1)[0];
-  EXPECT_EQ(TakeAll(a), 3);
+  EXPECT_EQ(Ramp(a), 3);
   const JobId queued = Submit("c", 1)[0];
   EXPECT_EQ(engine().Pool().queued, 1u);
   // a's make puts a token back, and (having another target) tries to take one at once.
@@ -150,7 +173,7 @@ TEST_F(JobserverTest, AReturnedTokenGoesToAQueuedJobBeforeTheNestedBuildCanTakeI
 
 TEST_F(JobserverTest, ATokenReturnedWhileNothingIsQueuedIsThereAgainAtOnce) {
   const JobId a = Submit("b", 1)[0];
-  EXPECT_EQ(TakeAll(a), 3);
+  EXPECT_EQ(Ramp(a), 3);
   ASSERT_TRUE(spawner().ReturnToken(a));
   EXPECT_FALSE(spawner().TakeToken(a));  // returns go to distd, not into the job's pipe
   engine().OnTokensReturned(a);
@@ -160,7 +183,7 @@ TEST_F(JobserverTest, ATokenReturnedWhileNothingIsQueuedIsThereAgainAtOnce) {
 
 TEST_F(JobserverTest, AReturnedTokenGoesToTheJobHoldingFewest) {
   const JobId a = Submit("b", 1)[0];
-  EXPECT_EQ(TakeAll(a), 3);
+  EXPECT_EQ(Ramp(a), 3);
   const JobId b = Submit("c", 1)[0];  // queued; it starts on the first token a gives back
   ASSERT_TRUE(spawner().ReturnToken(a));
   engine().OnTokensReturned(a);
@@ -183,7 +206,9 @@ TEST_F(JobserverTest, AJobThatLeavesItsTokenUntakenIsGivenNoMore) {
 
 TEST_F(JobserverTest, TokensWrittenBackBeyondWhatWasTakenGainNothing) {
   const JobId a = Submit("b", 1)[0];
-  ASSERT_TRUE(spawner().TakeToken(a));  // it took 1 of its 3
+  ASSERT_TRUE(spawner().TakeToken(a));
+  fake_.clock->Advance(kReclaim);  // it took one: it is lent the other two
+  EXPECT_EQ(engine().Pool().lent, 3u);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(spawner().ReturnToken(a));
   engine().OnTokensReturned(a);
   // Credited for the one it took; the two still in its pipe are still counted.
@@ -198,18 +223,31 @@ TEST_F(JobserverTest, TokensWrittenBackBeyondWhatWasTakenGainNothing) {
 // or for a job it never had: nothing changes.
 TEST_F(JobserverTest, AReturnHeardAfterTheJobEndedChangesNothing) {
   const JobId a = Submit("b", 1)[0];
-  const JobId b = Submit("c", 1)[0];  // took one of a's three back
-  EXPECT_EQ(TakeAll(a), 2);
+  EXPECT_EQ(Ramp(a), 3);
   ASSERT_TRUE(spawner().ReturnToken(a));
   ASSERT_TRUE(spawner().Exit(a, 0));
-  const PoolInfo before = engine().Pool();
+  EXPECT_EQ(engine().Pool().lent, 0u);
   engine().OnTokensReturned(a);
   engine().OnTokensReturned(12345);
-  const PoolInfo after = engine().Pool();
-  EXPECT_EQ(after.running, before.running);
-  EXPECT_EQ(after.lent, before.lent);
-  EXPECT_EQ(after.running + after.lent, 4u);  // b has every spare slot
-  EXPECT_EQ(TakeAll(b), 3);
+  EXPECT_EQ(engine().Pool().lent, 0u);
+  EXPECT_EQ(engine().Pool().running, 0u);
+  EXPECT_EQ(Submit("c", 4).size(), 4u);
+  EXPECT_EQ(engine().Pool().running, 4u);
+}
+
+class WideJobserverTest : public JobserverTest {
+ protected:
+  WideJobserverTest() : JobserverTest(8) {}
+};
+
+// A nested make beside a compiler that never reads its jobserver: the make gets the pool's
+// spare slots, not half of them.
+TEST_F(WideJobserverTest, TheSpareSlotsGoToTheJobThatTakesThem) {
+  const std::vector<JobId> ids = Submit("b", 2);  // ids[0] a make, ids[1] a compiler
+  EXPECT_EQ(engine().Pool().lent, 2u);            // one offered to each
+  EXPECT_EQ(Ramp(ids[0]), 5);
+  EXPECT_EQ(engine().Pool().lent, 6u);  // 5 taken by the make, 1 lying with the compiler
+  EXPECT_EQ(TakeAll(ids[1]), 1);
 }
 
 TEST_F(JobserverTest, JobsThatCannotStartLeaveNoTokensBehind) {

@@ -48,8 +48,8 @@ TEST(TokenPipeTest, TokensPutAreThereForTheJobAndComeBack) {
   // It puts two back: they reach distd alone, never the job's read end.
   ASSERT_EQ(write((*pipe)->job_write_fd(), "++", 2), 2);
   EXPECT_EQ(Readable((*pipe)->job_read_fd()), 0);
-  EXPECT_EQ((*pipe)->Returned(), 2);
-  EXPECT_EQ((*pipe)->Returned(), 0);
+  EXPECT_EQ((*pipe)->Returned(100), 2);
+  EXPECT_EQ((*pipe)->Returned(100), 0);
 }
 
 TEST(TokenPipeTest, TheWatcherSaysWhichJobGaveTokensBack) {
@@ -61,7 +61,7 @@ TEST(TokenPipeTest, TheWatcherSaysWhichJobGaveTokensBack) {
   ReturnWatcher watcher([&](uint64_t id) {
     absl::MutexLock lock(&mu);
     calls.push_back(id);
-    (id == 7 ? *a : *b)->Returned();  // as the engine does: else the call comes again
+    (id == 7 ? *a : *b)->Returned(100);  // as the engine does: else the call comes again
   });
   watcher.Watch(7, (*a)->return_fd());
   watcher.Watch(8, (*b)->return_fd());

@@ -320,7 +320,7 @@ TEST_F(PosixSpawnerTest, GivesTheJobItsJobserverAtFds3And4) {
   EXPECT_EQ(job.exit->exit_code, 0) << job.err;
   EXPECT_EQ(job.out, "[k -j4 --jobserver-auth=3,4 -- X=1]\n+\n0 1 2 3 4 ");
   EXPECT_EQ((*tokens)->Take(10), 1);     // one left
-  EXPECT_EQ((*tokens)->Returned(), 3);   // three put back
+  EXPECT_EQ((*tokens)->Returned(100), 3);   // three put back
 }
 
 TEST_F(PosixSpawnerTest, AJobWithoutAJobserverKeepsNoneOfItsClients) {

@@ -156,6 +156,7 @@ void Engine::StartDyingLocked(Build* build, Failure failure) {
 }
 
 void Engine::StopRunningLocked(Build* build, absl::Duration grace) {
+  if (build->running.empty()) return;
   for (Job* job : build->running) {
     if (!job->stopped_on_request) {
       job->stopped_on_request = true;

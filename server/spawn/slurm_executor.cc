@@ -5,20 +5,30 @@
 //  - SIGTERM to srun's group cancels its job step and allocation (Slurm then signals the
 //    remote processes, SIGKILL after the cluster's KillWait); a job still waiting for an
 //    allocation is withdrawn;
-//  - a build that is stopped gets `scancel --name=distd-BUILD --user=UID` as well, run on a
-//    thread of the executor's own, never under the engine's lock. It takes what SIGTERM
-//    cannot reach: the job of an srun that was killed, or that has not connected yet.
+//  - a build that is stopped with jobs running gets `scancel --name=distd-BUILD --user=UID` as
+//    well (with the SLURM_CONF its jobs used), run on a thread of the executor's own, never
+//    under the engine's lock, and killed after 10 s. It takes what SIGTERM cannot reach: the
+//    job of an srun that was killed, or that has not connected yet. It runs moments after the
+//    stop: a build closed and opened again under the same name at once may lose a job to it.
 // The remote job's environment is the job's (--export=ALL) less the client's own SLURM_*
 // variables, and its directory the job's (-D).
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+// glibc 2.36 (Debian 12) ships <sys/pidfd.h> without __BEGIN_DECLS: in C++ its functions
+// would get C++ linkage and fail to link.
+extern "C" {
+#include <sys/pidfd.h>
+}
 
+#include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <deque>
 #include <mutex>
 #include <set>
@@ -30,6 +40,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "server/spawn/spawner.h"
 
 extern char** environ;
@@ -79,6 +90,15 @@ class SlurmExecutor final : public Spawner {
     if (!has_conf && !options_.slurm_conf.empty()) {
       env.push_back(absl::StrCat("SLURM_CONF=", options_.slurm_conf));
     }
+    if (has_conf) {
+      // The build's scancel must reach the cluster its jobs went to.
+      std::string conf;
+      for (const std::string& entry : env) {
+        if (absl::StartsWith(entry, "SLURM_CONF=")) conf = entry.substr(11);
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      confs_[build] = conf;
+    }
     SpawnRequest srun = request;
     srun.argv = &argv;
     srun.env = &env;
@@ -92,7 +112,12 @@ class SlurmExecutor final : public Spawner {
       std::lock_guard<std::mutex> lock(mu_);
       // Once per stop: the engine may stop a build again (an abort escalating a drain).
       if (!pending_.insert(std::string(build)).second) return;
-      queue_.emplace_back(build);
+      std::string conf = options_.slurm_conf;
+      if (auto it = confs_.find(build); it != confs_.end()) {
+        conf = it->second;
+        confs_.erase(it);
+      }
+      queue_.emplace_back(std::string(build), std::move(conf));
     }
     wake_.notify_one();
   }
@@ -103,24 +128,26 @@ class SlurmExecutor final : public Spawner {
     while (true) {
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and every scancel asked for has run
-      std::string build = std::move(queue_.front());
+      auto [build, conf] = std::move(queue_.front());
       queue_.pop_front();
       pending_.erase(build);
       lock.unlock();
-      Cancel(build);
+      Cancel(build, conf);
       lock.lock();
     }
   }
 
-  // scancel, with stdin and stdout on /dev/null and its complaints in distd's log (stderr).
-  void Cancel(const std::string& build) {
+  // scancel, with stdin and stdout on /dev/null and its complaints in distd's log (stderr);
+  // killed if it has not finished within kScancelTimeout (a cluster that does not answer
+  // must not hold up distd's shutdown).
+  void Cancel(const std::string& build, const std::string& conf) {
     std::vector<std::string> args = {options_.scancel, "--quiet", absl::StrCat("--name=distd-", build),
                                      absl::StrCat("--user=", getuid())};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
     std::vector<std::string> env_strings = {"PATH=/usr/local/bin:/usr/bin:/bin"};
-    if (!options_.slurm_conf.empty()) env_strings.push_back("SLURM_CONF=" + options_.slurm_conf);
+    if (!conf.empty()) env_strings.push_back("SLURM_CONF=" + conf);
     std::vector<char*> envp;
     for (std::string& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -129,25 +156,52 @@ class SlurmExecutor final : public Spawner {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    // distd's threads block INT, TERM and HUP; scancel starts with none blocked.
+    posix_spawnattr_t attr;
+    if (posix_spawnattr_init(&attr) != 0) {
+      posix_spawn_file_actions_destroy(&actions);
+      return;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, options_.scancel.c_str(), &actions, nullptr, argv.data(), envp.data());
+    int rc = posix_spawn(&pid, options_.scancel.c_str(), &actions, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
     if (rc != 0) {
       fprintf(stderr, "distd: cannot run %s for build %s: %s\n", options_.scancel.c_str(),
               build.c_str(), strerror(rc));
       return;
     }
+    const int pidfd = pidfd_open(pid, 0);
+    pollfd ended = {.fd = pidfd, .events = POLLIN, .revents = 0};
+    if (pidfd < 0 ||
+        poll(&ended, 1, static_cast<int>(absl::ToInt64Milliseconds(kScancelTimeout))) != 1) {
+      fprintf(stderr, "distd: %s for build %s did not finish within %s; killed\n",
+              options_.scancel.c_str(), build.c_str(),
+              absl::FormatDuration(kScancelTimeout).c_str());
+      kill(pid, SIGKILL);
+    }
+    if (pidfd >= 0) close(pidfd);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
 
+  static constexpr absl::Duration kScancelTimeout = absl::Seconds(10);
+
   const SlurmOptions options_;
   std::unique_ptr<Spawner> local_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<std::string> queue_;   // builds to scancel, under mu_
-  std::set<std::string> pending_;   // the same, for asking once
+  // Builds to scancel, with the configuration to use, under mu_; and the same names, for
+  // asking once.
+  std::deque<std::pair<std::string, std::string>> queue_;
+  std::set<std::string> pending_;
+  // The SLURM_CONF of the builds whose jobs brought their own, under mu_.
+  std::map<std::string, std::string, std::less<>> confs_;
   bool stopping_ = false;           // under mu_
   std::thread thread_;              // last: it starts in the constructor
 };

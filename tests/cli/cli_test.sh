@@ -1327,6 +1327,15 @@ EOF
   expect_grep 'FAILED: sh -c' "$T/err"
   no_survivor '(/usr/bin/)?sleep 977[.]9'
   wait_until 20 sh -c '[ -z "$(squeue -h -n distd-ff)" ]' || fail "left on the cluster: $(squeue)"
+  # An srun killed outright (as by the OOM killer) fails its build; the scancel by name then
+  # takes its job, which no srun stands for any more, off the cluster.
+  DISTD_BUILD=kk distctl run --bg -- sleep 977.9 >/dev/null
+  DISTD_BUILD=kk distctl run --bg -- sleep 977.9 >/dev/null
+  wait_until 20 sh -c '[ "$(squeue -h -n distd-kk -t R | wc -l)" -eq 2 ]' || fail "the sleeps did not start"
+  pkill -KILL -of '^[^ ]*srun --job-name=distd-kk' || fail "no srun to kill"
+  DISTD_BUILD=kk expect_code 1 timeout 60 "$DISTCTL" wait
+  no_survivor '(/usr/bin/)?sleep 977[.]9'
+  wait_until 20 sh -c '[ -z "$(squeue -h -n distd-kk)" ]' || fail "left on the cluster: $(squeue)"
   # An abort, as a CI's cancel button.
   DISTD_BUILD=ab distctl run --bg -- sleep 977.9 >/dev/null
   wait_until 20 sh -c '[ "$(squeue -h -n distd-ab -t R | wc -l)" -eq 1 ]' || fail "the sleep did not start"

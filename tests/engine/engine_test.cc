@@ -1360,13 +1360,20 @@ TEST_F(LazyCancelTest, ShutdownFinishesEveryRecordBeforeReturning) {
 // cancels what is left of it on the cluster): when a failure or a kill abort stops it, not
 // when a drain lets its jobs finish.
 TEST_F(EngineTest, TheSpawnerHearsWhenABuildIsStopped) {
+  const std::vector<JobId> failing = SubmitMany("failing", 2);
+  ASSERT_TRUE(spawner().Exit(failing[0], 1));  // the other one is stopped
+  EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing"));
+  spawner().DeliverSignals();
   Submit("drained", Spec({"cc"}));
   engine().AbortAsync("drained", Reason("test", AbortMode::kDrain), [](absl::StatusOr<BuildInfo>) {});
-  EXPECT_THAT(spawner().StoppedBuilds(), IsEmpty());
-  const JobId failing = Submit("failing", Spec({"cc"}));
-  ASSERT_TRUE(spawner().Exit(failing, 1));
   EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing"));
   engine().AbortAsync("drained", Reason("now"), [](absl::StatusOr<BuildInfo>) {});  // escalates
+  EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing", "drained"));
+  spawner().DeliverSignals();
+  // A build with nothing running has nothing on a cluster either.
+  ASSERT_TRUE(spawner().Exit(Submit("idle", Spec({"cc"})), 0));
+  engine().AbortAsync("idle", Reason("now"), [](absl::StatusOr<BuildInfo>) {});
+  ASSERT_TRUE(spawner().Exit(Submit("alone", Spec({"cc"})), 1));  // its only job failed
   EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing", "drained"));
 }
 

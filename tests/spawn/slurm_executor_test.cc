@@ -100,7 +100,25 @@ TEST_F(SlurmExecutorTest, TheJobsOwnSlurmConfIsKept) {
   EXPECT_THAT(fake->Env(1), ElementsAre("SLURM_CONF=/mine.conf"));
 }
 
-TEST_F(SlurmExecutorTest, AStoppedBuildIsCancelledOnTheClusterOnce) {
+TEST_F(SlurmExecutorTest, AStoppedBuildIsCancelledOnTheClusterItsJobsWentTo) {
+  {
+    auto executor = NewSlurmExecutor(options_, std::make_unique<engine::FakeSpawner>());
+    const std::vector<std::string> argv = {"true"};
+    const std::string cwd = "/", build = "other";
+    const std::vector<std::string> env = {"SLURM_CONF=/mine.conf"};
+    SpawnRequest request;
+    request.id = 1;
+    request.argv = &argv;
+    request.cwd = &cwd;
+    request.env = &env;
+    request.build = &build;
+    ASSERT_TRUE(executor->Start(request, &events_).ok());
+    executor->StopBuild("other");
+  }
+  EXPECT_EQ(Calls(), absl::StrCat("--quiet --name=distd-other --user=", getuid(), " /mine.conf\n"));
+}
+
+TEST_F(SlurmExecutorTest, AStoppedBuildIsCancelledOnTheCluster) {
   {
     auto executor = NewSlurmExecutor(options_, std::make_unique<engine::FakeSpawner>());
     executor->StopBuild("release");

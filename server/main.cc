@@ -1,6 +1,7 @@
 // distd: flags -> Options -> run. The command-line contract is docs/cli.md.
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -648,6 +649,19 @@ int Run(const Options& options) {
   absl::Cleanup remove_cgroup_dir = [&spawner_options] {
     if (!spawner_options.cgroup_dir.empty()) spawn::RemoveCgroup(spawner_options.cgroup_dir);
   };
+  // Each running job holds about 3 fds in distd (its pipes and pidfd), and 4 more with a
+  // jobserver; a pool beyond the limit fails jobs with EMFILE.
+  if (rlimit files; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    const int per_job = engine_options.jobserver == spawn::JobserverStyle::kOff ? 3 : 7;
+    const long jobs =
+        engine_options.jobs > 0 ? engine_options.jobs : std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+    const rlim_t needed = static_cast<rlim_t>(jobs) * per_job + 256;
+    if (files.rlim_cur < needed) {
+      spdlog::warn("the limit of open files ({}) is low for {} jobs at once, which need about {} "
+                   "(ulimit -n, or LimitNOFILE= under systemd)",
+                   files.rlim_cur, jobs, needed);
+    }
+  }
   std::unique_ptr<spawn::Spawner> spawner = spawn::NewPosixSpawner(spawner_options);
   if (options.slurm) {
     spawn::SlurmOptions slurm = options.slurm_options;

@@ -338,6 +338,9 @@ class Engine final : public spawn::ProcessEvents {
   // Running jobs with a jobserver.
   std::vector<Job*> token_jobs_ ABSL_GUARDED_BY(mu_);
   spawn::TimerId reclaim_timer_ ABSL_GUARDED_BY(mu_) = 0;
+  // How long until the next look for a job that took an offer (jobserver.cc).
+  static constexpr absl::Duration kLongestLook = absl::Milliseconds(128);
+  absl::Duration lend_look_ ABSL_GUARDED_BY(mu_) = absl::Milliseconds(2);
   std::unique_ptr<spawn::ReturnWatcher> returns_;  // with watch_returns; set once, at start
   // Keyed by a view of the build's own name (Build::name, shared with its jobs): the name is
   // stored once.

@@ -8,10 +8,10 @@
 //    in its pipe or the job took it.
 //  - Tokens are lent only while nothing is queued (DispatchLocked lends when the ring is
 //    empty). A job holding none is offered one; a job that took every token it was given (it
-//    may be waiting for more) gets the spare slots, one each in turn, fewest held first. A
-//    timer looks again shortly after an offer, while slots are spare, so that a nested build
-//    that took its first token gets the rest at once. A job that is being stopped, or that
-//    leaves a token lying in its pipe, gets none.
+//    may be waiting for more) gets the spare slots, one each in turn, fewest held first. While
+//    slots are spare and an offer lies untaken, a timer looks again: 2 ms after an offer,
+//    doubling up to 128 ms while nobody takes. So a nested build gets the rest soon after it
+//    takes its first. A job that is being stopped, or that leaves a token lying, gets none.
 //  - A token a job writes back (the pipe style's return pipe, which only distd reads) is the
 //    pool's at once: a queued job gets it before the nested build can take it again, else a
 //    running job that may want it, the one that gave it back first among equals. A job never
@@ -95,12 +95,15 @@ void Engine::LendTokensLocked(Job* preferred) {
   // job that took every token it was given (a nested build at work) gets the rest, in turn,
   // fewest held first. A job that leaves a token lying gets no more.
   std::vector<Job*> fresh, taking;
+  bool lying = false;  // an offer not taken yet: it may be, later
   for (Job* job : token_jobs_) {
     if (job->stopping) continue;
     if (job->lent == 0) {
       fresh.push_back(job);
     } else if (job->tokens->Untaken() == 0) {
       taking.push_back(job);
+    } else {
+      lying = true;
     }
   }
   auto give = [this](Job* job) {
@@ -118,18 +121,24 @@ void Engine::LendTokensLocked(Job* preferred) {
     if (a->lent != b->lent) return a->lent < b->lent;
     return a == preferred && b != preferred;
   });
+  bool gave_more = false;
   for (bool gave = true; gave && running_ + lent_ < pool;) {
     gave = false;
     for (Job* job : taking) {
       if (running_ + lent_ >= pool) break;
       gave = give(job) || gave;
     }
+    gave_more = gave_more || gave;
   }
-  // Slots are still spare and a job was just offered one: look again shortly, and give the
-  // rest to those that took theirs. The looks stop once nobody takes what lies there.
-  if (offered && running_ + lent_ < pool && reclaim_timer_ == 0) {
-    reclaim_timer_ = clock_->Schedule(clock_->Now() + options_.jobserver_reclaim,
-                                      [this] { OnReclaimTimer(); });
+  // While slots are spare and an offer lies untaken, look again, to give the rest to a job
+  // once it has taken its first (a make reads its Makefile before it wants a token): soon
+  // after an offer or a job that took, then less and less often while nobody takes.
+  lend_look_ = offered || gave_more
+                   ? options_.jobserver_reclaim
+                   : std::min(lend_look_ * 2, std::max(kLongestLook, options_.jobserver_reclaim));
+  if ((offered || lying) && running_ + lent_ < pool && reclaim_timer_ == 0) {
+    reclaim_timer_ =
+        clock_->Schedule(clock_->Now() + lend_look_, [this] { OnReclaimTimer(); });
   }
 }
 

@@ -1220,6 +1220,10 @@ EOF
   stop_daemon
   expect_code 2 "$BIN/distd" --listen "unix:$SOCK" --jobserver fast
   expect_grep 'is not one of pipe, fifo, off' "$T/err"
+  # A pool too large for the limit of open files is said so at start.
+  (ulimit -n 400 && exec timeout -s TERM 2 "$BIN/distd" --listen "unix:$SOCK" --jobs 64 --no-journal) \
+    >"$T/out" 2>&1
+  expect_grep 'limit of open files (400) is low for 64 jobs' "$T/out"
 }
 
 # The Slurm executor, end to end on a one-node Slurm cluster that the test starts on this host

@@ -71,7 +71,7 @@ struct Options {
   std::string state_dir;  // empty: the default
   bool journal = true;
   bool cgroups = true;  // where the host delegates them
-  bool slurm = false;    // --executor slurm
+  bool slurm = false;   // --executor slurm
   bool jobserver_given = false;
   spawn::SlurmOptions slurm_options;
   engine::EngineOptions engine;
@@ -657,9 +657,10 @@ int Run(const Options& options) {
         engine_options.jobs > 0 ? engine_options.jobs : std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
     const rlim_t needed = static_cast<rlim_t>(jobs) * per_job + 256;
     if (files.rlim_cur < needed) {
-      spdlog::warn("the limit of open files ({}) is low for {} jobs at once, which need about {} "
-                   "(ulimit -n, or LimitNOFILE= under systemd)",
-                   files.rlim_cur, jobs, needed);
+      spdlog::warn(
+          "the limit of open files ({}) is low for {} jobs at once, which need about {} "
+          "(ulimit -n, or LimitNOFILE= under systemd)",
+          files.rlim_cur, jobs, needed);
     }
   }
   std::unique_ptr<spawn::Spawner> spawner = spawn::NewPosixSpawner(spawner_options);

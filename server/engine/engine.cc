@@ -255,8 +255,8 @@ void Engine::DispatchLocked(Deferred& deferred) {
   } else if (lent_ > 0 && reclaim_timer_ == 0 && returns_ == nullptr) {
     // Queued jobs wait for tokens that running jobs have taken, and no watcher will say when
     // they come back: look again soon.
-    reclaim_timer_ = clock_->Schedule(clock_->Now() + options_.jobserver_reclaim,
-                                      [this] { OnReclaimTimer(); });
+    reclaim_timer_ =
+        clock_->Schedule(clock_->Now() + options_.jobserver_reclaim, [this] { OnReclaimTimer(); });
   }
 }
 

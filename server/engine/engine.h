@@ -268,6 +268,8 @@ class Engine final : public spawn::ProcessEvents {
   // Lends the spare slots to the running jobs that have taken every token they were given,
   // fewest held first (`preferred` first among equals), one each in turn.
   void LendTokensLocked(Job* preferred = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts one token in the job's pipe; false if it would not go in.
+  bool GiveTokenLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts a job's written-back tokens as the pool's again (no more than it took).
   uint64_t CreditReturnsLocked(Job* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every token a job was lent is the pool's again: the job has ended.

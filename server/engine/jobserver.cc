@@ -64,9 +64,10 @@ uint64_t Engine::CreditReturnsLocked(Job* job) {
     // when a queued job needs a slot, and all it holds comes back when it ends.
     job->flooding = true;
     returns_->Unwatch(job->tokens->return_fd());
-    spdlog::warn("job {} wrote back jobserver tokens it had not taken; its returns are no "
-                 "longer watched",
-                 job->id);
+    spdlog::warn(
+        "job {} wrote back jobserver tokens it had not taken; its returns are no "
+        "longer watched",
+        job->id);
   }
   job->lent -= back;
   lent_ -= back;
@@ -88,6 +89,13 @@ uint64_t Engine::ReclaimTokensLocked(uint64_t want) {
   return freed;
 }
 
+bool Engine::GiveTokenLocked(Job* job) {
+  if (job->tokens->Put(1) != 1) return false;
+  ++job->lent;
+  ++lent_;
+  return true;
+}
+
 void Engine::LendTokensLocked(Job* preferred) {
   const uint64_t pool = static_cast<uint64_t>(pool_size_);
   if (running_ + lent_ >= pool || token_jobs_.empty()) return;
@@ -106,16 +114,11 @@ void Engine::LendTokensLocked(Job* preferred) {
       lying = true;
     }
   }
-  auto give = [this](Job* job) {
-    if (job->tokens->Put(1) != 1) return false;
-    ++job->lent;
-    ++lent_;
-    return true;
-  };
+
   bool offered = false;
   for (Job* job : fresh) {
     if (running_ + lent_ >= pool) break;
-    offered = give(job) || offered;
+    offered = GiveTokenLocked(job) || offered;
   }
   std::stable_sort(taking.begin(), taking.end(), [preferred](const Job* a, const Job* b) {
     if (a->lent != b->lent) return a->lent < b->lent;
@@ -126,7 +129,7 @@ void Engine::LendTokensLocked(Job* preferred) {
     gave = false;
     for (Job* job : taking) {
       if (running_ + lent_ >= pool) break;
-      gave = give(job) || gave;
+      gave = GiveTokenLocked(job) || gave;
     }
     gave_more = gave_more || gave;
   }
@@ -137,8 +140,7 @@ void Engine::LendTokensLocked(Job* preferred) {
                    ? options_.jobserver_reclaim
                    : std::min(lend_look_ * 2, std::max(kLongestLook, options_.jobserver_reclaim));
   if ((offered || lying) && running_ + lent_ < pool && reclaim_timer_ == 0) {
-    reclaim_timer_ =
-        clock_->Schedule(clock_->Now() + lend_look_, [this] { OnReclaimTimer(); });
+    reclaim_timer_ = clock_->Schedule(clock_->Now() + lend_look_, [this] { OnReclaimTimer(); });
   }
 }
 

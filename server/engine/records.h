@@ -43,7 +43,7 @@ struct Engine::Job {
   // Its jobserver while it runs, and how many of the pool's slots are in it or taken from it.
   std::unique_ptr<spawn::TokenPipe> tokens;
   uint64_t lent = 0;
-  bool flooding = false;  // wrote back tokens it had not taken: no longer watched
+  bool flooding = false;              // wrote back tokens it had not taken: no longer watched
   std::unique_ptr<OutputBuffer> out;  // allocated when the job starts
   std::unique_ptr<OutputBuffer> err;
   std::vector<JobWatcher*> watchers;

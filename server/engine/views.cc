@@ -109,8 +109,8 @@ absl::StatusOr<Snapshot> Engine::TakeSnapshot(absl::string_view build_name, bool
   if (!build_name.empty() && FindBuildLocked(build_name) == nullptr) {
     return NoSuchBuild(build_name, options_.limits);
   }
-  return Snapshot{PoolInfo{pool_size_, running_, queued_, lent_}, BuildsLocked(build_name, with_output),
-                  RunningLocked(build_name)};
+  return Snapshot{PoolInfo{pool_size_, running_, queued_, lent_},
+                  BuildsLocked(build_name, with_output), RunningLocked(build_name)};
 }
 
 std::vector<BuildInfo> Engine::BuildsLocked(absl::string_view only, bool with_output) const {

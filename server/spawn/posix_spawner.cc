@@ -821,8 +821,8 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   // is none of the job's business: it sees exactly 0, 1 and 2, and its jobserver's pipe.
   int first_closed = 3;
   if (request.tokens != nullptr && request.tokens->job_read_fd() >= 0) {
-    check("adddup2",
-          posix_spawn_file_actions_adddup2(&actions, request.tokens->job_read_fd(), kJobserverReadFd));
+    check("adddup2", posix_spawn_file_actions_adddup2(&actions, request.tokens->job_read_fd(),
+                                                      kJobserverReadFd));
     check("adddup2", posix_spawn_file_actions_adddup2(&actions, request.tokens->job_write_fd(),
                                                       kJobserverWriteFd));
     first_closed = kJobserverWriteFd + 1;

@@ -28,8 +28,8 @@ extern "C" {
 
 #include <algorithm>
 #include <condition_variable>
-#include <map>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -141,7 +141,8 @@ class SlurmExecutor final : public Spawner {
   // killed if it has not finished within kScancelTimeout (a cluster that does not answer
   // must not hold up distd's shutdown).
   void Cancel(const std::string& build, const std::string& conf) {
-    std::vector<std::string> args = {options_.scancel, "--quiet", absl::StrCat("--name=distd-", build),
+    std::vector<std::string> args = {options_.scancel, "--quiet",
+                                     absl::StrCat("--name=distd-", build),
                                      absl::StrCat("--user=", getuid())};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
@@ -202,8 +203,8 @@ class SlurmExecutor final : public Spawner {
   std::set<std::string> pending_;
   // The SLURM_CONF of the builds whose jobs brought their own, under mu_.
   std::map<std::string, std::string, std::less<>> confs_;
-  bool stopping_ = false;           // under mu_
-  std::thread thread_;              // last: it starts in the constructor
+  bool stopping_ = false;  // under mu_
+  std::thread thread_;     // last: it starts in the constructor
 };
 
 }  // namespace
@@ -224,9 +225,12 @@ absl::StatusOr<std::string> FindProgram(absl::string_view name, absl::string_vie
 
 std::vector<std::string> SrunCommand(const SlurmOptions& options, absl::string_view build,
                                      const std::string& cwd, const std::vector<std::string>& argv) {
-  std::vector<std::string> command = {options.srun, absl::StrCat("--job-name=distd-", build),
-                                      "-D", cwd, "--export=ALL", "--ntasks=1", "--quiet"};
-  if (!options.partition.empty()) command.push_back(absl::StrCat("--partition=", options.partition));
+  std::vector<std::string> command = {options.srun,   absl::StrCat("--job-name=distd-", build),
+                                      "-D",           cwd,
+                                      "--export=ALL", "--ntasks=1",
+                                      "--quiet"};
+  if (!options.partition.empty())
+    command.push_back(absl::StrCat("--partition=", options.partition));
   command.push_back("--");
   command.insert(command.end(), argv.begin(), argv.end());
   return command;

@@ -119,7 +119,7 @@ struct PosixSpawnerOptions {
 // whose srun was killed. The pool's bound is then the number of jobs in flight on the
 // cluster. Jobs get no jobserver: its pipes do not reach another host.
 struct SlurmOptions {
-  std::string srun;     // absolute paths
+  std::string srun;  // absolute paths
   std::string scancel;
   std::string partition;  // --partition, if not empty
   // Given to srun and scancel when the job's environment has none (distd's own, say).

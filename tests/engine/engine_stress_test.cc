@@ -6,12 +6,12 @@
 //
 // Half the seeds offer every job a jobserver, and jobs take and return tokens at random.
 //
-// Checked throughout: never more than the pool's size running, counting the tokens jobs hold; the counts of the pool and of
-// every build add up; every job gets exactly one outcome; no lookup ever sees a job of a dying
-// or dead build as queued; a watcher of a queued job hears of its cancellation in the step
-// that cancels it, and never twice; a barrier that succeeds has seen every job it covers
-// finish; an abort, or a barrier reporting a failure, answers only when no job of the build
-// runs. Checked at the end: every barrier and abort answered exactly once, every watcher that
+// Checked throughout: never more than the pool's size running, counting the tokens jobs hold; the
+// counts of the pool and of every build add up; every job gets exactly one outcome; no lookup ever
+// sees a job of a dying or dead build as queued; a watcher of a queued job hears of its
+// cancellation in the step that cancels it, and never twice; a barrier that succeeds has seen every
+// job it covers finish; an abort, or a barrier reporting a failure, answers only when no job of the
+// build runs. Checked at the end: every barrier and abort answered exactly once, every watcher that
 // stayed attached told once.
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -262,7 +262,8 @@ class Driver {
       case 3:
       case 4:
       case 5:
-        EndOneRunningJob(*fake_.spawner, [this](int n) { return Pick(n); }, SIGSEGV, 8);
+        EndOneRunningJob(
+            *fake_.spawner, [this](int n) { return Pick(n); }, SIGSEGV, 8);
         break;
       case 6:
         fake_.spawner->DeliverSignals();
@@ -401,7 +402,7 @@ class Driver {
     }
     ASSERT_EQ(fake_.engine->Pool().running, 0u);
     ASSERT_EQ(fake_.engine->Pool().queued, 0u);
-    ASSERT_EQ(fake_.engine->Pool().lent, 0u);  // every token back, killed makes' too
+    ASSERT_EQ(fake_.engine->Pool().lent, 0u);    // every token back, killed makes' too
     fake_.clock->Advance(absl::ZeroDuration());  // the sweep of the queues just cancelled
     ledger_.ExpectEachJobOnce(submitted_);
     std::set<JobId> attached;

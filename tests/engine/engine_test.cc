@@ -1365,7 +1365,8 @@ TEST_F(EngineTest, TheSpawnerHearsWhenABuildIsStopped) {
   EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing"));
   spawner().DeliverSignals();
   Submit("drained", Spec({"cc"}));
-  engine().AbortAsync("drained", Reason("test", AbortMode::kDrain), [](absl::StatusOr<BuildInfo>) {});
+  engine().AbortAsync("drained", Reason("test", AbortMode::kDrain),
+                      [](absl::StatusOr<BuildInfo>) {});
   EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing"));
   engine().AbortAsync("drained", Reason("now"), [](absl::StatusOr<BuildInfo>) {});  // escalates
   EXPECT_THAT(spawner().StoppedBuilds(), ElementsAre("failing", "drained"));

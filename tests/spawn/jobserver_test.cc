@@ -41,7 +41,7 @@ TEST(TokenPipeTest, TokensPutAreThereForTheJobAndComeBack) {
   EXPECT_GE((*pipe)->job_write_fd(), 10);
   EXPECT_EQ((*pipe)->Put(4), 4);
   EXPECT_EQ((*pipe)->Untaken(), 4);
-  EXPECT_EQ((*pipe)->Take(1), 1);  // distd takes one back before the job does
+  EXPECT_EQ((*pipe)->Take(1), 1);                  // distd takes one back before the job does
   EXPECT_EQ(Readable((*pipe)->job_read_fd()), 3);  // the job took the other three
   EXPECT_EQ((*pipe)->Untaken(), 0);
   EXPECT_EQ((*pipe)->Take(3), 0);
@@ -68,16 +68,18 @@ TEST(TokenPipeTest, TheWatcherSaysWhichJobGaveTokensBack) {
   ASSERT_EQ(write((*b)->job_write_fd(), "+", 1), 1);
   {
     absl::MutexLock lock(&mu);
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(
-                                        +[](std::vector<uint64_t>* c) { return !c->empty(); }, &calls),
-                                    absl::Seconds(30)));
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](std::vector<uint64_t>* c) { return !c->empty(); }, &calls),
+                            absl::Seconds(30)));
     EXPECT_THAT(calls, ElementsAre(8));
   }
   ASSERT_EQ(write((*a)->job_write_fd(), "+", 1), 1);
   absl::MutexLock lock(&mu);
-  ASSERT_TRUE(mu.AwaitWithTimeout(
-      absl::Condition(+[](std::vector<uint64_t>* c) { return c->size() >= 2; }, &calls),
-      absl::Seconds(30)));
+  ASSERT_TRUE(
+      mu.AwaitWithTimeout(absl::Condition(
+                              +[](std::vector<uint64_t>* c) { return c->size() >= 2; }, &calls),
+                          absl::Seconds(30)));
   EXPECT_THAT(calls, ElementsAre(8, 7));
 }
 
@@ -137,9 +139,9 @@ TEST(JobMakeflagsTest, WithoutAJobserverNothingOfOneIsLeft) {
 }
 
 TEST(JobserverEnvironmentTest, EveryJobserverVariableIsCleared) {
-  const std::vector<std::string> env = {
-      "PATH=/bin", "MAKEFLAGS=k -j8 --jobserver-auth=7,8 -- X=1", "MFLAGS=-k -j8",
-      "CARGO_MAKEFLAGS=-j8 --jobserver-auth=7,8", "MAKEFLAGS=-j2 --jobserver-auth=9,10"};
+  const std::vector<std::string> env = {"PATH=/bin", "MAKEFLAGS=k -j8 --jobserver-auth=7,8 -- X=1",
+                                        "MFLAGS=-k -j8", "CARGO_MAKEFLAGS=-j8 --jobserver-auth=7,8",
+                                        "MAKEFLAGS=-j2 --jobserver-auth=9,10"};
   EXPECT_THAT(JobserverEnvironment(env, "3,4", 4),
               ElementsAre("PATH=/bin", "MAKEFLAGS=k -j4 --jobserver-auth=3,4 -- X=1", "MFLAGS=-k"));
   EXPECT_THAT(JobserverEnvironment(env, "", 4),

@@ -313,20 +313,21 @@ TEST_F(PosixSpawnerTest, GivesTheJobItsJobserverAtFds3And4) {
   ASSERT_TRUE(tokens.ok()) << tokens.status();
   ASSERT_EQ((*tokens)->Put(2), 2);
   tokens_for_next_ = tokens->get();
-  JobRecord job = Run(Sh("echo \"[$MAKEFLAGS]\"; head -c 1 <&3; echo; printf + >&4; printf ++ >&4; "
-                         "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n; "
-                         "done; true"),
-                      "/", {"PATH=/usr/bin:/bin", "MAKEFLAGS=k -j8 --jobserver-auth=8,9 -- X=1"});
+  JobRecord job =
+      Run(Sh("echo \"[$MAKEFLAGS]\"; head -c 1 <&3; echo; printf + >&4; printf ++ >&4; "
+             "for n in 0 1 2 3 4 5 6 7 8 9 10 11 12; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n; "
+             "done; true"),
+          "/", {"PATH=/usr/bin:/bin", "MAKEFLAGS=k -j8 --jobserver-auth=8,9 -- X=1"});
   EXPECT_EQ(job.exit->exit_code, 0) << job.err;
   EXPECT_EQ(job.out, "[k -j4 --jobserver-auth=3,4 -- X=1]\n+\n0 1 2 3 4 ");
-  EXPECT_EQ((*tokens)->Take(10), 1);     // one left
-  EXPECT_EQ((*tokens)->Returned(100), 3);   // three put back
+  EXPECT_EQ((*tokens)->Take(10), 1);       // one left
+  EXPECT_EQ((*tokens)->Returned(100), 3);  // three put back
 }
 
 TEST_F(PosixSpawnerTest, AJobWithoutAJobserverKeepsNoneOfItsClients) {
-  JobRecord job = Run(Sh("echo \"[${MAKEFLAGS-unset}] [${MFLAGS-unset}]\"; [ -e /proc/$$/fd/3 ] || echo closed"),
-                      "/",
-                      {"PATH=/usr/bin:/bin", "MAKEFLAGS= -j8 --jobserver-auth=3,4", "MFLAGS=-k -j8"});
+  JobRecord job = Run(
+      Sh("echo \"[${MAKEFLAGS-unset}] [${MFLAGS-unset}]\"; [ -e /proc/$$/fd/3 ] || echo closed"),
+      "/", {"PATH=/usr/bin:/bin", "MAKEFLAGS= -j8 --jobserver-auth=3,4", "MFLAGS=-k -j8"});
   EXPECT_EQ(job.out, "[unset] [-k]\nclosed\n");
 }
 
@@ -335,8 +336,9 @@ TEST_F(PosixSpawnerTest, GivesTheJobItsJobserverAsAFifo) {
   ASSERT_TRUE(tokens.ok()) << tokens.status();
   ASSERT_EQ((*tokens)->Put(1), 1);
   tokens_for_next_ = tokens->get();
-  JobRecord job = Run(Sh("echo \"[$MAKEFLAGS]\"; f=${MAKEFLAGS##*fifo:}; head -c 1 <\"$f\"; echo; "
-                         "[ -e /proc/$$/fd/3 ] || echo closed"));
+  JobRecord job =
+      Run(Sh("echo \"[$MAKEFLAGS]\"; f=${MAKEFLAGS##*fifo:}; head -c 1 <\"$f\"; echo; "
+             "[ -e /proc/$$/fd/3 ] || echo closed"));
   EXPECT_EQ(job.out, absl::StrCat("[ -j4 --jobserver-auth=fifo:", dir_, "/js-1]\n+\nclosed\n"));
 }
 

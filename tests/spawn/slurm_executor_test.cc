@@ -39,7 +39,8 @@ class SlurmExecutorTest : public ::testing::Test {
     options_.srun = "/usr/bin/srun";
     options_.scancel = dir_ + "/scancel";
     options_.slurm_conf = "/etc/cluster/slurm.conf";
-    std::ofstream(options_.scancel) << "#!/bin/sh\necho \"$* $SLURM_CONF\" >>" << dir_ << "/calls\n";
+    std::ofstream(options_.scancel)
+        << "#!/bin/sh\necho \"$* $SLURM_CONF\" >>" << dir_ << "/calls\n";
     chmod(options_.scancel.c_str(), 0755);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -74,8 +75,8 @@ TEST_F(SlurmExecutorTest, RunsTheJobAsSrunInItsBuildsNameAndDirectory) {
   request.tokens = tokens->get();
   request.build = &build;
   ASSERT_TRUE(executor->Start(request, &events_).ok());
-  EXPECT_THAT(fake->Argv(1), ElementsAre("/usr/bin/srun", "--job-name=distd-release", "-D", "/src/app",
-                                         "--export=ALL", "--ntasks=1", "--quiet",
+  EXPECT_THAT(fake->Argv(1), ElementsAre("/usr/bin/srun", "--job-name=distd-release", "-D",
+                                         "/src/app", "--export=ALL", "--ntasks=1", "--quiet",
                                          "--partition=builds", "--", "cc", "-c", "a.c"));
   EXPECT_EQ(fake->Cwd(1), "/src/app");
   // The client's own allocation is not the job's; the cluster's configuration is distd's.
@@ -126,9 +127,9 @@ TEST_F(SlurmExecutorTest, AStoppedBuildIsCancelledOnTheCluster) {
   }  // the destructor runs every scancel asked for
   const std::string calls = Calls();
   EXPECT_THAT(calls, ::testing::HasSubstr(absl::StrCat("--quiet --name=distd-release --user=",
-                                                      getuid(), " /etc/cluster/slurm.conf\n")));
+                                                       getuid(), " /etc/cluster/slurm.conf\n")));
   EXPECT_THAT(calls, ::testing::HasSubstr(absl::StrCat("--quiet --name=distd-ci/main --user=",
-                                                      getuid(), " /etc/cluster/slurm.conf\n")));
+                                                       getuid(), " /etc/cluster/slurm.conf\n")));
 }
 
 TEST(FindProgramTest, SearchesAbsoluteDirectoriesOfPath) {

@@ -51,6 +51,18 @@ class SlurmExecutorTest : public ::testing::Test {
     return text.str();
   }
 
+  // A request for job 1 of `build` that refers to the strings given, which must outlive it.
+  static SpawnRequest Request(const std::vector<std::string>& argv, const std::string& cwd,
+                              const std::vector<std::string>& env, const std::string& build) {
+    SpawnRequest request;
+    request.id = 1;
+    request.argv = &argv;
+    request.cwd = &cwd;
+    request.env = &env;
+    request.build = &build;
+    return request;
+  }
+
   std::string dir_;
   SlurmOptions options_;
   NoEvents events_;
@@ -67,13 +79,8 @@ TEST_F(SlurmExecutorTest, RunsTheJobAsSrunInItsBuildsNameAndDirectory) {
                                         "CFLAGS=-O2"};
   auto tokens = TokenPipe::Open(JobserverStyle::kPipe);
   ASSERT_TRUE(tokens.ok());
-  SpawnRequest request;
-  request.id = 1;
-  request.argv = &argv;
-  request.cwd = &cwd;
-  request.env = &env;
+  SpawnRequest request = Request(argv, cwd, env, build);
   request.tokens = tokens->get();
-  request.build = &build;
   ASSERT_TRUE(executor->Start(request, &events_).ok());
   EXPECT_THAT(fake->Argv(1), ElementsAre("/usr/bin/srun", "--job-name=distd-release", "-D",
                                          "/src/app", "--export=ALL", "--ntasks=1", "--quiet",
@@ -90,14 +97,9 @@ TEST_F(SlurmExecutorTest, TheJobsOwnSlurmConfIsKept) {
   engine::FakeSpawner* fake = local.get();
   auto executor = NewSlurmExecutor(options_, std::move(local));
   const std::vector<std::string> argv = {"true"};
-  const std::string cwd = "/";
+  const std::string cwd = "/", build = "b";
   const std::vector<std::string> env = {"SLURM_CONF=/mine.conf"};
-  SpawnRequest request;
-  request.id = 1;
-  request.argv = &argv;
-  request.cwd = &cwd;
-  request.env = &env;
-  ASSERT_TRUE(executor->Start(request, &events_).ok());
+  ASSERT_TRUE(executor->Start(Request(argv, cwd, env, build), &events_).ok());
   EXPECT_THAT(fake->Env(1), ElementsAre("SLURM_CONF=/mine.conf"));
 }
 
@@ -107,13 +109,7 @@ TEST_F(SlurmExecutorTest, AStoppedBuildIsCancelledOnTheClusterItsJobsWentTo) {
     const std::vector<std::string> argv = {"true"};
     const std::string cwd = "/", build = "other";
     const std::vector<std::string> env = {"SLURM_CONF=/mine.conf"};
-    SpawnRequest request;
-    request.id = 1;
-    request.argv = &argv;
-    request.cwd = &cwd;
-    request.env = &env;
-    request.build = &build;
-    ASSERT_TRUE(executor->Start(request, &events_).ok());
+    ASSERT_TRUE(executor->Start(Request(argv, cwd, env, build), &events_).ok());
     executor->StopBuild("other");
   }
   EXPECT_EQ(Calls(), absl::StrCat("--quiet --name=distd-other --user=", getuid(), " /mine.conf\n"));

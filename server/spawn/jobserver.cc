@@ -137,14 +137,12 @@ TokenPipe::~TokenPipe() {
 
 namespace {
 
-// Reads up to `count` bytes (all there are, for count < 0) from a non-blocking `fd`.
+// Reads up to `count` bytes from a non-blocking `fd`; how many.
 int Drain(int fd, int count) {
   char tokens[256];
   int taken = 0;
-  while (fd >= 0 && (count < 0 || taken < count)) {
-    const size_t want =
-        count < 0 ? sizeof(tokens) : std::min(sizeof(tokens), static_cast<size_t>(count - taken));
-    ssize_t n = read(fd, tokens, want);
+  while (fd >= 0 && taken < count) {
+    ssize_t n = read(fd, tokens, std::min(sizeof(tokens), static_cast<size_t>(count - taken)));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     taken += static_cast<int>(n);
@@ -155,18 +153,21 @@ int Drain(int fd, int count) {
 }  // namespace
 
 int TokenPipe::Put(int count) {
-  if (count <= 0) return 0;
-  std::string tokens(static_cast<size_t>(count), '+');
-  ssize_t n;
-  do {
-    n = write(give_, tokens.data(), tokens.size());
-  } while (n < 0 && errno == EINTR);
-  return n > 0 ? static_cast<int>(n) : 0;
+  static constexpr char kTokens[] = "++++++++++++++++++++++++++++++++";
+  int put = 0;
+  while (put < count) {
+    ssize_t n =
+        write(give_, kTokens, std::min(sizeof(kTokens) - 1, static_cast<size_t>(count - put)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    put += static_cast<int>(n);
+  }
+  return put;
 }
 
-int TokenPipe::Take(int count) { return count <= 0 ? 0 : Drain(take_back_, count); }
+int TokenPipe::Take(int count) { return Drain(take_back_, count); }
 
-int TokenPipe::Returned(int max) { return max <= 0 ? 0 : Drain(return_read_, max); }
+int TokenPipe::Returned(int max) { return Drain(return_read_, max); }
 
 void TokenPipe::Started() { CloseFd(job_fds_[0]); }
 

@@ -54,7 +54,6 @@ class TokenPipe {
   TokenPipe(const TokenPipe&) = delete;
   TokenPipe& operator=(const TokenPipe&) = delete;
 
-  JobserverStyle style() const { return style_; }
   // Gives the job up to `count` tokens; returns how many went in.
   int Put(int count);
   // Reads back up to `count` tokens that the job has not taken (and, for a fifo, those it

@@ -31,7 +31,7 @@ extern "C" {
 #include <deque>
 #include <map>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -53,6 +53,20 @@ bool IsExecutable(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
 }
 
+// What a job runs as: srun, standing for it on the cluster.
+std::vector<std::string> SrunCommand(const SlurmOptions& options, absl::string_view build,
+                                     const std::string& cwd, const std::vector<std::string>& argv) {
+  std::vector<std::string> command = {options.srun,   absl::StrCat("--job-name=distd-", build),
+                                      "-D",           cwd,
+                                      "--export=ALL", "--ntasks=1",
+                                      "--quiet"};
+  if (!options.partition.empty())
+    command.push_back(absl::StrCat("--partition=", options.partition));
+  command.push_back("--");
+  command.insert(command.end(), argv.begin(), argv.end());
+  return command;
+}
+
 class SlurmExecutor final : public Spawner {
  public:
   SlurmExecutor(const SlurmOptions& options, std::unique_ptr<Spawner> local)
@@ -69,35 +83,29 @@ class SlurmExecutor final : public Spawner {
 
   absl::StatusOr<std::unique_ptr<Process>> Start(const SpawnRequest& request,
                                                  ProcessEvents* events) override {
-    static const std::string kNoBuild = "default";
-    const std::string& build = request.build != nullptr ? *request.build : kNoBuild;
+    const std::string& build = *request.build;
     const std::vector<std::string> argv = SrunCommand(options_, build, *request.cwd, *request.argv);
     // A client inside an allocation of its own (a CI agent run by Slurm) passes its SLURM_JOB_ID
     // and the rest: srun would take them for the job's and run it as a step of the client's
     // allocation. Only the configuration's place is kept.
     std::vector<std::string> env;
-    bool has_conf = false;
+    std::optional<std::string> own_conf;  // the job's SLURM_CONF (the last, if several)
     if (request.env != nullptr) {
       for (const std::string& entry : *request.env) {
         if (absl::StartsWith(entry, "SLURM_CONF=")) {
-          has_conf = true;
+          own_conf = entry.substr(11);
         } else if (absl::StartsWith(entry, "SLURM_")) {
           continue;
         }
         env.push_back(entry);
       }
     }
-    if (!has_conf && !options_.slurm_conf.empty()) {
-      env.push_back(absl::StrCat("SLURM_CONF=", options_.slurm_conf));
-    }
-    if (has_conf) {
+    if (own_conf.has_value()) {
       // The build's scancel must reach the cluster its jobs went to.
-      std::string conf;
-      for (const std::string& entry : env) {
-        if (absl::StartsWith(entry, "SLURM_CONF=")) conf = entry.substr(11);
-      }
       std::lock_guard<std::mutex> lock(mu_);
-      confs_[build] = conf;
+      confs_[build] = *own_conf;
+    } else if (!options_.slurm_conf.empty()) {
+      env.push_back(absl::StrCat("SLURM_CONF=", options_.slurm_conf));
     }
     SpawnRequest srun = request;
     srun.argv = &argv;
@@ -111,7 +119,10 @@ class SlurmExecutor final : public Spawner {
     {
       std::lock_guard<std::mutex> lock(mu_);
       // Once per stop: the engine may stop a build again (an abort escalating a drain).
-      if (!pending_.insert(std::string(build)).second) return;
+      if (std::any_of(queue_.begin(), queue_.end(),
+                      [build](const auto& queued) { return queued.first == build; })) {
+        return;
+      }
       std::string conf = options_.slurm_conf;
       if (auto it = confs_.find(build); it != confs_.end()) {
         conf = it->second;
@@ -130,7 +141,6 @@ class SlurmExecutor final : public Spawner {
       if (queue_.empty()) return;  // stopping, and every scancel asked for has run
       auto [build, conf] = std::move(queue_.front());
       queue_.pop_front();
-      pending_.erase(build);
       lock.unlock();
       Cancel(build, conf);
       lock.lock();
@@ -197,10 +207,8 @@ class SlurmExecutor final : public Spawner {
   std::unique_ptr<Spawner> local_;
   std::mutex mu_;
   std::condition_variable wake_;
-  // Builds to scancel, with the configuration to use, under mu_; and the same names, for
-  // asking once.
+  // Builds to scancel, with the configuration to use, under mu_.
   std::deque<std::pair<std::string, std::string>> queue_;
-  std::set<std::string> pending_;
   // The SLURM_CONF of the builds whose jobs brought their own, under mu_.
   std::map<std::string, std::string, std::less<>> confs_;
   bool stopping_ = false;  // under mu_
@@ -221,19 +229,6 @@ absl::StatusOr<std::string> FindProgram(absl::string_view name, absl::string_vie
     if (IsExecutable(candidate)) return candidate;
   }
   return absl::NotFoundError(absl::StrCat(name, " is not on PATH (", path, ")"));
-}
-
-std::vector<std::string> SrunCommand(const SlurmOptions& options, absl::string_view build,
-                                     const std::string& cwd, const std::vector<std::string>& argv) {
-  std::vector<std::string> command = {options.srun,   absl::StrCat("--job-name=distd-", build),
-                                      "-D",           cwd,
-                                      "--export=ALL", "--ntasks=1",
-                                      "--quiet"};
-  if (!options.partition.empty())
-    command.push_back(absl::StrCat("--partition=", options.partition));
-  command.push_back("--");
-  command.insert(command.end(), argv.begin(), argv.end());
-  return command;
 }
 
 std::unique_ptr<Spawner> NewSlurmExecutor(const SlurmOptions& options,

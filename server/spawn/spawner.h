@@ -129,9 +129,6 @@ struct SlurmOptions {
 absl::StatusOr<std::string> FindProgram(absl::string_view name, absl::string_view path);
 std::unique_ptr<Spawner> NewSlurmExecutor(const SlurmOptions& options,
                                           std::unique_ptr<Spawner> local);
-// What a job runs as under the Slurm executor.
-std::vector<std::string> SrunCommand(const SlurmOptions& options, absl::string_view build,
-                                     const std::string& cwd, const std::vector<std::string>& argv);
 
 // posix_spawn in its own process group with stdin from /dev/null, one I/O thread that drains
 // every job's pipes through epoll, reaping by pid. The destructor kills whatever still runs.

@@ -199,40 +199,46 @@ std::string JobMakeflags(absl::string_view makeflags, absl::string_view auth, in
   return result;
 }
 
-std::vector<std::string> JobserverEnvironment(const std::vector<std::string>& env,
-                                              absl::string_view auth, int slots) {
-  std::vector<std::string> result;
-  result.reserve(env.size() + 1);
+JobserverChanges ChangesForJobserver(const std::vector<std::string>& env, absl::string_view auth,
+                                     int slots) {
+  JobserverChanges changes;
   bool makeflags_set = false;
-  for (const std::string& entry : env) {
+  for (size_t i = 0; i < env.size(); ++i) {
+    const std::string& entry = env[i];
+    if (entry.empty() || (entry[0] != 'M' && entry[0] != 'C')) continue;  // the common case
     absl::string_view name;
     for (absl::string_view variable : kVariables) {
       if (absl::StartsWith(entry, variable)) name = variable;
     }
-    if (name.empty()) {
-      result.push_back(entry);
-      continue;
-    }
+    if (name.empty()) continue;
+    changes.drop.push_back(i);
     const bool makeflags = name == "MAKEFLAGS=";
     if (makeflags && makeflags_set) continue;  // the first wins, as getenv has it
     std::string value =
         JobMakeflags(absl::string_view(entry).substr(name.size()), makeflags ? auth : "", slots);
     if (makeflags) makeflags_set = true;
-    if (!value.empty()) result.push_back(absl::StrCat(name, value));
+    if (!value.empty()) changes.add.push_back(absl::StrCat(name, value));
   }
   if (!auth.empty() && !makeflags_set) {
-    result.push_back(absl::StrCat("MAKEFLAGS=", JobMakeflags("", auth, slots)));
+    changes.add.push_back(absl::StrCat("MAKEFLAGS=", JobMakeflags("", auth, slots)));
   }
-  return result;
+  return changes;
 }
 
-bool HasJobserverVariable(const std::vector<std::string>& env) {
-  for (const std::string& entry : env) {
-    for (absl::string_view variable : kVariables) {
-      if (absl::StartsWith(entry, variable)) return true;
+std::vector<std::string> JobserverEnvironment(const std::vector<std::string>& env,
+                                              absl::string_view auth, int slots) {
+  JobserverChanges changes = ChangesForJobserver(env, auth, slots);
+  std::vector<std::string> result;
+  size_t next_drop = 0;
+  for (size_t i = 0; i < env.size(); ++i) {
+    if (next_drop < changes.drop.size() && changes.drop[next_drop] == i) {
+      ++next_drop;
+      continue;
     }
+    result.push_back(env[i]);
   }
-  return false;
+  for (std::string& entry : changes.add) result.push_back(std::move(entry));
+  return result;
 }
 
 void StripInheritedJobserver() {

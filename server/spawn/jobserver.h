@@ -116,14 +116,20 @@ class ReturnWatcher {
 // nothing else was there).
 std::string JobMakeflags(absl::string_view makeflags, absl::string_view auth, int slots);
 
-// The environment a job gets: `env` with MAKEFLAGS, MFLAGS and CARGO_MAKEFLAGS cleared of
-// jobservers, and with `auth`, MAKEFLAGS as JobMakeflags makes it. An entry left empty by the
-// clearing goes.
+// What a job's environment needs for its jobserver: MAKEFLAGS, MFLAGS and CARGO_MAKEFLAGS
+// cleared of jobservers, and with `auth`, MAKEFLAGS as JobMakeflags makes it. `drop` lists
+// the entries of `env` that go (in order), `add` those that come after the rest; an entry
+// left empty by the clearing is not added. Nothing is copied for a job whose environment has
+// none of them: the spawner passes the rest as they are.
+struct JobserverChanges {
+  std::vector<size_t> drop;
+  std::vector<std::string> add;
+};
+JobserverChanges ChangesForJobserver(const std::vector<std::string>& env, absl::string_view auth,
+                                     int slots);
+// `env` with those changes made.
 std::vector<std::string> JobserverEnvironment(const std::vector<std::string>& env,
                                               absl::string_view auth, int slots);
-
-// Whether `env` has one of the variables JobserverEnvironment rewrites.
-bool HasJobserverVariable(const std::vector<std::string>& env);
 
 // Clears the jobserver from distd's own environment (MAKEFLAGS and the others above): a
 // distd started from inside a make must not pass its parent's jobserver on.

@@ -776,20 +776,22 @@ absl::StatusOr<std::unique_ptr<Process>> PosixSpawner::Start(const SpawnRequest&
   }
   // A jobserver the client's environment names is not the job's; the job's own, if it has
   // one, takes its place.
-  std::vector<std::string> rewritten;
-  const std::vector<std::string>* job_env = &env;
-  const std::string auth = request.tokens != nullptr ? request.tokens->Auth() : "";
-  if (request.tokens != nullptr || HasJobserverVariable(env)) {
-    rewritten = JobserverEnvironment(env, auth, request.jobserver_slots);
-    job_env = &rewritten;
-  }
-  for (const std::string& var : *job_env) {
+  JobserverChanges jobserver = ChangesForJobserver(
+      env, request.tokens != nullptr ? request.tokens->Auth() : "", request.jobserver_slots);
+  size_t next_drop = 0;
+  for (size_t i = 0; i < env.size(); ++i) {
+    const std::string& var = env[i];
+    if (next_drop < jobserver.drop.size() && jobserver.drop[next_drop] == i) {
+      ++next_drop;
+      continue;
+    }
     if (options_.reap_orphans && (EnvironmentValue(var, kJobIdVariable).has_value() ||
                                   EnvironmentValue(var, kInstanceVariable).has_value())) {
       continue;
     }
     envp.push_back(const_cast<char*>(var.c_str()));
   }
+  for (std::string& var : jobserver.add) envp.push_back(var.data());
   argv.push_back(nullptr);
   envp.push_back(nullptr);
 

@@ -148,8 +148,9 @@ TEST(JobserverEnvironmentTest, EveryJobserverVariableIsCleared) {
               ElementsAre("PATH=/bin", "MAKEFLAGS=k -- X=1", "MFLAGS=-k"));
   EXPECT_THAT(JobserverEnvironment({"PATH=/bin"}, "3,4", 4),
               ElementsAre("PATH=/bin", "MAKEFLAGS= -j4 --jobserver-auth=3,4"));
-  EXPECT_TRUE(HasJobserverVariable(env));
-  EXPECT_FALSE(HasJobserverVariable({"PATH=/bin", "MAKEFLAGSX=1"}));
+  const JobserverChanges none = ChangesForJobserver({"PATH=/bin", "MAKEFLAGSX=1", "CC=cc"}, "", 4);
+  EXPECT_TRUE(none.drop.empty());
+  EXPECT_TRUE(none.add.empty());
 }
 
 TEST(JobserverEnvironmentTest, DistdsOwnInheritedJobserverIsCleared) {
